@@ -1,0 +1,176 @@
+#pragma once
+// The operator's files as typed values: uringproxy.json (DESIGN 2.1), users.json (2.2) and
+// external_proxy.json (2.3). Loading validates everything and reports every problem with the
+// file, the field and the fix; nothing here touches sockets or threads.
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace up {
+
+// A listen/connect address "ip:port" or "[v6]:port" resolved to a sockaddr (no DNS).
+struct SocketAddress {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  std::string text;  // as written
+};
+bool parse_socket_address(const std::string& text, SocketAddress& out);
+
+struct TlsServerFiles {
+  std::string cert;  // absolute paths
+  std::string key;
+};
+
+enum class Protocol : uint8_t { socks5, http, vless };
+
+struct ListenerConfig {
+  std::string name;
+  Protocol protocol = Protocol::socks5;
+  SocketAddress listen;
+  std::optional<TlsServerFiles> tls;
+};
+
+// What to do when an upstream route fails: fail closed, leave directly, or use another upstream.
+struct OnFailure {
+  enum class Kind : uint8_t { unset, reject, direct, upstream };
+  Kind kind = Kind::unset;
+  std::string upstream_id;  // for Kind::upstream
+};
+
+enum class GroupPolicy : uint8_t { round_robin, least_conn, hash_user };
+
+struct GroupConfig {
+  GroupPolicy policy = GroupPolicy::round_robin;
+  OnFailure on_failure;
+};
+
+struct AclConfig {
+  bool deny_private = true;
+  std::vector<std::string> allow;  // CIDR, exact host, or "*.suffix"; validated on load
+  std::vector<std::string> deny;
+  std::vector<uint16_t> deny_ports;
+};
+
+struct LimitsConfig {
+  uint32_t handshake_timeout_ms = 10000;
+  uint32_t idle_timeout_ms = 300000;
+  uint32_t max_connections_per_user = 0;  // 0 = unlimited
+  uint64_t bandwidth_bps_per_user = 0;    // bits per second, 0 = unlimited
+  uint32_t max_connections = 0;           // global cap across workers, 0 = derived from fd limit
+};
+
+struct Config {
+  std::string path;  // absolute path of the main config
+  std::string dir;   // its directory; relative paths in it are resolved against this
+  unsigned workers = 0;  // 0 = all online CPUs
+  std::vector<ListenerConfig> listeners;
+  bool auth_required = true;
+  std::string users_file;    // absolute; empty when auth is none and no file given
+  std::string proxies_file;  // absolute; may be empty (no upstreams)
+  struct {
+    OnFailure on_failure{OnFailure::Kind::reject, {}};
+    bool group_fallback_default = true;  // "default" (true) or "reject" (false)
+  } routing;
+  struct {
+    uint32_t connect_timeout_ms = 5000;
+    uint32_t attempts = 3;
+    uint32_t backoff_ms = 1000;
+  } upstream;
+  std::map<std::string, GroupConfig> groups;
+  struct {
+    uint32_t interval_ms = 10000;
+    uint32_t timeout_ms = 3000;
+    std::string target;  // "host:port" for http/https CONNECT probes; empty = TCP/TLS only
+  } health_check;
+  struct {
+    std::vector<SocketAddress> servers;  // empty = /etc/resolv.conf
+    uint32_t cache_max_ttl_s = 300;
+  } dns;
+  AclConfig acl;
+  LimitsConfig limits;
+  std::string control_socket;  // absolute; default <dir>/run/control.sock
+  std::optional<SocketAddress> metrics_listen;  // "metrics": {"listen": ""} disables
+  uint32_t metrics_max_user_series = 1000;
+  std::string access_log = "stderr";  // "stderr", "off", or an absolute file path
+  uint32_t shutdown_grace_ms = 10000;
+  std::string run_as_user;   // "user": drop root after binding (optional)
+  std::string run_as_group;  // "group"
+};
+
+struct User {
+  std::string username;
+  std::string password_hash;  // crypt(3) string
+  std::string uuid;           // VLESS id, canonical lower-case 8-4-4-4-12; may be empty
+  std::string email;
+  std::optional<std::string> external_proxy_id;
+  std::optional<std::vector<std::string>> groups;  // absent = any group
+  bool enabled = true;
+  uint32_t max_connections = 0;  // 0 = limits default
+  uint64_t bandwidth_bps = 0;    // 0 = limits default
+  std::vector<std::string> allow;
+  std::vector<std::string> deny;
+};
+
+enum class UpstreamType : uint8_t { socks5, socks5s, http, https };
+
+struct UpstreamTls {
+  std::string server_name;  // default: address
+  bool verify = true;
+  std::string ca_file;      // absolute; empty = system store
+};
+
+struct UpstreamProxy {
+  std::string id;
+  std::string name;
+  UpstreamType type = UpstreamType::socks5;
+  std::string address;  // host name or literal
+  uint16_t port = 0;
+  std::string username;
+  std::string password;
+  bool enabled = true;
+  std::string group;  // empty = no group
+  UpstreamTls tls;
+  OnFailure on_failure;
+};
+
+// Everything the operator wrote, loaded together so cross-references can be checked.
+struct ConfigSet {
+  Config config;
+  std::vector<User> users;
+  std::vector<UpstreamProxy> proxies;
+};
+
+// Every problem found, each a full sentence naming file, field and fix, e.g.
+// "users.json: users[3].password: not a crypt(3) hash (use openssl passwd -6 or
+// uringproxyctl user add)". Warnings are for accepted fields whose feature has not landed.
+struct Diagnostics {
+  std::vector<std::string> errors;
+  std::vector<std::string> warnings;
+  bool ok() const { return errors.empty(); }
+};
+
+// Parse from text (for tests and fuzzing); `path` is used for messages and relative paths.
+bool parse_config(const std::string& text, const std::string& path, Config& out,
+                  Diagnostics& diag);
+bool parse_users(const std::string& text, const std::string& path, std::vector<User>& out,
+                 Diagnostics& diag);
+bool parse_proxies(const std::string& text, const std::string& path,
+                   std::vector<UpstreamProxy>& out, Diagnostics& diag);
+
+// Reads the main config, then its users and proxies files; checks cross-references
+// (external_proxy_id and on_failure ids exist, unique usernames/ids/uuids, group names) and the
+// proxies file's mode (refused when group or others can read it).
+bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics& diag);
+
+// Serialisers for live edits (issue 4): the same shapes the parsers accept.
+std::string users_to_json(const std::vector<User>& users);
+std::string proxies_to_json(const std::vector<UpstreamProxy>& proxies);
+
+const char* to_string(Protocol p);
+const char* to_string(UpstreamType t);
+
+}  // namespace up
