@@ -1,0 +1,186 @@
+// Loads uringproxy.json with its users and proxies files, and checks what refers to what
+// across them.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "config/json_reader.h"
+#include "config/on_failure.h"
+#include "uringproxy/config.h"
+
+namespace up {
+
+namespace {
+
+using config::FileDiagnostics;
+using config::quote;
+
+constexpr off_t kMaxFileBytes = 256 << 20;
+
+struct FileRead {
+  std::string text;
+  mode_t mode = 0;
+  std::string error;  // "" on success
+};
+
+FileRead read_file(const std::string& path) {
+  FileRead r;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    r.error = std::string("cannot open: ") + std::strerror(errno);
+    return r;
+  }
+  struct stat st{};
+  if (fstat(fd, &st) != 0) {
+    r.error = std::string("cannot stat: ") + std::strerror(errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    r.error = "is not a regular file";
+  } else if (st.st_size > kMaxFileBytes) {
+    r.error = "is larger than 256 MiB";
+  } else {
+    r.mode = st.st_mode;
+    char buf[65536];
+    for (;;) {
+      ssize_t n = read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        r.error = std::string("cannot read: ") + std::strerror(errno);
+        break;
+      }
+      if (n == 0) break;
+      r.text.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  return r;
+}
+
+std::string octal_mode(mode_t m) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
+  return buf;
+}
+
+// A group named in the files, where it was first seen and how often.
+struct GroupUse {
+  std::string first;
+  size_t count = 0;
+};
+
+void check_cross_references(const std::string& config_shown, const std::string& users_shown,
+                            const std::string& proxies_shown, bool users_ok, bool proxies_ok,
+                            const ConfigSet& set, Diagnostics& diag) {
+  const Config& c = set.config;
+  FileDiagnostics cfd(config_shown, diag);
+  FileDiagnostics ufd(users_shown, diag);
+  std::set<std::string> ids, groups;
+  for (const UpstreamProxy& p : set.proxies) {
+    ids.insert(p.id);
+    if (!p.group.empty()) groups.insert(p.group);
+  }
+  std::string where_proxies =
+      c.proxies_file.empty()
+          ? std::string("there is no proxies_file in ") + config_shown + "; add one"
+          : "it is not the id of a proxy in " + proxies_shown;
+  auto check_id = [&](FileDiagnostics& fd, const std::string& field, const std::string& id) {
+    if (ids.count(id)) return;
+    fd.error(field, quote(id) + " names no upstream proxy: " + where_proxies +
+                        ", or use \"reject\" or \"direct\"");
+  };
+
+  if (proxies_ok) {
+    if (c.routing.on_failure.kind == OnFailure::Kind::upstream)
+      check_id(cfd, "routing.on_failure", c.routing.on_failure.upstream_id);
+    for (const auto& [name, g] : c.groups) {
+      if (g.on_failure.kind == OnFailure::Kind::upstream)
+        check_id(cfd, "groups." + name + ".on_failure", g.on_failure.upstream_id);
+      if (!groups.count(name))
+        cfd.warning("groups." + name, "no upstream proxy has \"group\": " + quote(name) +
+                                          ", so the group has no members yet (add one in " +
+                                          (c.proxies_file.empty() ? "a proxies_file"
+                                                                  : proxies_shown) +
+                                          ")");
+    }
+  }
+  if (!(users_ok && proxies_ok)) return;  // indices and ids would be unreliable
+  std::map<std::string, GroupUse> unknown_groups;
+  for (size_t i = 0; i < set.users.size(); ++i) {
+    const User& u = set.users[i];
+    std::string where = config::index_path("users", i);
+    if (u.external_proxy_id && !ids.count(*u.external_proxy_id))
+      ufd.error(where + ".external_proxy_id",
+                quote(*u.external_proxy_id) + " names no upstream proxy: " + where_proxies +
+                    ", or set null to route this user directly");
+    if (!u.groups) continue;
+    for (size_t g = 0; g < u.groups->size(); ++g) {
+      const std::string& name = (*u.groups)[g];
+      if (groups.count(name)) continue;
+      GroupUse& use = unknown_groups[name];
+      if (use.count++ == 0) use.first = config::index_path(where + ".groups", g);
+    }
+  }
+  for (const auto& [name, use] : unknown_groups) {
+    std::string where = use.first;
+    if (use.count > 1) where += " (and " + std::to_string(use.count - 1) + " more users)";
+    ufd.warning(where, "no upstream proxy has \"group\": " + quote(name) +
+                           ", so this group cannot be selected yet");
+  }
+}
+
+}  // namespace
+
+bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics& diag) {
+  size_t errors_before = diag.errors.size();
+  out = ConfigSet{};
+  FileDiagnostics cfd(config_path, diag);
+  FileRead main = read_file(config_path);
+  if (!main.error.empty()) {
+    cfd.error("", main.error + " (check the path given with --config)");
+    return false;
+  }
+  parse_config(main.text, config_path, out.config, diag);
+  const Config& c = out.config;
+
+  bool users_ok = true;
+  std::string users_shown = config::display_path(c.users_file);
+  if (!c.users_file.empty()) {
+    FileDiagnostics ufd(users_shown, diag);
+    FileRead f = read_file(c.users_file);
+    if (!f.error.empty()) {
+      ufd.error("", f.error + " (users_file in " + config_path + " points here)");
+      users_ok = false;
+    } else {
+      users_ok = parse_users(f.text, users_shown, out.users, diag);
+    }
+  }
+
+  bool proxies_ok = true;
+  std::string proxies_shown = config::display_path(c.proxies_file);
+  if (!c.proxies_file.empty()) {
+    FileDiagnostics pfd(proxies_shown, diag);
+    FileRead f = read_file(c.proxies_file);
+    if (!f.error.empty()) {
+      pfd.error("", f.error + " (proxies_file in " + config_path + " points here)");
+      proxies_ok = false;
+    } else if ((f.mode & 077) != 0) {
+      // Checked on the opened file, so a swap between check and read cannot slip through.
+      pfd.error("", "group or others may access it (mode " + octal_mode(f.mode) +
+                        ") and it holds upstream passwords; run chmod 600 " + proxies_shown);
+      proxies_ok = false;
+    } else {
+      proxies_ok = parse_proxies(f.text, proxies_shown, out.proxies, diag);
+    }
+  }
+
+  check_cross_references(config_path, users_shown, proxies_shown, users_ok, proxies_ok, out,
+                         diag);
+  return diag.errors.size() == errors_before;
+}
+
+}  // namespace up

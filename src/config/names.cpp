@@ -1,0 +1,25 @@
+// The written names of config enums, as the files spell them.
+#include "uringproxy/config.h"
+
+namespace up {
+
+const char* to_string(Protocol p) {
+  switch (p) {
+    case Protocol::socks5: return "socks5";
+    case Protocol::http: return "http";
+    case Protocol::vless: return "vless";
+  }
+  return "unknown";
+}
+
+const char* to_string(UpstreamType t) {
+  switch (t) {
+    case UpstreamType::socks5: return "socks5";
+    case UpstreamType::socks5s: return "socks5s";
+    case UpstreamType::http: return "http";
+    case UpstreamType::https: return "https";
+  }
+  return "unknown";
+}
+
+}  // namespace up

@@ -1,0 +1,59 @@
+// The one list of accepted-but-not-yet-implemented fields. Loaders call warn_unlanded() when
+// one of these is set to a value that would make its feature act; delete a row when its feature
+// lands and the warning disappears everywhere.
+#include "config/unlanded.h"
+
+#include <cstring>
+
+namespace up::config {
+
+namespace {
+
+struct UnlandedField {
+  const char* field;        // table key, "[]" standing for any index or name
+  const char* feature;      // "... are not implemented yet"
+  const char* consequence;  // what the operator gets meanwhile
+};
+
+constexpr UnlandedField kUnlanded[] = {
+    {"listeners[].tls", "TLS listeners are", "this listener will not start"},
+    {"listeners[].protocol=vless", "VLESS listeners are", "this listener will not start"},
+    {"proxies", "upstream proxies are",
+     "connections routed to an upstream (external_proxy_id, groups, on_failure) fail instead of "
+     "leaving directly"},
+    {"groups", "upstream groups are", "this setting has no effect"},
+    {"health_check", "upstream health checks are", "this setting has no effect"},
+    {"limits.max_connections_per_user", "per-user connection limits are", "no limit is enforced"},
+    {"limits.bandwidth_bps_per_user", "per-user bandwidth limits are", "no limit is enforced"},
+    {"users[].max_connections", "per-user connection limits are", "no limit is enforced"},
+    {"users[].bandwidth_bps", "per-user bandwidth limits are", "no limit is enforced"},
+    {"users[].allow", "per-user ACLs are", "only acl.deny_private is enforced"},
+    {"users[].deny", "per-user ACLs are", "only acl.deny_private is enforced"},
+    {"acl.allow", "ACL allow lists are", "only acl.deny_private is enforced"},
+    {"acl.deny", "ACL deny lists are", "only acl.deny_private is enforced"},
+    {"acl.deny_ports", "ACL port lists are", "only acl.deny_private is enforced"},
+    {"metrics.listen", "the metrics endpoint is",
+     "nothing listens there (set \"listen\": \"\" to disable it)"},
+    {"control.socket", "the control socket is", "uringproxyctl cannot reach the daemon"},
+    {"user", "dropping privileges is", "the process keeps the user it was started as"},
+    {"group", "dropping privileges is", "the process keeps the group it was started as"},
+};
+
+const UnlandedField* lookup(const char* field) {
+  for (const UnlandedField& u : kUnlanded)
+    if (std::strcmp(u.field, field) == 0) return &u;
+  return nullptr;
+}
+
+}  // namespace
+
+void warn_unlanded(FileDiagnostics& fd, const char* field, const std::string& where) {
+  const UnlandedField* u = lookup(field);
+  if (u == nullptr) return;
+  fd.warning(where, std::string("accepted, but ") + u->feature + " not implemented yet; " +
+                        u->consequence);
+}
+
+bool is_unlanded(const char* field) { return lookup(field) != nullptr; }
+
+}  // namespace up::config

@@ -1,0 +1,207 @@
+// users.json (DESIGN 2.2) to User records. The password is a crypt(3) hash and never appears in
+// a message.
+#include <map>
+#include <set>
+
+#include "config/acl_syntax.h"
+#include "config/crypt_hash.h"
+#include "config/json_reader.h"
+#include "config/unlanded.h"
+#include "config/user_fields.h"
+#include "uringproxy/config.h"
+
+namespace up {
+
+namespace config {
+
+std::string check_username(const std::string& name) {
+  if (name.empty()) return "must not be empty";
+  if (name.size() > 64) return "is longer than 64 bytes; choose a shorter name";
+  for (char c : name) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (c == '.')
+      return quote(name) + " contains '.', which separates the user from a group "
+                            "(\"alice.us-east\"); choose a name without it";
+    if (c == ':')
+      return quote(name) + " contains ':', which HTTP Basic auth cannot carry; choose a name "
+                            "without it";
+    if (u <= 0x20 || u == 0x7f)
+      return quote(name) + " contains whitespace or a control character; choose a name "
+                            "without it";
+  }
+  return "";
+}
+
+bool normalise_uuid(const std::string& in, std::string& out) {
+  if (in.size() != 36) return false;
+  std::string r = in;
+  for (size_t i = 0; i < r.size(); ++i) {
+    char& c = r[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+      continue;
+    }
+    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  out = std::move(r);
+  return true;
+}
+
+}  // namespace config
+
+namespace {
+
+using config::FileDiagnostics;
+using config::ObjectReader;
+using config::quote;
+
+// Fields other tools (the seed's user database) write that mean nothing here.
+constexpr const char* kHarmlessUserFields[] = {"created_at", "connection_id"};
+
+std::string acl_check(const std::string& s) { return config::check_acl_entry(s); }
+
+std::string group_check(const std::string& s) {
+  if (s.empty() || s.find_first_of(std::string(" \t\r\n:.\0", 7)) != std::string::npos)
+    return quote(s) + " is not a group name (no '.', ':' or whitespace)";
+  return "";
+}
+
+// Counts users that set an unlanded field and warns once, at the first of them.
+struct UnlandedUse {
+  const char* field;
+  std::string first;
+  size_t count = 0;
+  void note(const std::string& where) {
+    if (count++ == 0) first = where;
+  }
+  void emit(FileDiagnostics& fd) const {
+    if (count == 0) return;
+    std::string where = first;
+    if (count > 1) where += " (and " + std::to_string(count - 1) + " more users)";
+    config::warn_unlanded(fd, field, where);
+  }
+};
+
+bool read_user(ObjectReader& r, User& u, std::map<std::string, UnlandedUse>& unlanded) {
+  size_t errors = r.diag().error_count();
+  std::string name;
+  if (r.get_string("username", name, true, true)) {
+    std::string why = config::check_username(name);
+    if (!why.empty()) {
+      r.error("username", why);
+    } else {
+      u.username = name;
+    }
+  }
+  const rapidjson::Value* pw = r.find("password");
+  if (pw == nullptr) {
+    r.error("password", "is required (a crypt(3) hash: use openssl passwd -6 or uringproxyctl user add)");
+  } else if (!pw->IsString()) {
+    r.error("password", std::string("must be a crypt(3) hash string, not ") +
+                            config::json_type_name(*pw));
+  } else {
+    std::string hash(pw->GetString(), pw->GetStringLength());
+    if (!config::is_crypt_hash(hash)) {
+      r.error("password",
+              "not a crypt(3) hash (use openssl passwd -6 or uringproxyctl user add)");
+    } else {
+      u.password_hash = std::move(hash);
+    }
+  }
+  std::string uuid;
+  if (r.get_string("uuid", uuid, false, true) && !uuid.empty()) {
+    if (!config::normalise_uuid(uuid, u.uuid))
+      r.error("uuid", quote(uuid) + " is not a UUID (8-4-4-4-12 hex digits, e.g. "
+                                     "\"a1b2c3d4-e5f6-7890-1234-567890abcdef\"; uuidgen makes one)");
+  }
+  r.get_string("email", u.email, false, true);
+  if (const rapidjson::Value* p = r.find("external_proxy_id")) {
+    if (p->IsNull()) {
+      u.external_proxy_id.reset();
+    } else if (!p->IsString() || p->GetStringLength() == 0) {
+      r.error("external_proxy_id", "must be the id of a proxy in the proxies file, or null for "
+                                   "direct");
+    } else {
+      u.external_proxy_id = std::string(p->GetString(), p->GetStringLength());
+    }
+  }
+  if (r.has("groups")) {
+    std::vector<std::string> groups;
+    if (r.get_string_array("groups", groups, group_check)) u.groups = std::move(groups);
+  } else {
+    r.find("groups");
+  }
+  r.get_bool("enabled", u.enabled);
+  if (r.get_uint_as("max_connections", u.max_connections, 0, UINT32_MAX) && u.max_connections)
+    unlanded["users[].max_connections"].note(r.field("max_connections"));
+  if (r.get_uint_as("bandwidth_bps", u.bandwidth_bps, 0, UINT64_MAX) && u.bandwidth_bps)
+    unlanded["users[].bandwidth_bps"].note(r.field("bandwidth_bps"));
+  if (r.get_string_array("allow", u.allow, acl_check) && !u.allow.empty())
+    unlanded["users[].allow"].note(r.field("allow"));
+  if (r.get_string_array("deny", u.deny, acl_check) && !u.deny.empty())
+    unlanded["users[].deny"].note(r.field("deny"));
+  for (const char* f : kHarmlessUserFields) r.ignore(f);
+  r.finish();
+  return r.diag().error_count() == errors;
+}
+
+}  // namespace
+
+bool parse_users(const std::string& text, const std::string& path, std::vector<User>& out,
+                 Diagnostics& diag) {
+  FileDiagnostics fd(path, diag);
+  size_t errors_before = diag.errors.size();
+  out.clear();
+  rapidjson::Document doc;
+  if (!config::parse_json(text, fd, doc)) return false;
+  if (!doc.IsObject()) {
+    fd.error("", std::string("the top level must be an object {\"users\": [...]}, not ") +
+                     config::json_type_name(doc));
+    return false;
+  }
+  ObjectReader root(fd, doc, "");
+  const rapidjson::Value* arr = root.get_array("users", true);
+  root.finish();
+  if (arr == nullptr) return false;
+
+  std::map<std::string, UnlandedUse> unlanded;
+  for (const char* f : {"users[].max_connections", "users[].bandwidth_bps", "users[].allow",
+                        "users[].deny"})
+    unlanded[f].field = f;
+  std::map<std::string, size_t> names, uuids;
+  for (rapidjson::SizeType i = 0; i < arr->Size(); ++i) {
+    std::string where = config::index_path("users", i);
+    const rapidjson::Value& v = (*arr)[i];
+    if (!v.IsObject()) {
+      fd.error(where, std::string("must be an object {\"username\", \"password\", ...}, not ") +
+                          config::json_type_name(v));
+      continue;
+    }
+    ObjectReader r(fd, v, where);
+    User u;
+    bool ok = read_user(r, u, unlanded);
+    if (!u.username.empty()) {
+      auto [it, fresh] = names.emplace(u.username, i);
+      if (!fresh) {
+        fd.error(where + ".username", quote(u.username) + " is already users[" +
+                                          std::to_string(it->second) +
+                                          "]; usernames must be unique");
+        ok = false;
+      }
+    }
+    if (!u.uuid.empty()) {
+      auto [it, fresh] = uuids.emplace(u.uuid, i);
+      if (!fresh) {
+        fd.error(where + ".uuid", "is the same as users[" + std::to_string(it->second) +
+                                      "].uuid; each user needs its own (uuidgen makes one)");
+        ok = false;
+      }
+    }
+    if (ok) out.push_back(std::move(u));
+  }
+  for (const auto& [field, use] : unlanded) use.emit(fd);
+  return diag.errors.size() == errors_before;
+}
+
+}  // namespace up
