@@ -1,0 +1,245 @@
+// uringload: load generator and target server for uringproxy and its peers.
+// Command line, watchdog, and dispatch to the scenarios.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "common.h"
+#include "proc_stats.h"
+#include "scenarios.h"
+#include "sink_server.h"
+
+using namespace uload;
+
+namespace {
+
+const char* kUsage = R"(usage: uringload SCENARIO [options]
+
+Scenarios:
+  bulk      N streams moving bytes as fast as possible; Gbit/s and proxy CPU-s/GB
+  cps       connections per second: connect, handshake (+auth), 64-byte echo, target closes
+            first, client closes; conn/s and proxy CPU-us/conn
+  latency   ping-pong round trips on K tunnels; p50/p90/p99/p99.9 us, round trips/s and
+            proxy CPU-us per round trip
+  idle      open and hold T tunnels; proxy RSS (and PSS) growth per tunnel
+  serve     only run the target servers (needs --target-listen) for --duration seconds
+
+Where to go:
+  --proxy URL             socks5://[user:pass@]IP:PORT or http://[user:pass@]IP:PORT (CONNECT)
+  --direct                no proxy: connect straight to the target (the baseline; default)
+  --target IP:PORT        the address the proxy is asked to connect to (default: --target-listen)
+  --target-listen IP:PORT run the target servers in this process (epoll, SO_REUSEPORT)
+  --target-threads N      target threads (default 2)
+
+Scenario knobs:
+  --duration S            measured seconds (default 5; idle: bound on opening, default 60)
+  --timeout S             per connect / handshake / reply (default 5)
+  --streams N             bulk streams (default 1)
+  --download              bulk: the target sends (default: upload, the target discards)
+  --bytes N[KMG]          bulk: stop after N bytes in total
+  --buf N[KMG]            bulk buffer (default 256K)
+  --concurrency N         cps: connections in flight (default 64)
+  --threads N             cps: client epoll threads (default 1)
+  --tunnels N             latency (default 1) / idle (default 5000) tunnels
+  --settle S              idle: wait before reading the proxy's memory (default 2)
+  --msg N                 cps/latency message bytes (default 64)
+
+Measuring the proxy:
+  --proxy-pid PID               repeatable; utime+stime (and RSS for idle) from /proc
+  --proxy-pids-from-parent PID  PID and all its descendants, re-enumerated at each sample
+  --json                        also print one JSON object per run
+  --label TEXT                  echoed into the output
+)";
+
+[[noreturn]] void die(const std::string& m) {
+  fprintf(stderr, "uringload: %s\n", m.c_str());
+  exit(2);
+}
+
+uint64_t parse_size(const std::string& s) {
+  char* end = nullptr;
+  double v = strtod(s.c_str(), &end);
+  if (end == s.c_str() || v < 0) die("bad size: " + s);
+  switch (*end) {
+    case 'k': case 'K': v *= 1024; break;
+    case 'm': case 'M': v *= 1024 * 1024; break;
+    case 'g': case 'G': v *= 1024.0 * 1024 * 1024; break;
+    case 0: break;
+    default: die("bad size: " + s);
+  }
+  return uint64_t(v);
+}
+
+std::string pct_decode(const std::string& s) {
+  std::string o;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      o += char(strtol(s.substr(i + 1, 2).c_str(), nullptr, 16));
+      i += 2;
+    } else {
+      o += s[i];
+    }
+  }
+  return o;
+}
+
+void parse_proxy(const std::string& url, ProxySpec& p) {
+  auto sep = url.find("://");
+  if (sep == std::string::npos) die("--proxy wants scheme://[user:pass@]IP:PORT");
+  std::string scheme = url.substr(0, sep), rest = url.substr(sep + 3);
+  if (scheme == "socks5" || scheme == "socks5h") p.kind = ProxyKind::socks5;
+  else if (scheme == "http") p.kind = ProxyKind::http;
+  else die("unknown proxy scheme: " + scheme);
+  if (!rest.empty() && rest.back() == '/') rest.pop_back();
+  std::string hostport = rest;
+  auto at = rest.rfind('@');
+  std::string shown = scheme + "://";
+  if (at != std::string::npos) {
+    std::string cred = rest.substr(0, at);
+    hostport = rest.substr(at + 1);
+    auto c = cred.find(':');
+    p.user = pct_decode(cred.substr(0, c));
+    p.pass = c == std::string::npos ? "" : pct_decode(cred.substr(c + 1));
+    if (p.user.size() > 255 || p.pass.size() > 255) die("user or password longer than 255");
+    shown += p.user + ":***@";
+  }
+  if (!parse_hostport(hostport, p.addr, p.addr_len)) die("bad proxy address: " + hostport);
+  p.text = shown + hostport;
+}
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop = true; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  Options o;
+  o.scenario = argv[1];
+  if (o.scenario != "bulk" && o.scenario != "cps" && o.scenario != "latency" &&
+      o.scenario != "idle" && o.scenario != "serve")
+    die("unknown scenario: " + o.scenario + " (bulk, cps, latency, idle, serve)");
+  o.proxy.text = "direct";
+  bool duration_set = false, tunnels_set = false;
+  std::string listen_text;
+  for (int i = 2; i < argc; i++) {
+    std::string a = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) die("missing value for " + a);
+      return argv[++i];
+    };
+    auto ival = [&]() -> long {
+      std::string v = val();
+      char* end = nullptr;
+      long r = strtol(v.c_str(), &end, 10);
+      if (*end || v.empty()) die("bad number for " + a + ": " + v);
+      return r;
+    };
+    auto dval = [&]() -> double {
+      std::string v = val();
+      char* end = nullptr;
+      double r = strtod(v.c_str(), &end);
+      if (*end || v.empty() || r < 0) die("bad number for " + a + ": " + v);
+      return r;
+    };
+    if (a == "--proxy") parse_proxy(val(), o.proxy);
+    else if (a == "--direct") { o.proxy = ProxySpec{}; o.proxy.text = "direct"; }
+    else if (a == "--target") {
+      o.target_text = val();
+      if (!parse_hostport(o.target_text, o.target, o.target_len)) die("bad --target");
+    } else if (a == "--target-listen") { listen_text = val(); o.target_listen = true; }
+    else if (a == "--target-threads") o.target_threads = int(ival());
+    else if (a == "--duration") { o.duration = dval(); duration_set = true; }
+    else if (a == "--timeout") o.timeout = dval();
+    else if (a == "--streams") o.streams = int(ival());
+    else if (a == "--download") o.download = true;
+    else if (a == "--upload") o.download = false;
+    else if (a == "--bytes") o.bytes = parse_size(val());
+    else if (a == "--buf") o.buf = size_t(parse_size(val()));
+    else if (a == "--concurrency") o.concurrency = int(ival());
+    else if (a == "--threads") o.threads = int(ival());
+    else if (a == "--tunnels") { o.tunnels = int(ival()); tunnels_set = true; }
+    else if (a == "--settle") o.settle = dval();
+    else if (a == "--msg") o.msg = int(ival());
+    else if (a == "--proxy-pid") o.proxy_pids.push_back(int(ival()));
+    else if (a == "--proxy-pids-from-parent") o.parent_pids.push_back(int(ival()));
+    else if (a == "--json") o.json = true;
+    else if (a == "--label") o.label = val();
+    else die("unknown option: " + a + " (see --help)");
+  }
+  if (o.streams < 1 || o.streams > 1024) die("--streams must be 1..1024");
+  if (o.concurrency < 1 || o.concurrency > 8192) die("--concurrency must be 1..8192");
+  if (o.threads < 1 || o.threads > 64) die("--threads must be 1..64");
+  if (o.tunnels < 1 || o.tunnels > 100000) die("--tunnels must be 1..100000");
+  if (o.msg < 1 || o.msg > 65536) die("--msg must be 1..65536");
+  if (o.buf < 1024 || o.buf > (64u << 20)) die("--buf must be 1K..64M");
+  if (o.duration <= 0 && o.scenario != "serve") die("--duration must be > 0");
+  if (o.scenario == "idle") {
+    if (!tunnels_set) o.tunnels = 5000;
+    if (!duration_set) o.duration = 60;
+  }
+  if (o.scenario == "serve" && !duration_set) o.duration = 3600;
+
+  raise_nofile();
+  signal(SIGPIPE, SIG_IGN);
+
+  sockaddr_storage listen_addr{};
+  socklen_t listen_len = 0;
+  if (o.target_listen && !parse_hostport(listen_text, listen_addr, listen_len))
+    die("bad --target-listen: " + listen_text);
+  if (o.target_len == 0) {
+    if (!o.target_listen) die("give --target IP:PORT or --target-listen IP:PORT");
+    o.target = listen_addr;
+    o.target_len = listen_len;
+    o.target_text = listen_text;
+  }
+  if (o.scenario == "serve" && !o.target_listen) die("serve needs --target-listen");
+
+  // Hard time bound on the whole run: the measured window plus handshakes and drains.
+  double bound = o.duration + 4 * o.timeout + o.settle + 30;
+  if (o.scenario == "idle" || o.scenario == "bulk" || o.scenario == "latency")
+    bound += o.timeout * (o.scenario == "idle" ? 0 : o.streams + o.tunnels);
+  alarm(unsigned(bound) + 1);
+  signal(SIGALRM, [](int) {
+    const char m[] = "uringload: hard time bound reached, aborting\n";
+    (void)!write(2, m, sizeof m - 1);
+    _exit(3);
+  });
+
+  SinkServer sink;
+  if (o.target_listen) {
+    std::string err;
+    if (!sink.start(listen_addr, listen_len, o.target_threads, o.msg, err)) die(err);
+  }
+  if (o.scenario == "serve") {
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    fprintf(stderr, "uringload: serving targets on %s for %.0f s\n", listen_text.c_str(),
+            o.duration);
+    double end = now_s() + o.duration;
+    while (!g_stop && now_s() < end) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return 0;
+  }
+
+  ProcWatch pw(o.proxy_pids, o.parent_pids);
+  Result r;
+  if (o.scenario == "bulk") r = run_bulk(o, pw);
+  else if (o.scenario == "cps") r = run_cps(o, pw);
+  else if (o.scenario == "latency") r = run_latency(o, pw);
+  else r = run_idle(o, pw);
+  sink.stop();
+  if (!o.label.empty()) printf("[%s] ", o.label.c_str());
+  printf("%s\n", r.human.c_str());
+  if (o.json) printf("%s\n", r.json().c_str());
+  fflush(stdout);
+  return 0;
+}
