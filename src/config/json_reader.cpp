@@ -19,6 +19,11 @@ void FileDiagnostics::warning(const std::string& field, const std::string& messa
                                          : file_ + ": " + field + ": " + message);
 }
 
+void FileDiagnostics::error_at(size_t line, size_t column, const std::string& message) {
+  diag_.errors.push_back(file_ + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " +
+                         message);
+}
+
 bool parse_json(const std::string& text, FileDiagnostics& fd, rapidjson::Document& doc) {
   constexpr unsigned kFlags = rapidjson::kParseCommentsFlag | rapidjson::kParseTrailingCommasFlag |
                               rapidjson::kParseValidateEncodingFlag |
@@ -35,9 +40,9 @@ bool parse_json(const std::string& text, FileDiagnostics& fd, rapidjson::Documen
       ++column;
     }
   }
-  fd.error(std::to_string(line) + ":" + std::to_string(column),
-           std::string("invalid JSON: ") + rapidjson::GetParseError_En(doc.GetParseError()) +
-               " (fix the syntax at this line and column; // and /* */ comments are allowed)");
+  fd.error_at(line, column,
+              std::string("invalid JSON: ") + rapidjson::GetParseError_En(doc.GetParseError()) +
+                  " (fix the syntax at this line and column; // and /* */ comments are allowed)");
   return false;
 }
 

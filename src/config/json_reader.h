@@ -19,6 +19,8 @@ class FileDiagnostics {
   FileDiagnostics(std::string file, Diagnostics& diag) : file_(std::move(file)), diag_(diag) {}
   void error(const std::string& field, const std::string& message);
   void warning(const std::string& field, const std::string& message);
+  // "<file>:<line>:<column>: <message>", for syntax errors.
+  void error_at(size_t line, size_t column, const std::string& message);
   const std::string& file() const { return file_; }
   size_t error_count() const { return diag_.errors.size(); }
 

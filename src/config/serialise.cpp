@@ -1,7 +1,8 @@
 // users.json and external_proxy.json written back after live edits, in the shapes the loaders
-// read (a written file parses to the same records).
-#include <rapidjson/prettywriter.h>
+// read (a written file parses to the same records). One record per block, lists of names on one
+// line, so a diff of two versions shows which user or proxy changed.
 #include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include "config/on_failure.h"
 #include "uringproxy/config.h"
@@ -10,113 +11,112 @@ namespace up {
 
 namespace {
 
-using Writer = rapidjson::PrettyWriter<rapidjson::StringBuffer>;
-
-void key(Writer& w, const char* k) { w.Key(k); }
-void str(Writer& w, const std::string& s) {
+// A JSON string literal, escaped by rapidjson.
+std::string json_string(const std::string& s) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
   w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
-}
-void field(Writer& w, const char* k, const std::string& s) {
-  key(w, k);
-  str(w, s);
-}
-void list(Writer& w, const char* k, const std::vector<std::string>& items) {
-  key(w, k);
-  w.StartArray();
-  for (const std::string& s : items) str(w, s);
-  w.EndArray();
+  return std::string(buf.GetString(), buf.GetSize());
 }
 
-void setup(Writer& w) {
-  w.SetIndent(' ', 2);
-  w.SetFormatOptions(rapidjson::kFormatSingleLineArray);
+std::string json_list(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + json_string(items[i]);
+  return out + "]";
 }
 
-void write_user(Writer& w, const User& u) {
-  w.StartObject();
-  field(w, "username", u.username);
-  field(w, "password", u.password_hash);
-  if (!u.uuid.empty()) field(w, "uuid", u.uuid);
-  if (!u.email.empty()) field(w, "email", u.email);
-  key(w, "external_proxy_id");
-  if (u.external_proxy_id) {
-    str(w, *u.external_proxy_id);
-  } else {
-    w.Null();
+// The members of one record, written as an indented block.
+class Record {
+ public:
+  void raw(const char* key, const std::string& json) {
+    members_.push_back(json_string(key) + ": " + json);
   }
-  if (u.groups) list(w, "groups", *u.groups);
-  key(w, "enabled");
-  w.Bool(u.enabled);
-  if (u.max_connections != 0) {
-    key(w, "max_connections");
-    w.Uint(u.max_connections);
+  void str(const char* key, const std::string& v) { raw(key, json_string(v)); }
+  void num(const char* key, uint64_t v) { raw(key, std::to_string(v)); }
+  void boolean(const char* key, bool v) { raw(key, v ? "true" : "false"); }
+  void list(const char* key, const std::vector<std::string>& v) { raw(key, json_list(v)); }
+
+  std::string block(const char* indent) const {
+    std::string out = std::string(indent) + "{\n";
+    for (size_t i = 0; i < members_.size(); ++i)
+      out += std::string(indent) + "  " + members_[i] + (i + 1 < members_.size() ? ",\n" : "\n");
+    return out + indent + "}";
   }
-  if (u.bandwidth_bps != 0) {
-    key(w, "bandwidth_bps");
-    w.Uint64(u.bandwidth_bps);
+  std::string inline_object() const {
+    std::string out = "{";
+    for (size_t i = 0; i < members_.size(); ++i) out += (i ? ", " : "") + members_[i];
+    return out + "}";
   }
-  if (!u.allow.empty()) list(w, "allow", u.allow);
-  if (!u.deny.empty()) list(w, "deny", u.deny);
-  w.EndObject();
+
+ private:
+  std::vector<std::string> members_;
+};
+
+std::string document(const char* key, const std::vector<Record>& records) {
+  std::string out = "{\n  " + json_string(key) + ": [";
+  if (records.empty()) return out + "]\n}\n";
+  out += "\n";
+  for (size_t i = 0; i < records.size(); ++i)
+    out += records[i].block("    ") + (i + 1 < records.size() ? ",\n" : "\n");
+  return out + "  ]\n}\n";
 }
 
-void write_proxy(Writer& w, const UpstreamProxy& p) {
-  w.StartObject();
-  field(w, "id", p.id);
-  if (!p.name.empty()) field(w, "name", p.name);
-  field(w, "type", to_string(p.type));
-  field(w, "address", p.address);
-  key(w, "port");
-  w.Uint(p.port);
-  if (!p.username.empty()) field(w, "username", p.username);
-  if (!p.password.empty()) field(w, "password", p.password);
-  key(w, "enabled");
-  w.Bool(p.enabled);
-  if (!p.group.empty()) field(w, "group", p.group);
+Record user_record(const User& u) {
+  Record r;
+  r.str("username", u.username);
+  r.str("password", u.password_hash);
+  if (!u.uuid.empty()) r.str("uuid", u.uuid);
+  if (!u.email.empty()) r.str("email", u.email);
+  r.raw("external_proxy_id", u.external_proxy_id ? json_string(*u.external_proxy_id) : "null");
+  if (u.groups) r.list("groups", *u.groups);
+  r.boolean("enabled", u.enabled);
+  if (u.max_connections != 0) r.num("max_connections", u.max_connections);
+  if (u.bandwidth_bps != 0) r.num("bandwidth_bps", u.bandwidth_bps);
+  if (!u.allow.empty()) r.list("allow", u.allow);
+  if (!u.deny.empty()) r.list("deny", u.deny);
+  return r;
+}
+
+Record proxy_record(const UpstreamProxy& p) {
+  Record r;
+  r.str("id", p.id);
+  if (!p.name.empty()) r.str("name", p.name);
+  r.str("type", to_string(p.type));
+  r.str("address", p.address);
+  r.num("port", p.port);
+  if (!p.username.empty()) r.str("username", p.username);
+  if (!p.password.empty()) r.str("password", p.password);
+  r.boolean("enabled", p.enabled);
+  if (!p.group.empty()) r.str("group", p.group);
   bool tls_type = p.type == UpstreamType::socks5s || p.type == UpstreamType::https;
+  // server_name defaults to the address; write it only when it says something else.
   bool custom_name = !p.tls.server_name.empty() && p.tls.server_name != p.address;
   if (tls_type && (custom_name || !p.tls.verify || !p.tls.ca_file.empty())) {
-    key(w, "tls");
-    w.StartObject();
-    if (custom_name) field(w, "server_name", p.tls.server_name);
-    if (!p.tls.verify) {
-      key(w, "verify");
-      w.Bool(false);
-    }
-    if (!p.tls.ca_file.empty()) field(w, "ca_file", p.tls.ca_file);
-    w.EndObject();
+    Record tls;
+    if (custom_name) tls.str("server_name", p.tls.server_name);
+    if (!p.tls.verify) tls.boolean("verify", false);
+    if (!p.tls.ca_file.empty()) tls.str("ca_file", p.tls.ca_file);
+    r.raw("tls", tls.inline_object());
   }
   if (p.on_failure.kind != OnFailure::Kind::unset)
-    field(w, "on_failure", config::on_failure_text(p.on_failure));
-  w.EndObject();
+    r.str("on_failure", config::on_failure_text(p.on_failure));
+  return r;
 }
 
 }  // namespace
 
 std::string users_to_json(const std::vector<User>& users) {
-  rapidjson::StringBuffer buf;
-  Writer w(buf);
-  setup(w);
-  w.StartObject();
-  key(w, "users");
-  w.StartArray();
-  for (const User& u : users) write_user(w, u);
-  w.EndArray();
-  w.EndObject();
-  return std::string(buf.GetString(), buf.GetSize()) + "\n";
+  std::vector<Record> records;
+  records.reserve(users.size());
+  for (const User& u : users) records.push_back(user_record(u));
+  return document("users", records);
 }
 
 std::string proxies_to_json(const std::vector<UpstreamProxy>& proxies) {
-  rapidjson::StringBuffer buf;
-  Writer w(buf);
-  setup(w);
-  w.StartObject();
-  key(w, "proxies");
-  w.StartArray();
-  for (const UpstreamProxy& p : proxies) write_proxy(w, p);
-  w.EndArray();
-  w.EndObject();
-  return std::string(buf.GetString(), buf.GetSize()) + "\n";
+  std::vector<Record> records;
+  records.reserve(proxies.size());
+  for (const UpstreamProxy& p : proxies) records.push_back(proxy_record(p));
+  return document("proxies", records);
 }
 
 }  // namespace up
