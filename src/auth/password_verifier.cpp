@@ -1,0 +1,70 @@
+#include "auth/password_verifier.h"
+
+#include <crypt.h>
+#include <openssl/crypto.h>
+#include <string.h>
+
+#include <memory>
+
+namespace up {
+
+PasswordVerifier::PasswordVerifier(unsigned threads) {
+  // A yescrypt hash of a random string: the default cost, like `uringproxyctl user add`.
+  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+  if (crypt_gensalt_rn("$y$", 0, nullptr, 0, salt, sizeof salt)) {
+    auto data = std::make_unique<crypt_data>();
+    if (const char* h = crypt_rn("uringproxy-dummy", salt, data.get(), sizeof *data))
+      dummy_hash_ = h;
+  }
+  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+}
+
+PasswordVerifier::~PasswordVerifier() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void PasswordVerifier::submit(std::string password, std::string stored_hash, Done done) {
+  {
+    std::lock_guard lock(mu_);
+    jobs_.push_back({std::move(password), std::move(stored_hash), std::move(done)});
+  }
+  cv_.notify_one();
+}
+
+bool PasswordVerifier::check(const std::string& password, const std::string& stored_hash) {
+  if (stored_hash.empty() || stored_hash[0] != '$') return false;
+  auto data = std::make_unique<crypt_data>();
+  const char* h = crypt_rn(password.c_str(), stored_hash.c_str(), data.get(), sizeof *data);
+  if (!h || h[0] == '*') return false;
+  size_t n = strlen(h);
+  return n == stored_hash.size() && CRYPTO_memcmp(h, stored_hash.data(), n) == 0;
+}
+
+void PasswordVerifier::run() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // stopping
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    bool ok;
+    if (job.stored_hash.empty()) {
+      check(job.password, dummy_hash_);
+      ok = false;
+    } else {
+      ok = check(job.password, job.stored_hash);
+    }
+    OPENSSL_cleanse(job.password.data(), job.password.size());
+    job.done(ok);
+  }
+}
+
+}  // namespace up

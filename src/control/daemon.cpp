@@ -1,0 +1,182 @@
+#include "control/daemon.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <condition_variable>
+#include <mutex>
+
+#include "auth/password_verifier.h"
+#include "core/access_log.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/ring.h"
+#include "core/worker.h"
+#include "route/snapshot_store.h"
+#include "uringproxy/config.h"
+
+namespace up {
+
+namespace {
+
+void print_diagnostics(const Diagnostics& d) {
+  for (const auto& w : d.warnings) UP_WARN("%s", w.c_str());
+  for (const auto& e : d.errors) UP_ERROR("%s", e.c_str());
+}
+
+std::vector<int> allowed_cpus() {
+  std::vector<int> cpus;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0)
+    for (int i = 0; i < CPU_SETSIZE; ++i)
+      if (CPU_ISSET(i, &set)) cpus.push_back(i);
+  if (cpus.empty()) cpus.push_back(-1);
+  return cpus;
+}
+
+// As many fds as the hard limit allows: each tunnel holds two sockets and, in flight, a pipe.
+void raise_fd_limit() {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  rlim_t before = rl.rlim_cur;
+  rl.rlim_cur = rl.rlim_max;
+  if (rl.rlim_cur != before && setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = before;
+  UP_INFO("open-file limit %llu (hard %llu): about %llu tunnels",
+          static_cast<unsigned long long>(rl.rlim_cur),
+          static_cast<unsigned long long>(rl.rlim_max),
+          static_cast<unsigned long long>(rl.rlim_cur / 2));
+}
+
+}  // namespace
+
+int check_config(const std::string& config_path) {
+  ConfigSet set;
+  Diagnostics diag;
+  bool ok = load_config_set(config_path, set, diag);
+  for (const auto& w : diag.warnings) fprintf(stderr, "warning: %s\n", w.c_str());
+  for (const auto& e : diag.errors) fprintf(stderr, "error: %s\n", e.c_str());
+  if (!ok || !diag.ok()) {
+    fprintf(stderr, "%s: %zu error(s); the configuration was not accepted\n",
+            config_path.c_str(), diag.errors.size());
+    return 1;
+  }
+  printf("%s: OK (%zu listener(s), %zu user(s), %zu upstream(s))\n", config_path.c_str(),
+         set.config.listeners.size(), set.users.size(), set.proxies.size());
+  return 0;
+}
+
+int run_daemon(const DaemonOptions& opts) {
+  ConfigSet set;
+  Diagnostics diag;
+  bool loaded = load_config_set(opts.config_path, set, diag);
+  print_diagnostics(diag);
+  if (!loaded || !diag.ok()) {
+    UP_ERROR("%s: not starting (%zu error(s); run uringproxy --check --config %s)",
+             opts.config_path.c_str(), diag.errors.size(), opts.config_path.c_str());
+    return 1;
+  }
+  RingFeatures features;
+  if (!probe_ring_features(features)) return 1;
+  raise_fd_limit();
+
+  // Signals are taken synchronously by this (management) thread; workers never see them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  for (int s : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&sigs, s);
+  sigaddset(&sigs, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  std::vector<int> cpus = allowed_cpus();
+  unsigned nworkers = opts.workers >= 0 ? static_cast<unsigned>(opts.workers)
+                                        : set.config.workers;
+  if (nworkers == 0) nworkers = static_cast<unsigned>(cpus.size());
+
+  AccessLog access_log;
+  std::string err;
+  if (!access_log.open(set.config.access_log, err)) {
+    UP_ERROR("%s", err.c_str());
+    return 1;
+  }
+  SnapshotStore snapshots(nworkers);
+  uint64_t generation = 1;
+  snapshots.publish(build_snapshot(set, generation));
+  PasswordVerifier verifier(std::max(1u, nworkers / 2));
+
+  Runtime rt;
+  rt.snapshots = &snapshots;
+  rt.verifier = &verifier;
+  rt.access_log = &access_log;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  unsigned reported = 0;
+  std::vector<std::string> errors;
+  for (unsigned i = 0; i < nworkers; ++i) rt.workers.push_back(std::make_unique<Worker>(i, rt));
+  for (unsigned i = 0; i < nworkers; ++i) {
+    int cpu = cpus[i % cpus.size()];
+    rt.workers[i]->start(cpu, [&](unsigned id, std::string e) {
+      std::lock_guard lock(mu);
+      if (!e.empty()) errors.push_back("worker " + std::to_string(id) + ": " + e);
+      ++reported;
+      cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return reported == nworkers; });
+  }
+  auto stop_workers = [&](uint32_t grace_ms) {
+    rt.stop_deadline_ms = monotonic_ms() + grace_ms;
+    rt.stopping.store(true, std::memory_order_release);
+    for (auto& w : rt.workers) w->mailbox().post([] {});
+    for (auto& w : rt.workers) w->join();
+  };
+  if (!errors.empty()) {
+    for (const auto& e : errors) UP_ERROR("%s", e.c_str());
+    stop_workers(0);
+    return 1;
+  }
+  for (const auto& l : set.config.listeners)
+    if (!l.tls && l.protocol != Protocol::vless)
+      UP_INFO("listening on %s (%s, %s)", l.listen.text.c_str(), l.name.c_str(),
+              to_string(l.protocol));
+  UP_INFO("ready: %u worker(s), %zu user(s), auth %s, io_uring %s", nworkers, set.users.size(),
+          set.config.auth_required ? "required" : "none",
+          features.missing.empty() ? "complete" : "partial");
+
+  uint32_t grace_ms = set.config.shutdown_grace_ms;
+  timespec one_second{1, 0};
+  for (;;) {
+    int sig = sigtimedwait(&sigs, nullptr, &one_second);
+    snapshots.reclaim();
+    if (sig == SIGTERM || sig == SIGINT) {
+      UP_INFO("%s: draining tunnels for up to %u ms", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+              grace_ms);
+      break;
+    }
+    if (sig == SIGHUP) {
+      ConfigSet next;
+      Diagnostics d;
+      bool ok = load_config_set(opts.config_path, next, d);
+      print_diagnostics(d);
+      if (!ok || !d.ok()) {
+        UP_ERROR("reload refused (%zu error(s)); still serving generation %llu",
+                 d.errors.size(), static_cast<unsigned long long>(generation));
+        continue;
+      }
+      snapshots.publish(build_snapshot(next, ++generation));
+      grace_ms = next.config.shutdown_grace_ms;
+      if (!access_log.reopen(err)) UP_WARN("%s", err.c_str());
+      UP_INFO("reloaded: generation %llu, %zu user(s)",
+              static_cast<unsigned long long>(generation), next.users.size());
+    }
+  }
+  stop_workers(grace_ms);
+  UP_INFO("stopped");
+  return 0;
+}
+
+}  // namespace up

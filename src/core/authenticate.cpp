@@ -1,0 +1,76 @@
+// Credential checks for both protocols: cache hit on the worker, else crypt(3) off-thread.
+#include "auth/credential_cache.h"
+#include "auth/password_verifier.h"
+#include "core/connection.h"
+#include "core/worker.h"
+#include "relay/http_forward.h"
+#include "uringproxy/socks5.h"
+
+namespace up {
+
+void Connection::authenticate(std::string_view user, std::string_view password) {
+  // Only a syntactically valid name is logged: a client may type its password into the
+  // username field, and the log must not carry it.
+  bool plausible = !user.empty() && user.size() <= 64 &&
+                   user.find_first_of(" \t\r\n:") == std::string_view::npos;
+  user_ = plausible ? std::string(user.substr(0, user.find('.'))) : std::string();
+  const Snapshot& snap = w_.snapshot();
+  if (!snap.config.auth_required) return on_authenticated();
+  std::string_view base = user.substr(0, user.find('.'));  // "alice.us-east" -> "alice"
+  const User* u = snap.find_user(base);
+  std::string hash = (u && u->enabled) ? u->password_hash : std::string();
+  CredentialDigest digest{};
+  if (!hash.empty()) {
+    digest = CredentialCache::digest(base, password, hash);
+    if (w_.credentials().contains(base, digest)) return on_authenticated();
+  }
+  State resume = state_;
+  state_ = State::verifying;
+  verifying_from_ = resume;
+  ++async_;
+  Worker* w = &w_;
+  Connection* self = this;
+  w_.runtime().verifier->submit(
+      std::string(password), std::move(hash), [w, self, digest](bool ok) {
+        w->mailbox().post([w, self, digest, ok] {
+          self->on_verified(ok, digest.data());
+          if (self->can_free()) w->release(self);
+        });
+      });
+}
+
+void Connection::on_verified(bool ok, const uint8_t* digest) {
+  --async_;
+  if (state_ == State::closed) return;
+  state_ = verifying_from_;
+  if (ok) {
+    CredentialDigest d;
+    std::copy(digest, digest + d.size(), d.begin());
+    w_.credentials().insert(user_, d);
+    on_authenticated();
+  } else {
+    on_auth_failed();
+  }
+}
+
+void Connection::on_authenticated() {
+  if (fwd_) return fwd_->on_authenticated();
+  if (protocol_ == Protocol::http) return dial();  // CONNECT
+  static const uint8_t ok[2] = {0x01, 0x00};
+  reply_client(ok, 2);
+  state_ = State::request;
+  if (hs_len_ > 0)
+    on_client_data();
+  else
+    submit_recv_client();
+}
+
+void Connection::on_auth_failed() {
+  if (protocol_ == Protocol::http) return fail({Result::auth_failed, 0x01, 407});
+  static const uint8_t no[2] = {0x01, 0x01};
+  reply_client(no, 2);  // RFC 1929: the server closes after a failure status
+  result_ = Result::auth_failed;
+  state_ = State::failing;
+}
+
+}  // namespace up

@@ -1,0 +1,197 @@
+#pragma once
+// One client connection and everything it leads to, as an explicit state machine:
+//
+//   socks5:  greeting -> userpass -> request -> [verifying] -> dialing -> replying -> relaying
+//   http:    http_head -> [verifying] -> dialing -> replying -> relaying            (CONNECT)
+//                                     -> forwarding (absolute URI, keep-alive loop)
+//   any:     failing (sending an error reply) -> closed
+//
+// Each state has one handler; every way a tunnel ends goes through finish(result), which
+// writes the access-log line. Memory: an idle relaying tunnel holds only this struct (the
+// handshake buffer and the pipes are given back), see docs/internals.md.
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/ops.h"
+#include "core/pipe_pool.h"
+#include "core/timer_wheel.h"
+#include "upstream/dns_resolver.h"
+#include "uringproxy/config.h"
+#include "uringproxy/target.h"
+
+namespace up {
+
+class Worker;
+struct HttpForward;
+struct CredentialDigestBox;
+
+enum class State : uint8_t {
+  greeting,
+  userpass,
+  request,
+  http_head,
+  verifying,
+  dialing,
+  replying,
+  relaying,
+  forwarding,
+  failing,
+  closed,
+};
+
+// Outcomes as the access log names them.
+enum class Result : uint8_t {
+  ok,
+  auth_failed,
+  denied,
+  bad_request,
+  unsupported,
+  dns_failed,
+  refused,
+  unreachable,
+  timeout,
+  handshake_timeout,
+  idle_timeout,
+  reset,
+  upstream_error,
+  shutdown,
+  client_closed,
+  error,
+};
+const char* to_string(Result r);
+
+// The reply a failed dial earns, in both protocols' terms.
+struct Failure {
+  Result result;
+  uint8_t socks_reply;  // RFC 1928 REP
+  int http_status;
+};
+
+// One direction of a spliced tunnel: bytes go src -> pipe -> dst.
+struct Direction {
+  Pipe* pipe = nullptr;
+  uint32_t in_pipe = 0;  // bytes sitting in the pipe
+  bool eof = false;      // src said EOF
+  bool done = false;     // EOF forwarded (dst shut down for writing)
+  bool wants_pipe = false;
+};
+
+class alignas(32) Connection final : private DnsWaiter {
+ public:
+  Connection(Worker& w, int client_fd, const ListenerConfig& listener, uint16_t listener_index);
+  ~Connection();
+
+  void start();
+  // A completion for one of this connection's operations.
+  void on_completion(Op op, int res, uint32_t flags);
+  void on_timeout();
+  // Called by the worker when a pipe may be free again.
+  void retry_pipe();
+  // Close now (shutdown grace over, kick): no reply, result as given.
+  void abort(Result r);
+  bool closed() const { return state_ == State::closed; }
+  bool can_free() const { return state_ == State::closed && inflight_ == 0 && async_ == 0; }
+
+  // Async jobs (password checks) keep the object alive until they report back.
+  void on_verified(bool ok, const uint8_t* digest);
+
+  TimerNode timer;         // the worker's timing wheel
+  Connection* next = nullptr;  // the worker's list of live connections
+  Connection* prev = nullptr;
+  bool waiting_for_pipe = false;
+
+ private:
+  friend struct HttpForward;
+
+  // --- handshake (core/socks5_session.cpp, core/http_session.cpp)
+  void on_client_data();
+  void socks5_greeting();
+  void socks5_userpass();
+  void socks5_request();
+  void http_head();
+  void authenticate(std::string_view user, std::string_view password);
+  void on_authenticated();
+  void on_auth_failed();
+
+  // --- dialing (upstream/direct_dial.cpp)
+  void dial();
+  void on_resolved(int status, const std::vector<ResolvedAddress>& addrs) override;
+  void connect_next();
+  void on_connect(int res);
+  void on_dialed();
+  void fail(const Failure& f);
+
+  // --- relaying (relay/splice_relay.cpp)
+  void start_relay();
+  void pump(Direction& d, bool up);
+  void relay_error(int err);
+  void maybe_finish_relay();
+
+  // --- I/O helpers (core/connection.cpp)
+  void submit_recv_client();
+  void submit_send_client(const char* data, uint32_t len);
+  void reply_client(const uint8_t* data, uint32_t len);
+  void submit_send_target(const char* data, uint32_t len);
+  void submit_recv_target(char* buf, uint32_t len);
+  void submit_poll(Op op, int fd, unsigned events);
+  void on_send_done(Op op, int res);
+  void set_deadline_in(uint32_t ms);
+  void ensure_handshake_buffer(uint32_t cap);
+  void drop_handshake_buffer();
+  void consume_handshake(uint32_t n);
+  void finish(Result r);
+  void close_fds(bool reset);
+  void write_access_log();
+  bool mark(Op op);
+
+  Worker& w_;
+  int cfd_;
+  int tfd_ = -1;
+  State state_ = State::greeting;
+  Protocol protocol_;
+  Result result_ = Result::ok;
+  uint16_t listener_index_;
+  uint32_t inflight_ = 0;  // bitmask of outstanding ring operations (bit = Op)
+  uint32_t async_ = 0;     // outstanding off-ring jobs
+  State verifying_from_ = State::greeting;  // where a password check resumes
+  bool resolving_ = false;
+
+  // handshake input; freed once relaying starts
+  std::unique_ptr<char[]> hs_;
+  uint32_t hs_len_ = 0;
+  uint32_t hs_cap_ = 0;
+  // Small SOCKS5 replies are queued here so a pipelining client can have several in flight.
+  char reply_[48];
+  uint8_t reply_len_ = 0;
+
+  // pending send (client_send / target_send): what is left to write
+  const char* send_ptr_[2] = {nullptr, nullptr};
+  uint32_t send_left_[2] = {0, 0};
+
+  // dialing
+  std::vector<ResolvedAddress> addrs_;
+  uint8_t next_addr_ = 0;
+  int last_connect_errno_ = 0;
+  sockaddr_storage target_addr_{};
+
+  // relaying
+  Direction up_;
+  Direction down_;
+
+  std::unique_ptr<HttpForward> fwd_;
+
+  // for the access log
+  uint64_t started_ms_;
+  uint64_t bytes_up_ = 0;
+  uint64_t bytes_down_ = 0;
+  sockaddr_in6 client_addr_{};
+  std::string user_;
+  Target target_;
+};
+
+}  // namespace up

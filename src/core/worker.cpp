@@ -1,0 +1,311 @@
+#include "core/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/connection.h"
+#include "core/log.h"
+#include "core/ops.h"
+#include "route/snapshot_store.h"
+
+namespace up {
+
+namespace {
+constexpr unsigned ring_entries = 4096;
+constexpr long tick_ns = 100 * 1000 * 1000;  // timeouts, c-ares timers, pipe waiters
+constexpr size_t max_pipes_per_worker = 1024;
+constexpr size_t idle_pipes_kept = 64;
+constexpr int pipe_bytes = 1 << 20;  // fewer splice calls per GB; pages are only held in flight
+}  // namespace
+
+Worker::Worker(unsigned id, Runtime& rt)
+    : id_(id),
+      rt_(rt),
+      pipes_(max_pipes_per_worker, idle_pipes_kept, pipe_bytes),
+      timers_(monotonic_ms()) {}
+
+Worker::~Worker() = default;
+
+void Worker::start(int cpu, std::function<void(unsigned, std::string)> bound) {
+  thread_ = std::thread([this, cpu, bound = std::move(bound)] { run(cpu, bound); });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Worker::open_listeners(std::string& err) {
+  const auto& cfg = snap_->config;
+  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+    const ListenerConfig& lc = cfg.listeners[i];
+    if (lc.tls || lc.protocol == Protocol::vless) continue;  // not landed yet; warned at load
+    const sockaddr* sa = reinterpret_cast<const sockaddr*>(&lc.listen.addr);
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      err = "listeners[" + std::to_string(i) + "] (" + lc.name + "): socket: " + strerror(errno);
+      return false;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    // One listening socket per worker on the same address: the kernel spreads connections.
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // inherited by accepted fds
+    if (bind(fd, sa, lc.listen.len) != 0 || listen(fd, 4096) != 0) {
+      err = "listeners[" + std::to_string(i) + "] (" + lc.name + "): cannot listen on " +
+            lc.listen.text + ": " + strerror(errno) +
+            (errno == EADDRINUSE ? " (another process holds the port; pick another listen)"
+                                 : "");
+      close(fd);
+      return false;
+    }
+    auto l = std::make_unique<Listener>();
+    l->fd = fd;
+    l->index = static_cast<uint16_t>(i);
+    listeners_.push_back(std::move(l));
+  }
+  return true;
+}
+
+void Worker::run(int cpu, std::function<void(unsigned, std::string)> bound) {
+  if (cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  }
+  char name[16];
+  snprintf(name, sizeof name, "up-worker-%u", id_);
+  pthread_setname_np(pthread_self(), name);
+
+  int r = setup_ring(ring_, ring_entries, features_);
+  if (r < 0) {
+    rt_.snapshots->leave(id_);
+    bound(id_, std::string("io_uring_queue_init: ") + strerror(-r));
+    return;
+  }
+  snap_ = rt_.snapshots->enter(id_);
+  now_ms_ = monotonic_ms();
+  dns_ = std::make_unique<DnsResolver>(static_cast<PollHooks&>(*this), snap_->config.dns.servers,
+                                       snap_->config.dns.cache_max_ttl_s);
+  std::string err;
+  if (!dns_->ok()) err = dns_->error();
+  if (err.empty()) open_listeners(err);
+  if (!err.empty()) {
+    for (auto& l : listeners_) close(l->fd);
+    listeners_.clear();
+    dns_.reset();
+    io_uring_queue_exit(&ring_);
+    rt_.snapshots->leave(id_);
+    bound(id_, err);
+    return;
+  }
+  for (auto& l : listeners_) arm_accept(*l);
+  arm_tick();
+  arm_mailbox();
+  bound(id_, "");
+
+  for (;;) {
+    int w = io_uring_submit_and_wait(&ring_, 1);
+    if (w < 0 && w != -EINTR && w != -EAGAIN && w != -EBUSY) {
+      UP_ERROR("worker %u: io_uring_submit_and_wait: %s", id_, strerror(-w));
+      break;
+    }
+    now_ms_ = monotonic_ms();
+    unsigned head, seen = 0;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      handle(cqe);
+      ++seen;
+    }
+    io_uring_cq_advance(&ring_, seen);
+    snap_ = rt_.snapshots->enter(id_);  // quiescent point: nothing older is held past here
+    if (rt_.stopping.load(std::memory_order_acquire) && !stopping_) begin_stop();
+    if (stopping_) {
+      if (conn_count_ == 0) break;
+      if (now_ms_ >= rt_.stop_deadline_ms) {
+        for (Connection* c = conns_; c; c = c->next)
+          if (!c->closed()) c->abort(Result::shutdown);
+        for (Connection* c = conns_; c;) {
+          Connection* next = c->next;
+          if (c->can_free()) release(c);
+          c = next;
+        }
+      }
+    }
+  }
+  dns_.reset();
+  io_uring_queue_exit(&ring_);
+  rt_.snapshots->leave(id_);
+}
+
+void Worker::begin_stop() {
+  stopping_ = true;
+  for (auto& l : listeners_) {
+    io_uring_sqe* s = sqe();
+    io_uring_prep_cancel64(s, pack(l.get(), Op::accept), 0);
+    io_uring_sqe_set_data64(s, pack(nullptr, Op::ignored));
+    io_uring_submit(&ring_);  // cancel before the fd closes under it
+    close(l->fd);
+    l->fd = -1;
+  }
+}
+
+void Worker::arm_accept(Listener& l) {
+  if (l.fd < 0) return;
+  io_uring_sqe* s = sqe();
+  if (l.multishot)
+    io_uring_prep_multishot_accept(s, l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  else
+    io_uring_prep_accept(s, l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(s, pack(&l, Op::accept));
+}
+
+void Worker::arm_tick() {
+  tick_ts_.tv_sec = 0;
+  tick_ts_.tv_nsec = tick_ns;
+  io_uring_sqe* s = sqe();
+  io_uring_prep_timeout(s, &tick_ts_, 0, 0);
+  io_uring_sqe_set_data64(s, pack(nullptr, Op::tick));
+}
+
+void Worker::arm_mailbox() {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_read(s, mailbox_.fd(), &mailbox_value_, sizeof mailbox_value_, 0);
+  io_uring_sqe_set_data64(s, pack(nullptr, Op::mailbox));
+}
+
+void Worker::dns_poll(int fd, unsigned events) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_poll_add(s, fd, events);
+  io_uring_sqe_set_data64(s, pack_fd(fd, Op::dns_poll));
+}
+
+void Worker::dns_unpoll(int fd) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_poll_remove(s, pack_fd(fd, Op::dns_poll));
+  io_uring_sqe_set_data64(s, pack(nullptr, Op::ignored));
+  // c-ares closes the fd right after this callback: the removal must reach the kernel first.
+  io_uring_submit(&ring_);
+}
+
+void Worker::wait_for_pipe(Connection* c) {
+  if (c->waiting_for_pipe) return;
+  c->waiting_for_pipe = true;
+  pipe_waiters_.push_back(c);
+}
+
+void Worker::handle(io_uring_cqe* cqe) {
+  uint64_t ud = io_uring_cqe_get_data64(cqe);
+  Op op = op_of(ud);
+  switch (op) {
+    case Op::accept:
+      on_accept(*ptr_of<Listener>(ud), cqe->res, cqe->flags);
+      return;
+    case Op::tick:
+      on_tick();
+      return;
+    case Op::mailbox:
+      on_mailbox();
+      return;
+    case Op::dns_poll:
+      if (cqe->res >= 0 && dns_) dns_->on_poll(fd_of(ud), static_cast<unsigned>(cqe->res));
+      return;
+    case Op::none:
+    case Op::ignored:
+    case Op::count:
+      return;
+    default:
+      break;
+  }
+  Connection* c = ptr_of<Connection>(ud);
+  c->on_completion(op, cqe->res, cqe->flags);
+  if (c->can_free()) release(c);
+}
+
+void Worker::on_accept(Listener& l, int res, uint32_t flags) {
+  bool more = flags & IORING_CQE_F_MORE;
+  if (res >= 0) {
+    if (stopping_) {
+      close(res);
+    } else {
+      auto* c = new Connection(*this, res, snap_->config.listeners[l.index], l.index);
+      c->next = conns_;
+      if (conns_) conns_->prev = c;
+      conns_ = c;
+      ++conn_count_;
+      WorkerCounters::add(counters_.connections_total, 1);
+      WorkerCounters::add(counters_.connections_active, 1);
+      c->start();
+      if (c->can_free()) release(c);
+    }
+  } else if (res == -EINVAL && l.multishot) {
+    l.multishot = false;  // kernel without multishot accept: one accept at a time
+    UP_WARN("io_uring: multishot accept unavailable; using single accepts");
+  } else if (res != -ECANCELED) {
+    static uint64_t last_log = 0;
+    if (now_ms_ - last_log > 1000) {
+      UP_WARN("accept on listener %u: %s", l.index, strerror(-res));
+      last_log = now_ms_;
+    }
+    if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+      if (!more) accept_paused_.push_back(&l);  // re-armed by the next tick, not in a hot loop
+      return;
+    }
+  }
+  if (!more && !stopping_ && res != -ECANCELED) arm_accept(l);
+}
+
+void Worker::on_tick() {
+  timers_.advance(now_ms_, [this](TimerNode* n) {
+    Connection* c = static_cast<Connection*>(n->owner);
+    c->on_timeout();
+    if (c->can_free()) release(c);
+  });
+  if (dns_) dns_->on_tick();
+  if (!pipe_waiters_.empty()) {
+    std::vector<Connection*> waiting;
+    waiting.swap(pipe_waiters_);
+    for (Connection* c : waiting) {
+      c->waiting_for_pipe = false;
+      if (!c->closed()) c->retry_pipe();
+      if (c->can_free()) release(c);
+    }
+  }
+  // Listeners whose accept stopped on fd exhaustion get another chance each tick.
+  if (!accept_paused_.empty()) {
+    if (!stopping_)
+      for (Listener* l : accept_paused_) arm_accept(*l);
+    accept_paused_.clear();
+  }
+  arm_tick();
+}
+
+void Worker::on_mailbox() {
+  std::vector<std::function<void()>> items;
+  mailbox_.take(items);
+  for (auto& fn : items) fn();
+  arm_mailbox();
+}
+
+void Worker::release(Connection* c) {
+  if (c->waiting_for_pipe) return;  // still referenced by pipe_waiters_; freed on next tick
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    conns_ = c->next;
+  if (c->next) c->next->prev = c->prev;
+  timers_.disarm(&c->timer);
+  --conn_count_;
+  WorkerCounters::add(counters_.connections_active, static_cast<uint64_t>(-1));
+  delete c;
+}
+
+}  // namespace up

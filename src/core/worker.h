@@ -1,0 +1,98 @@
+#pragma once
+// One pinned thread, one io_uring, its own SO_REUSEPORT listeners and its own connections.
+// Nothing here is shared with other workers except through Runtime (read-only or atomic).
+#include <liburing.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "auth/credential_cache.h"
+#include "core/mailbox.h"
+#include "core/pipe_pool.h"
+#include "core/ring.h"
+#include "core/runtime.h"
+#include "core/timer_wheel.h"
+#include "route/snapshot.h"
+#include "upstream/dns_resolver.h"
+
+namespace up {
+
+class Connection;
+
+struct alignas(32) Listener {
+  int fd = -1;
+  uint16_t index = 0;  // into config.listeners
+  bool multishot = true;
+};
+
+class Worker final : private PollHooks {
+ public:
+  Worker(unsigned id, Runtime& rt);
+  ~Worker();
+
+  // Starts the thread; it binds its listeners and then reports through `bound`
+  // (empty string = success).
+  void start(int cpu, std::function<void(unsigned, std::string)> bound);
+  void join();
+
+  Mailbox& mailbox() { return mailbox_; }
+  WorkerCounters& counters() { return counters_; }
+  unsigned id() const { return id_; }
+
+  // --- for connections
+  io_uring& ring() { return ring_; }
+  io_uring_sqe* sqe() { return get_sqe(ring_); }
+  const Snapshot& snapshot() const { return *snap_; }
+  uint64_t now_ms() const { return now_ms_; }
+  PipePool& pipes() { return pipes_; }
+  DnsResolver& dns() { return *dns_; }
+  CredentialCache& credentials() { return credentials_; }
+  TimerWheel& timers() { return timers_; }
+  Runtime& runtime() { return rt_; }
+  void wait_for_pipe(Connection* c);
+  // Frees a finished connection (can_free()); callers outside handle() use it after async
+  // completions.
+  void release(Connection* c);
+
+ private:
+  void run(int cpu, std::function<void(unsigned, std::string)> bound);
+  bool open_listeners(std::string& err);
+  void arm_accept(Listener& l);
+  void arm_tick();
+  void arm_mailbox();
+  void on_accept(Listener& l, int res, uint32_t flags);
+  void on_tick();
+  void on_mailbox();
+  void handle(io_uring_cqe* cqe);
+  void begin_stop();
+  void dns_poll(int fd, unsigned events) override;
+  void dns_unpoll(int fd) override;
+
+  unsigned id_;
+  Runtime& rt_;
+  io_uring ring_{};
+  RingFeatures features_;
+  std::thread thread_;
+  Mailbox mailbox_;
+  uint64_t mailbox_value_ = 0;
+  __kernel_timespec tick_ts_{};
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  const Snapshot* snap_ = nullptr;
+  uint64_t now_ms_ = 0;
+  PipePool pipes_;
+  std::unique_ptr<DnsResolver> dns_;
+  CredentialCache credentials_;
+  TimerWheel timers_;
+  Connection* conns_ = nullptr;  // intrusive list of live connections
+  size_t conn_count_ = 0;
+  std::vector<Connection*> pipe_waiters_;
+  std::vector<Listener*> accept_paused_;
+  bool stopping_ = false;
+  WorkerCounters counters_;
+};
+
+}  // namespace up

@@ -1,0 +1,250 @@
+#include "relay/http_forward.h"
+
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/connection.h"
+#include "core/worker.h"
+
+namespace up {
+
+namespace {
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+constexpr std::string_view continue_100 = "HTTP/1.1 100 Continue\r\n\r\n";
+}  // namespace
+
+void HttpForward::reject(int status) {
+  Result r = status == 407 ? Result::auth_failed
+           : status == 502 ? Result::upstream_error
+                           : Result::bad_request;
+  c.fail({r, 0x01, status});
+}
+
+void HttpForward::on_client_data() {
+  http::RequestHead head;
+  int status = 400;
+  switch (http::parse_request_head({c.hs_.get(), c.hs_len_}, head, status)) {
+    case http::Parse::need_more:
+      if (c.hs_len_ >= c.hs_cap_) return reject(431);
+      return c.submit_recv_client();
+    case http::Parse::error:
+      return reject(status);
+    case http::Parse::done:
+      break;
+  }
+  // A tunnel has to be a connection's first request; forwarding cannot turn into one.
+  if (head.method == "CONNECT") return reject(400);
+  std::string origin_form;
+  if (!http::parse_absolute_uri(head.target, next_, origin_form)) return reject(400);
+  http::BodyFraming framing;
+  if (!http::request_body_framing(head, framing)) return reject(400);
+  req_body_ = http::BodyTracker(framing);
+  request_has_body_ = framing.kind != http::BodyKind::none;
+  close_after_ = http::wants_close(head.version_minor, head.headers);
+  // "Expect: 100-continue" is answered here, so the client does not wait on an origin that
+  // will only see the body after its head has gone through us.
+  expect_continue_ = false;
+  for (auto it = head.headers.begin(); it != head.headers.end();) {
+    if (iequals(it->name, "Expect")) {
+      expect_continue_ = iequals(it->value, "100-continue");
+      it = head.headers.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  method_ = head.method;
+  out_ = http::rewrite_forward_head(head, origin_form, next_);
+  std::string user, pass;
+  std::string_view cred = http::find_header(head.headers, "Proxy-Authorization");
+  bool have = !cred.empty() && http::parse_basic_credentials(cred, user, pass);
+  c.consume_handshake(static_cast<uint32_t>(head.head_len));
+  if (!have && c.w_.snapshot().config.auth_required) return reject(407);
+  phase_ = Phase::auth;
+  c.authenticate(user, pass);  // -> on_authenticated(), or a 407 from the connection
+}
+
+void HttpForward::on_authenticated() {
+  c.state_ = State::forwarding;
+  c.target_ = next_;
+  std::string key = next_.to_string();
+  if (c.tfd_ >= 0 && key == origin_) {
+    reused_ = true;
+    return send_request_head();
+  }
+  if (c.tfd_ >= 0) {
+    close(c.tfd_);
+    c.tfd_ = -1;
+  }
+  origin_.clear();
+  reused_ = false;
+  phase_ = Phase::dialing;
+  c.dial();
+}
+
+void HttpForward::on_dialed() {
+  c.state_ = State::forwarding;
+  origin_ = next_.to_string();
+  c.set_deadline_in(c.w_.snapshot().config.limits.idle_timeout_ms);
+  send_request_head();
+}
+
+void HttpForward::send_request_head() {
+  phase_ = Phase::send_head;
+  if (expect_continue_ && request_has_body_) {
+    expect_continue_ = false;  // head goes to the origin once the 100 has been sent
+    return c.submit_send_client(continue_100.data(), static_cast<uint32_t>(continue_100.size()));
+  }
+  c.submit_send_target(out_.data(), static_cast<uint32_t>(out_.size()));
+}
+
+void HttpForward::on_sent(bool to_client) {
+  switch (phase_) {
+    case Phase::send_head:
+      if (to_client) return c.submit_send_target(out_.data(), static_cast<uint32_t>(out_.size()));
+      c.bytes_up_ += out_.size();
+      phase_ = Phase::req_body;
+      return pump_request_body();
+    case Phase::req_body:
+      c.bytes_up_ += in_flight_;
+      c.consume_handshake(in_flight_);
+      in_flight_ = 0;
+      return pump_request_body();
+    case Phase::resp_sent:
+      c.bytes_down_ += out_.size();
+      if (interim_) {
+        interim_ = false;
+        phase_ = Phase::resp_head;
+        if (olen_ > 0) return parse_response_head();
+        return c.submit_recv_target(obuf_.get(), obuf_cap);
+      }
+      phase_ = Phase::resp_body;
+      return pump_response_body();
+    case Phase::resp_body:
+      c.bytes_down_ += in_flight_;
+      memmove(obuf_.get(), obuf_.get() + in_flight_, olen_ - in_flight_);
+      olen_ -= in_flight_;
+      in_flight_ = 0;
+      return pump_response_body();
+    default:
+      return;
+  }
+}
+
+void HttpForward::pump_request_body() {
+  for (;;) {
+    if (req_body_.done()) {
+      phase_ = Phase::resp_head;
+      if (!obuf_) obuf_ = std::make_unique<char[]>(obuf_cap);
+      olen_ = 0;
+      return c.submit_recv_target(obuf_.get(), obuf_cap);
+    }
+    if (c.hs_len_ == 0) return c.submit_recv_client();
+    size_t used = 0;
+    if (req_body_.feed({c.hs_.get(), c.hs_len_}, used) == http::Parse::error)
+      return reject(400);
+    if (used == 0) continue;  // body complete at this boundary
+    in_flight_ = static_cast<uint32_t>(used);
+    return c.submit_send_target(c.hs_.get(), in_flight_);
+  }
+}
+
+void HttpForward::on_client_recv(int res) {
+  if (res <= 0) {
+    // Closing between requests is how keep-alive ends: not an error.
+    bool idle = phase_ == Phase::head && c.hs_len_ == 0;
+    return c.finish(res == 0 ? (idle ? Result::ok : Result::client_closed) : Result::reset);
+  }
+  c.hs_len_ += static_cast<uint32_t>(res);
+  if (phase_ == Phase::head) return on_client_data();
+  if (phase_ == Phase::req_body) return pump_request_body();
+}
+
+void HttpForward::on_target_recv(int res) {
+  if (res < 0) {
+    if (phase_ == Phase::resp_head) return reject(502);
+    return c.finish(Result::reset);
+  }
+  if (res == 0) {
+    if (phase_ == Phase::resp_head) {
+      if (olen_ == 0 && reused_ && !request_has_body_) {
+        // The origin closed its idle keep-alive connection as we reused it: one fresh try.
+        close(c.tfd_);
+        c.tfd_ = -1;
+        origin_.clear();
+        reused_ = false;
+        phase_ = Phase::dialing;
+        return c.dial();
+      }
+      return reject(502);
+    }
+    if (phase_ == Phase::resp_body && resp_until_close_) {
+      origin_keep_ = false;
+      close_after_ = true;
+      return response_done();
+    }
+    return c.finish(Result::upstream_error);  // origin ended mid-body
+  }
+  olen_ += static_cast<uint32_t>(res);
+  if (phase_ == Phase::resp_head) return parse_response_head();
+  if (phase_ == Phase::resp_body) return pump_response_body();
+}
+
+void HttpForward::parse_response_head() {
+  http::ResponseHead rh;
+  switch (http::parse_response_head({obuf_.get(), olen_}, rh)) {
+    case http::Parse::need_more:
+      if (olen_ == obuf_cap) return reject(502);
+      return c.submit_recv_target(obuf_.get() + olen_, obuf_cap - olen_);
+    case http::Parse::error:
+      return reject(502);
+    case http::Parse::done:
+      break;
+  }
+  if (rh.status == 101) return reject(502);  // Upgrade is hop-by-hop: we never asked for it
+  interim_ = rh.status >= 100 && rh.status < 200;
+  if (!interim_) {
+    http::BodyFraming framing = http::response_body_framing(rh, method_);
+    resp_until_close_ = framing.kind == http::BodyKind::until_close;
+    origin_keep_ = !resp_until_close_ && !http::wants_close(rh.version_minor, rh.headers);
+    if (resp_until_close_) close_after_ = true;
+    resp_body_ = http::BodyTracker(framing);
+  }
+  out_ = http::rewrite_response_head(rh, close_after_ && !interim_);
+  memmove(obuf_.get(), obuf_.get() + rh.head_len, olen_ - rh.head_len);
+  olen_ -= static_cast<uint32_t>(rh.head_len);
+  phase_ = Phase::resp_sent;
+  c.submit_send_client(out_.data(), static_cast<uint32_t>(out_.size()));
+}
+
+void HttpForward::pump_response_body() {
+  for (;;) {
+    if (resp_body_.done()) return response_done();
+    if (olen_ == 0) return c.submit_recv_target(obuf_.get(), obuf_cap);
+    size_t used = 0;
+    if (resp_body_.feed({obuf_.get(), olen_}, used) == http::Parse::error)
+      return c.finish(Result::upstream_error);
+    if (used == 0) continue;
+    in_flight_ = static_cast<uint32_t>(used);
+    return c.submit_send_client(obuf_.get(), in_flight_);
+  }
+}
+
+void HttpForward::response_done() {
+  if (olen_ > 0 || !origin_keep_) {
+    // Bytes past the response, or an origin that said close: that connection is done.
+    if (c.tfd_ >= 0) close(c.tfd_);
+    c.tfd_ = -1;
+    origin_.clear();
+    olen_ = 0;
+  }
+  if (close_after_) return c.finish(Result::ok);
+  phase_ = Phase::head;
+  c.set_deadline_in(c.w_.snapshot().config.limits.idle_timeout_ms);
+  if (c.hs_len_ > 0) return on_client_data();
+  c.submit_recv_client();
+}
+
+}  // namespace up

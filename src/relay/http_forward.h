@@ -1,0 +1,67 @@
+#pragma once
+// Plain-HTTP forwarding with keep-alive: absolute-URI requests are rewritten to origin form and
+// sent to the origin; request and response bodies pass through unchanged, framed by
+// Content-Length or chunked coding (BodyTracker), so several requests can share one client
+// connection and, while the origin stays the same, one origin connection. Bytes go through
+// user space here: the framing has to be read.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "uringproxy/http.h"
+#include "uringproxy/target.h"
+
+namespace up {
+
+class Connection;
+
+struct HttpForward {
+  explicit HttpForward(Connection& c) : c(c) {}
+
+  void on_client_data();  // parse the next request head from the handshake buffer
+  void on_authenticated();
+  void on_dialed();
+  void on_client_recv(int res);
+  void on_target_recv(int res);
+  void on_sent(bool to_client);
+
+ private:
+  enum class Phase : uint8_t {
+    head,       // waiting for / parsing a request head
+    auth,       // credentials being verified
+    dialing,    // connecting to the origin
+    send_head,  // rewritten head going to the origin
+    req_body,   // request body passing through
+    resp_head,  // reading the origin's response head
+    resp_sent,  // response head going to the client
+    resp_body,  // response body passing through
+  };
+  void send_request_head();
+  void pump_request_body();
+  void parse_response_head();
+  void pump_response_body();
+  void response_done();
+  void reject(int status);
+
+  Connection& c;
+  Phase phase_ = Phase::head;
+  std::string out_;  // rewritten head (to origin) or response head (to client)
+  std::string origin_;        // "host:port" of the open origin connection
+  std::string method_;        // of the request in flight (HEAD has no response body)
+  Target next_;               // origin of the request in flight
+  http::BodyTracker req_body_;
+  http::BodyTracker resp_body_;
+  bool close_after_ = false;  // client asked to close, or the body runs until close
+  bool reused_ = false;       // request went over a kept-alive origin connection
+  bool request_has_body_ = false;
+  bool expect_continue_ = false;
+  bool interim_ = false;           // a 1xx response is on its way to the client
+  bool resp_until_close_ = false;  // response body ends when the origin closes
+  bool origin_keep_ = true;        // the origin connection may serve the next request
+  uint32_t in_flight_ = 0;    // bytes of a body chunk being sent
+  std::unique_ptr<char[]> obuf_;  // origin input
+  uint32_t olen_ = 0;
+  static constexpr uint32_t obuf_cap = 64 * 1024;
+};
+
+}  // namespace up

@@ -1,0 +1,151 @@
+// Direct route: resolve (c-ares, cached), check every address against the ACL (so a name
+// that resolves to a private address is refused: DNS rebinding), then connect to each address
+// in turn until one answers or connect_timeout_ms passes.
+#include <arpa/inet.h>
+#include <ares.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/connection.h"
+#include "core/worker.h"
+#include "relay/http_forward.h"
+#include "uringproxy/http.h"
+#include "uringproxy/socks5.h"
+
+namespace up {
+
+namespace {
+Failure failure_for_errno(int err) {
+  switch (err) {
+    case ECONNREFUSED: return {Result::refused, 0x05, 502};
+    case ENETUNREACH: return {Result::unreachable, 0x03, 502};
+    case EHOSTUNREACH: return {Result::unreachable, 0x04, 502};
+    case ETIMEDOUT: return {Result::timeout, 0x06, 504};
+    default: return {Result::error, 0x01, 502};
+  }
+}
+}  // namespace
+
+void Connection::dial() {
+  state_ = State::dialing;
+  addrs_.clear();
+  next_addr_ = 0;
+  last_connect_errno_ = 0;
+  set_deadline_in(w_.snapshot().config.upstream.connect_timeout_ms);
+  if (target_.is_literal()) {
+    ResolvedAddress a{};
+    if (target_.kind == Target::Kind::ipv4) {
+      auto* sin = reinterpret_cast<sockaddr_in*>(&a.addr);
+      sin->sin_family = AF_INET;
+      memcpy(&sin->sin_addr, target_.ip, 4);
+      a.len = sizeof(sockaddr_in);
+    } else {
+      auto* sin6 = reinterpret_cast<sockaddr_in6*>(&a.addr);
+      sin6->sin6_family = AF_INET6;
+      memcpy(&sin6->sin6_addr, target_.ip, 16);
+      a.len = sizeof(sockaddr_in6);
+    }
+    return on_resolved(ARES_SUCCESS, {a});
+  }
+  resolving_ = true;
+  w_.dns().resolve(target_.host, this, w_.now_ms());
+}
+
+void Connection::on_resolved(int status, const std::vector<ResolvedAddress>& addrs) {
+  resolving_ = false;
+  if (state_ != State::dialing) return;
+  if (status != ARES_SUCCESS) return fail({Result::dns_failed, 0x04, 502});
+  const Acl& acl = w_.snapshot().acl;
+  for (const ResolvedAddress& a : addrs) {
+    if (!acl.address_allowed(reinterpret_cast<const sockaddr*>(&a.addr))) continue;
+    ResolvedAddress b = a;
+    if (b.addr.ss_family == AF_INET)
+      reinterpret_cast<sockaddr_in*>(&b.addr)->sin_port = htons(target_.port);
+    else
+      reinterpret_cast<sockaddr_in6*>(&b.addr)->sin6_port = htons(target_.port);
+    addrs_.push_back(b);
+    if (addrs_.size() == 8) break;  // bounded attempts within one connect timeout
+  }
+  if (addrs_.empty()) return fail({Result::denied, 0x02, 403});
+  connect_next();
+}
+
+void Connection::connect_next() {
+  while (next_addr_ < addrs_.size()) {
+    const ResolvedAddress& a = addrs_[next_addr_++];
+    int fd = socket(a.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      last_connect_errno_ = errno;
+      continue;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    tfd_ = fd;
+    target_addr_ = a.addr;
+    io_uring_sqe* s = w_.sqe();
+    io_uring_prep_connect(s, fd, reinterpret_cast<const sockaddr*>(&target_addr_), a.len);
+    io_uring_sqe_set_data64(s, pack(this, Op::connect));
+    mark(Op::connect);
+    return;
+  }
+  fail(failure_for_errno(last_connect_errno_));
+}
+
+void Connection::on_connect(int res) {
+  if (state_ != State::dialing) return;
+  if (res == 0) return on_dialed();
+  close(tfd_);
+  tfd_ = -1;
+  last_connect_errno_ = -res;
+  connect_next();
+}
+
+void Connection::on_dialed() {
+  if (fwd_) return fwd_->on_dialed();
+  state_ = State::replying;
+  if (protocol_ == Protocol::http) {
+    std::string_view ok = http::status_response(200);
+    return submit_send_client(ok.data(), static_cast<uint32_t>(ok.size()));
+  }
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  getsockname(tfd_, reinterpret_cast<sockaddr*>(&bound), &len);
+  uint8_t out[22];
+  size_t n = socks5::encode_reply(socks5::Reply::succeeded, reinterpret_cast<sockaddr*>(&bound),
+                                  out);
+  reply_client(out, static_cast<uint32_t>(n));
+}
+
+void Connection::fail(const Failure& f) {
+  if (state_ == State::closed) return;
+  if (resolving_) {
+    w_.dns().cancel(target_.host, this);
+    resolving_ = false;
+  }
+  if (inflight_ & (1u << static_cast<unsigned>(Op::connect))) {
+    io_uring_sqe* s = w_.sqe();
+    io_uring_prep_cancel64(s, pack(this, Op::connect), 0);
+    io_uring_sqe_set_data64(s, pack(nullptr, Op::ignored));
+    s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  }
+  if (tfd_ >= 0) {
+    close(tfd_);
+    tfd_ = -1;
+  }
+  result_ = f.result;
+  state_ = State::failing;
+  set_deadline_in(2000);  // a client that will not read its error reply is not waited for
+  if (protocol_ == Protocol::http) {
+    std::string_view r = http::status_response(f.http_status);
+    if (inflight_ & (1u << static_cast<unsigned>(Op::client_send))) return finish(f.result);
+    return submit_send_client(r.data(), static_cast<uint32_t>(r.size()));
+  }
+  uint8_t out[22];
+  size_t n = socks5::encode_reply(static_cast<socks5::Reply>(f.socks_reply), nullptr, out);
+  reply_client(out, static_cast<uint32_t>(n));
+}
+
+}  // namespace up
