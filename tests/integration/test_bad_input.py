@@ -1,0 +1,226 @@
+"""6. Bad input: each gets a clean close (or the right code), and a normal client keeps being
+served after every case."""
+import random
+import select
+import socket
+import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from clients import (HttpConn, assert_served, connect, http_request, recv_all, socks5_auth,
+                     socks5_greeting, socks5_open, socks5_request, stream_end)
+from harness import PASSWORDS
+from servers import ResetServer, det_bytes
+
+HANDSHAKE_S = 2.0  # limits.handshake_timeout_ms in the shared config
+CLOSE_BOUND = 20.0  # generous: closed well within this, or it never will be
+
+
+def rst_close(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+SOCKS_TRUNCATED = [
+    b"\x05",
+    b"\x05\x02",
+    b"\x05\x02\x02",
+    b"\x05\x01\x02\x01\x05ali",
+    b"\x05\x01\x02" + socks5_auth("alice", PASSWORDS["alice"]) + b"\x05\x01\x00\x01\x7f",
+    b"\x05\x01\x02" + socks5_auth("alice", PASSWORDS["alice"]) + b"\x05\x01\x00\x03\x20abc",
+]
+
+
+@pytest.mark.parametrize("data", SOCKS_TRUNCATED, ids=range(len(SOCKS_TRUNCATED)))
+@pytest.mark.parametrize("how", ["fin", "rst"])
+def test_socks5_truncated_then_close(proxy, servers, data, how):
+    s = connect(proxy.socks_port)
+    s.sendall(data)
+    if how == "rst":
+        rst_close(s)
+    else:
+        s.shutdown(socket.SHUT_WR)
+        assert stream_end(s, CLOSE_BOUND) in ("eof", "reset"), "proxy never closed"
+        s.close()
+    assert_served(proxy, servers, f"after truncated {data!r}")
+
+
+HTTP_TRUNCATED = [b"CONN", b"CONNECT 127.0.0.1:1 HTTP/1.1\r\n", b"GET http://origin.test/ HTTP/1.1\r\nHo"]
+
+
+@pytest.mark.parametrize("data", HTTP_TRUNCATED, ids=range(len(HTTP_TRUNCATED)))
+def test_http_truncated_then_close(proxy, servers, data):
+    s = connect(proxy.http_port)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    assert stream_end(s, CLOSE_BOUND) in ("eof", "reset"), "proxy never closed"
+    s.close()
+    assert_served(proxy, servers, f"after truncated {data!r}")
+
+
+@pytest.mark.uringproxy_only  # the peers have no handshake timeout
+@pytest.mark.parametrize("seed", range(6))
+def test_random_bytes(proxy, servers, seed):
+    rnd = random.Random(seed)
+    for port in (proxy.socks_port, proxy.http_port):
+        s = connect(port)
+        try:
+            s.sendall(rnd.randbytes(rnd.choice([1, 3, 64, 4096, 40000])))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        # Either a reply and a close, or a close at the handshake timeout: never open forever.
+        assert stream_end(s, CLOSE_BOUND) in ("eof", "reset")
+        s.close()
+    assert_served(proxy, servers, f"after random bytes (seed {seed})")
+
+
+@pytest.mark.uringproxy_only
+def test_silent_clients_closed_after_handshake_timeout(proxy, servers):
+    t0 = time.monotonic()
+    socks = [connect(proxy.socks_port) for _ in range(10)] + \
+            [connect(proxy.http_port) for _ in range(10)]
+    # Others are served while the silent ones wait.
+    assert_served(proxy, servers, "while 20 silent clients are connected")
+    with ThreadPoolExecutor(len(socks)) as ex:
+        ends = list(ex.map(lambda s: (stream_end(s, CLOSE_BOUND), time.monotonic()), socks))
+    for s in socks:
+        s.close()
+    assert all(e == "eof" or e == "reset" for e, _ in ends), \
+        f"silent clients not closed within {CLOSE_BOUND}s: {[e for e, _ in ends]}"
+    earliest = min(t for _, t in ends) - t0
+    assert earliest >= HANDSHAKE_S * 0.5, f"closed after {earliest:.2f}s, before the timeout"
+    assert_served(proxy, servers, "after silent clients")
+
+
+def slowloris(port, data, interval=1.0, bound=CLOSE_BOUND):
+    """Send one byte per interval, reading whatever comes back; returns (how, elapsed, sent)."""
+    s = connect(port)
+    t0 = time.monotonic()
+    sent = 0
+    try:
+        while time.monotonic() - t0 < bound:
+            r, _, _ = select.select([s], [], [], interval)
+            if r:
+                try:
+                    d = s.recv(4096)
+                except ConnectionResetError:
+                    return "reset", time.monotonic() - t0, sent
+                if not d:
+                    return "eof", time.monotonic() - t0, sent
+                continue
+            if sent < len(data):
+                try:
+                    s.send(data[sent:sent + 1])
+                except (BrokenPipeError, ConnectionResetError):
+                    return "reset", time.monotonic() - t0, sent
+                sent += 1
+        return "open", time.monotonic() - t0, sent
+    finally:
+        s.close()
+
+
+@pytest.mark.uringproxy_only
+def test_slowloris_closed_by_handshake_timeout(proxy, servers):
+    socks_data = (socks5_greeting((2,)) + socks5_auth("alice", PASSWORDS["alice"])
+                  + socks5_request("127.0.0.1", servers.echo.port))
+    hp = f"127.0.0.1:{servers.echo.port}"
+    http_data = http_request("CONNECT", hp, host_header=hp, auth=("alice", PASSWORDS["alice"]))
+    assert len(socks_data) > CLOSE_BOUND and len(http_data) > CLOSE_BOUND
+    with ThreadPoolExecutor(4) as ex:
+        futs = [ex.submit(slowloris, proxy.socks_port, socks_data),
+                ex.submit(slowloris, proxy.http_port, http_data),
+                ex.submit(slowloris, proxy.socks_port, socks_data, 0.3),
+                ex.submit(slowloris, proxy.http_port, http_data, 0.3)]
+        assert_served(proxy, servers, "during slowloris")
+        results = [f.result() for f in futs]
+    for how, elapsed, sent in results:
+        assert how in ("eof", "reset"), f"slowloris client still open after {elapsed:.1f}s " \
+            f"({sent} bytes sent): the handshake timeout must bound the whole handshake"
+    assert_served(proxy, servers, "after slowloris")
+
+
+@pytest.mark.parametrize("via", ["socks5", "http-connect"])
+def test_target_resets_mid_stream(proxy, servers, via):
+    if via == "socks5":
+        r = socks5_open(proxy.socks_port, "127.0.0.1", servers.reset.port, pw=PASSWORDS["alice"])
+        assert r.rep == 0, r
+        s, pre = r.sock, b""
+    else:
+        from clients import http_connect
+        c, resp = http_connect(proxy.http_port, "127.0.0.1", servers.reset.port,
+                               pw=PASSWORDS["alice"])
+        assert resp.status == 200, resp
+        s, pre = c.s, bytes(c.buf)
+    got = pre + recv_all(s, timeout=CLOSE_BOUND)  # ends on EOF or reset, raises on timeout
+    assert len(got) <= ResetServer.K
+    assert got == det_bytes(len(got)), "bytes before the reset were corrupted"
+    s.close()
+    assert_served(proxy, servers, "after a target reset")
+
+
+@pytest.mark.parametrize("via", ["socks5", "http-connect"])
+def test_client_resets_mid_stream(proxy, servers, via):
+    for _ in range(5):
+        if via == "socks5":
+            r = socks5_open(proxy.socks_port, "127.0.0.1", servers.echo.port,
+                            pw=PASSWORDS["alice"])
+            s = r.sock
+        else:
+            from clients import http_connect
+            c, _ = http_connect(proxy.http_port, "127.0.0.1", servers.echo.port,
+                                pw=PASSWORDS["alice"])
+            s = c.s
+        s.sendall(b"x" * 500000)  # the echo is writing back while we reset
+        rst_close(s)
+    assert_served(proxy, servers, "after client resets")
+
+
+@pytest.mark.uringproxy_only
+def test_client_gone_during_connect_dns_and_auth(proxy, servers):
+    """Close the client while the proxy waits on a connect (black hole), a slow DNS answer,
+    or a password hash; the late completion must find nothing to use (ASan watches)."""
+    for _ in range(3):
+        s = connect(proxy.socks_port)
+        s.sendall(socks5_greeting((2,)) + socks5_auth("alice", PASSWORDS["alice"])
+                  + socks5_request("127.0.0.1", servers.blackhole.port))
+        time.sleep(0.05)  # not a timing assertion: lets the proxy reach the connect
+        rst_close(s)
+        s = connect(proxy.http_port)
+        s.sendall(http_request("CONNECT", f"slow{_}.test:{servers.echo.port}",
+                               host_header="x", auth=("alice", PASSWORDS["alice"])))
+        time.sleep(0.05)
+        s.close()
+        for user in ("bob", "carol"):  # yescrypt and bcrypt take a while to verify
+            s = connect(proxy.socks_port)
+            s.sendall(socks5_greeting((2,)) + socks5_auth(user, PASSWORDS[user]))
+            rst_close(s)
+    time.sleep(1.5)  # let the slow DNS answers and the connect timeouts land; then check
+    assert_served(proxy, servers, "after clients vanished mid-handshake")
+
+
+@pytest.mark.uringproxy_only
+@pytest.mark.parametrize("cl", ["-1", "abc", "1, 2", "99999999999999999999999"])
+def test_http_bad_content_length_400(proxy, servers, cl):
+    hp = f"127.0.0.1:{servers.origin.port}"
+    c = HttpConn(proxy.http_port)
+    c.send(http_request("POST", f"http://{hp}/echo", host_header=hp,
+                        headers=[("Content-Length", cl)], auth=("alice", PASSWORDS["alice"])))
+    r = c.read_response()
+    assert r.status == 400, f"Content-Length {cl!r}: {r}"
+    c.close()
+    assert_served(proxy, servers)
+
+
+@pytest.mark.uringproxy_only
+def test_http_bad_chunk_size_ends_connection(proxy, servers):
+    hp = f"127.0.0.1:{servers.origin.port}"
+    c = HttpConn(proxy.http_port)
+    c.send(http_request("POST", f"http://{hp}/echo", host_header=hp,
+                        headers=[("Transfer-Encoding", "chunked")],
+                        auth=("alice", PASSWORDS["alice"])) + b"zz\r\nhello\r\n0\r\n\r\n")
+    # Whether a 400 comes first or not, the connection must end rather than hang.
+    assert stream_end(c.s, CLOSE_BOUND) in ("eof", "reset")
+    c.close()
+    assert_served(proxy, servers)

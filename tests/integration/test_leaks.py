@@ -1,0 +1,163 @@
+"""8. No fd leaks: 200 mixed good and bad connections, then the fd count returns to baseline."""
+import os
+import random
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from clients import (HttpConn, connect, echo_roundtrip, http_connect, http_request, recv_all,
+                     socks5_open, stream_end)
+from harness import PASSWORDS, WRONG_PASSWORD
+from servers import wait_until
+
+
+def _ops(proxy, servers):
+    alice = PASSWORDS["alice"]
+
+    def good_socks():
+        r = socks5_open(proxy.socks_port, "127.0.0.1", servers.echo.port, pw=alice)
+        assert r.rep == 0
+        echo_roundtrip(r.sock, os.urandom(20000))
+        r.sock.close()
+        return "ok"
+
+    def good_socks_name():
+        r = socks5_open(proxy.socks_port, "echo.test", servers.echo.port, user="bob",
+                        pw=PASSWORDS["bob"])
+        assert r.rep == 0
+        echo_roundtrip(r.sock, b"n" * 1000)
+        r.sock.shutdown(socket.SHUT_WR)
+        recv_all(r.sock)
+        r.sock.close()
+        return "ok"
+
+    def good_connect():
+        c, resp = http_connect(proxy.http_port, "127.0.0.1", servers.echo.port, pw=alice)
+        assert resp.status == 200
+        c.send(b"y" * 5000)
+        assert c.read_n(5000) == b"y" * 5000
+        c.close()
+        return "ok"
+
+    def good_forward():
+        c = HttpConn(proxy.http_port)
+        hp = f"origin.test:{servers.origin.port}"
+        for _ in range(2):
+            c.send(http_request("GET", f"http://{hp}/bytes/3000", host_header=hp,
+                                auth=("alice", alice)))
+            r = c.read_response()
+            assert r.status == 200 and len(r.body) == 3000
+        c.close()
+        return "ok"
+
+    def big_download_abandoned():
+        r = socks5_open(proxy.socks_port, "127.0.0.1", servers.origin.port, pw=alice)
+        assert r.rep == 0
+        r.sock.sendall(b"GET /bytes/5000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        r.sock.recv(1000)
+        r.sock.close()  # with bytes still in flight in both pipes
+        return "ok"
+
+    def bad_password():
+        r = socks5_open(proxy.socks_port, "127.0.0.1", servers.echo.port, pw=WRONG_PASSWORD)
+        r.sock.close()
+        return "bad"
+
+    def http_407():
+        c = HttpConn(proxy.http_port)
+        hp = f"127.0.0.1:{servers.echo.port}"
+        c.send(http_request("CONNECT", hp, host_header=hp, auth=None))
+        c.read_response()
+        c.close()
+        return "bad"
+
+    def refused():
+        r = socks5_open(proxy.socks_port, "127.0.0.1", servers.closed, pw=alice)
+        r.sock.close()
+        return "bad"
+
+    def nxdomain():
+        r = socks5_open(proxy.socks_port, "nx.test", servers.echo.port, pw=alice)
+        r.sock.close()
+        return "bad"
+
+    def reset_target():
+        r = socks5_open(proxy.socks_port, "127.0.0.1", servers.reset.port, pw=alice)
+        if r.rep == 0:
+            recv_all(r.sock)
+        r.sock.close()
+        return "bad"
+
+    def truncated():
+        s = connect(proxy.socks_port)
+        s.sendall(b"\x05\x02\x02\x00")
+        s.close()
+        return "bad"
+
+    def garbage_http():
+        s = connect(proxy.http_port)
+        s.sendall(b"\x16\x03\x01\x02\x00" + os.urandom(300))
+        stream_end(s, 20)
+        s.close()
+        return "bad"
+
+    return [good_socks, good_socks_name, good_connect, good_forward, big_download_abandoned,
+            bad_password, http_407, refused, nxdomain, reset_target, truncated, garbage_http]
+
+
+def _run_mix(proxy, servers, n, seed):
+    ops = _ops(proxy, servers)
+    rnd = random.Random(seed)
+    plan = [ops[i % len(ops)] for i in range(n)]
+    rnd.shuffle(plan)
+    errors = []
+
+    def run(op):
+        try:
+            return op()
+        except Exception as e:  # collect: a failing good op is a finding, not a harness crash
+            errors.append(f"{op.__name__}: {type(e).__name__}: {e}")
+            return "error"
+
+    with ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(run, plan))
+    return results, errors
+
+
+def stable_fd_count(proxy, timeout=10.0):
+    """The fd count once two reads 0.3 s apart agree (or the last read at the deadline)."""
+    deadline = time.monotonic() + timeout
+    last = proxy.fd_count()
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = proxy.fd_count()
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+@pytest.mark.uringproxy_only
+def test_fd_count_returns_to_baseline(proxy, servers):
+    _, errors = _run_mix(proxy, servers, 60, seed=1)  # warm-up: pools, DNS sockets, caches
+    assert not errors, errors
+    base = stable_fd_count(proxy)
+    base_table = proxy.fd_table()
+
+    results, errors = _run_mix(proxy, servers, 200, seed=2)
+    assert not errors, errors
+    assert results.count("ok") >= 80
+
+    ok = wait_until(lambda: proxy.fd_count() <= base, 10, interval=0.2)
+    if not ok:
+        now = proxy.fd_table()
+        extra = {fd: tgt for fd, tgt in now.items() if base_table.get(fd) != tgt}
+        kinds = {}
+        for t in extra.values():
+            k = t.split(":")[0]
+            kinds[k] = kinds.get(k, 0) + 1
+        pytest.fail(f"fd count {len(now)} > baseline {base} 10 s after 200 connections; "
+                    f"new fds by kind: {kinds}; sample: {dict(list(extra.items())[:10])}")
+    assert proxy.alive()
