@@ -1,0 +1,22 @@
+# Debian packages uringproxy needs, and a function that installs the missing ones.
+# Sourced by scripts/run and scripts/test.
+
+BUILD_PACKAGES="meson ninja-build pkg-config g++ cmake liburing-dev libssl-dev libmimalloc-dev
+  rapidjson-dev libc-ares-dev libcrypt-dev doctest-dev libbenchmark-dev libcli11-dev openssl"
+TEST_PACKAGES="clang libclang-rt-14-dev curl python3 python3-pytest python3-socks whois
+  procps iproute2"
+
+# install_missing PKG...: apt-get installs only what dpkg does not already have.
+install_missing() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing: ${missing[*]}" >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
