@@ -7,12 +7,10 @@
 
 #include "uringproxy/http.h"
 
+#include "fuzz_assert.h"
+
 using namespace up::http;
 
-#define FUZZ_ASSERT(cond) \
-  do {                    \
-    if (!(cond)) std::abort(); \
-  } while (0)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 4) return 0;

@@ -9,12 +9,10 @@
 
 #include "uringproxy/socks5.h"
 
+#include "fuzz_assert.h"
+
 using namespace up::socks5;
 
-#define FUZZ_ASSERT(cond) \
-  do {                    \
-    if (!(cond)) std::abort(); \
-  } while (0)
 
 namespace {
 

@@ -8,10 +8,8 @@
 
 #include "uringproxy/target.h"
 
-#define FUZZ_ASSERT(cond) \
-  do {                    \
-    if (!(cond)) std::abort(); \
-  } while (0)
+#include "fuzz_assert.h"
+
 
 namespace {
 
