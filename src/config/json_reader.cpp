@@ -1,6 +1,5 @@
 #include "config/json_reader.h"
 
-#include <rapidjson/error/en.h>
 #include <unistd.h>
 
 #include <algorithm>

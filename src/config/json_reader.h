@@ -2,7 +2,7 @@
 // Reading one operator file: JSON (with comments) to a rapidjson tree, then object by object with
 // every field accounted for. Each problem becomes one sentence "<file>: <field>: <what and fix>"
 // in Diagnostics; readers keep going after a problem so the operator sees all of them at once.
-#include <rapidjson/document.h>
+#include "config/rapidjson.h"
 
 #include <cstdint>
 #include <set>

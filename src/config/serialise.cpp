@@ -1,8 +1,7 @@
 // users.json and external_proxy.json written back after live edits, in the shapes the loaders
 // read (a written file parses to the same records). One record per block, lists of names on one
 // line, so a diff of two versions shows which user or proxy changed.
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
+#include "config/rapidjson.h"
 
 #include "config/on_failure.h"
 #include "uringproxy/config.h"
