@@ -57,6 +57,7 @@ void read_listeners(ObjectReader& root, const std::string& dir, Config& out) {
     return;
   }
   std::set<std::string> names;
+  std::vector<std::pair<SocketAddress, size_t>> seen;  // valid addresses and their index
   for (rapidjson::SizeType i = 0; i < arr->Size(); ++i) {
     std::string path = config::index_path("listeners", i);
     const rapidjson::Value& v = (*arr)[i];
@@ -86,13 +87,14 @@ void read_listeners(ObjectReader& root, const std::string& dir, Config& out) {
       if (!parse_socket_address(listen, l.listen)) {
         r.error("listen", quote(listen) + " is not ip:port " + listen_example(listen));
       } else {
-        for (size_t j = 0; j < out.listeners.size(); ++j) {
-          if (same_address(out.listeners[j].listen, l.listen)) {
+        for (const auto& [addr, j] : seen) {
+          if (same_address(addr, l.listen)) {
             r.error("listen", quote(listen) + " is already used by listeners[" +
                                   std::to_string(j) + "]; give each listener its own address");
             break;
           }
         }
+        seen.emplace_back(l.listen, i);
       }
     }
     if (const rapidjson::Value* tls = r.get_object("tls")) {
@@ -148,10 +150,10 @@ void read_groups(ObjectReader& root, Config& out) {
   for (auto it = v->MemberBegin(); it != v->MemberEnd(); ++it) {
     std::string name(it->name.GetString(), it->name.GetStringLength());
     std::string path = "groups." + (name.empty() ? std::string("\"\"") : name);
-    if (name.empty() || name.find_first_of(std::string(" \t\r\n:\0", 6)) != std::string::npos) {
+    if (name.empty() || name.find_first_of(std::string(" \t\r\n:.\0", 7)) != std::string::npos) {
       fd.error("groups", quote(name) +
-                             " is not a group name; use letters, digits, '-' or '_' (it follows "
-                             "the '.' in \"user.group\")");
+                             " is not a group name (no '.', ':' or whitespace: it follows the '.' "
+                             "in \"user.group\")");
       continue;
     }
     if (out.groups.count(name)) {

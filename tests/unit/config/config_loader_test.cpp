@@ -226,11 +226,13 @@ TEST_CASE("config parse: listeners") {
       {"name": "b", "protocol": "http", "listen": "[::1]:1080"},
       {"name": "c", "protocol": "http", "listen": "localhost:80"},
       {"name": "d", "protocol": "http", "listen": "[::1]:0"},
-      {"name": "e", "protocol": "http", "listen": "0.0.0.0:8080"}]})");
+      {"name": "e", "protocol": "http", "listen": "0.0.0.0:8080"},
+      {"name": "f", "protocol": "http", "listen": "0.0.0.0:8080"}]})");
     CHECK(has_error(p.diag, {"listeners[1].listen: \"[::1]:1080\" is already used by listeners[0]"}));
     CHECK(has_error(p.diag, {"listeners[2].listen: \"localhost:80\" is not ip:port"}));
     CHECK(has_error(p.diag, {"listeners[3].listen: \"[::1]:0\" is not ip:port (e.g. \"[::1]:1080\")"}));
-    CHECK(p.diag.errors.size() == 3);
+    CHECK(has_error(p.diag, {"listeners[5].listen: \"0.0.0.0:8080\" is already used by listeners[4]"}));
+    CHECK(p.diag.errors.size() == 4);
   }
   SUBCASE("tls needs cert and key; paths resolve against the config's directory") {
     Parsed p = parse(R"({"auth": "none", "listeners": [
@@ -321,9 +323,10 @@ TEST_CASE("config parse: groups") {
   CHECK(p.config.groups.at("us").policy == GroupPolicy::hash_user);
   CHECK(p.config.groups.at("asia").policy == GroupPolicy::round_robin);
   CHECK(p.config.groups.at("asia").on_failure.kind == OnFailure::Kind::unset);
-  Parsed bad = parse(with(R"("groups": {"eu": {"policy": "random"}, "a b": {}, "x": 3})"));
+  Parsed bad = parse(with(R"("groups": {"eu": {"policy": "random"}, "a b": {}, "a.b": {}, "x": 3})"));
   CHECK(has_error(bad.diag, {"groups.eu.policy: \"random\" is not a policy; use \"round_robin\""}));
   CHECK(has_error(bad.diag, {"groups: \"a b\" is not a group name"}));
+  CHECK(has_error(bad.diag, {"groups: \"a.b\" is not a group name (no '.', ':' or whitespace"}));
   CHECK(has_error(bad.diag, {"groups.x: must be an object"}));
   CHECK(!up::test::mentions(parse(with(R"("groups": {})")).diag, "groups"));
 }
