@@ -7,6 +7,7 @@
 // unchanged must not read framing differently from the origin behind it.
 #include "uringproxy/http.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstring>
@@ -77,17 +78,16 @@ enum class Line : uint8_t { ok, incomplete, bad };
 // Finds the CRLF ending the line that starts at `pos` in `in`; `end` is the index of its CR.
 // Refuses a bare CR or LF anywhere in the line, so callers never see one.
 Line next_line(std::string_view in, size_t pos, size_t& end) {
-  for (size_t i = pos; i < in.size(); ++i) {
-    char c = in[i];
-    if (c == '\n') return Line::bad;
-    if (c == '\r') {
-      if (i + 1 >= in.size()) return Line::incomplete;
-      if (in[i + 1] != '\n') return Line::bad;
-      end = i;
-      return Line::ok;
-    }
-  }
-  return Line::incomplete;
+  const char* begin = in.data() + pos;
+  size_t left = in.size() - pos;
+  // Two memchr passes (vectorised in libc) beat one byte loop testing for both characters.
+  const void* cr = std::memchr(begin, '\r', left);
+  size_t len = cr == nullptr ? left : static_cast<size_t>(static_cast<const char*>(cr) - begin);
+  if (std::memchr(begin, '\n', len) != nullptr) return Line::bad;
+  if (cr == nullptr || len + 1 >= left) return Line::incomplete;
+  if (begin[len + 1] != '\n') return Line::bad;
+  end = pos + len;
+  return Line::ok;
 }
 
 bool parse_version(std::string_view v, int& minor) {
@@ -311,10 +311,39 @@ bool is_protected(std::string_view name) {
          iequals(name, "host");
 }
 
-bool listed_in_connection(const std::vector<Header>& headers, std::string_view name) {
-  if (is_protected(name)) return false;
-  return header_has_token(headers, "connection", name);
-}
+// The tokens of every Connection header, gathered once per rewrite instead of once per
+// header; past `max` tokens it falls back to scanning the headers.
+class ConnectionTokens {
+ public:
+  explicit ConnectionTokens(const std::vector<Header>& headers) : headers_(headers) {
+    for (const Header& h : headers) {
+      if (!iequals(h.name, "connection")) continue;
+      for_each_element(h.value, [&](std::string_view el) {
+        if (n_ == max) {
+          overflow_ = true;
+          return false;
+        }
+        tokens_[n_++] = el;
+        return true;
+      });
+    }
+  }
+  bool lists(std::string_view name) const {
+    if (is_protected(name)) return false;
+    if (overflow_) return header_has_token(headers_, "connection", name);
+    for (size_t i = 0; i < n_; ++i) {
+      if (iequals(tokens_[i], name)) return true;
+    }
+    return false;
+  }
+
+ private:
+  static constexpr size_t max = 16;
+  const std::vector<Header>& headers_;
+  std::string_view tokens_[max];
+  size_t n_ = 0;
+  bool overflow_ = false;
+};
 
 void append_header(std::string& s, const Header& h) {
   s.append(h.name);
@@ -582,22 +611,20 @@ std::string rewrite_forward_head(const RequestHead& head, std::string_view origi
   s.append(origin_form);
   s.append(head.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
   // RFC 9112 3.2.2: a proxy replaces Host with the authority of the absolute-form target, so
-  // the origin serves the name the route and the ACLs were decided on.
-  bool host_done = false;
+  // the origin serves the name the route and the ACLs were decided on. Without a Host, it goes
+  // first, where origin servers and humans look for it.
+  bool host_done = std::none_of(head.headers.begin(), head.headers.end(),
+                                [](const Header& h) { return iequals(h.name, "host"); });
+  if (host_done) append_host(s, target);
+  ConnectionTokens connection(head.headers);
   for (const Header& h : head.headers) {
     if (iequals(h.name, "host")) {
       if (!host_done) append_host(s, target);
       host_done = true;
       continue;
     }
-    if (is_hop_by_hop(h.name) || listed_in_connection(head.headers, h.name)) continue;
+    if (is_hop_by_hop(h.name) || connection.lists(h.name)) continue;
     append_header(s, h);
-  }
-  if (!host_done) {
-    // Put Host first, where origin servers and humans look for it.
-    std::string host_line;
-    append_host(host_line, target);
-    s.insert(s.find("\r\n") + 2, host_line);
   }
   s.append("\r\n");
   return s;
@@ -611,8 +638,9 @@ std::string rewrite_response_head(const ResponseHead& head, bool close_after) {
   s += ' ';
   s.append(head.reason);
   s.append("\r\n");
+  ConnectionTokens connection(head.headers);
   for (const Header& h : head.headers) {
-    if (is_hop_by_hop(h.name) || listed_in_connection(head.headers, h.name)) continue;
+    if (is_hop_by_hop(h.name) || connection.lists(h.name)) continue;
     append_header(s, h);
   }
   if (close_after) s.append("Connection: close\r\n");
