@@ -39,7 +39,9 @@ def servers():
     ns.origin = srv.OriginServer("A")
     ns.origin2 = srv.OriginServer("B")
     ns.echo = srv.EchoServer()
-    ns.echo6 = srv.EchoServer("::1") if srv.ipv6_loopback_available() else None
+    v6 = srv.ipv6_loopback_available()
+    ns.echo6 = srv.EchoServer("::1") if v6 else None
+    ns.origin6 = srv.OriginServer("A6", "::1") if v6 else None
     ns.drain = srv.DrainServer()
     ns.banner = srv.BannerServer()
     ns.reset = srv.ResetServer()
@@ -47,7 +49,7 @@ def servers():
     ns.dns = srv.DnsServer()
     ns.closed = srv.closed_port()
     yield ns
-    for s in (ns.origin, ns.origin2, ns.echo, ns.echo6, ns.drain, ns.banner, ns.reset,
+    for s in (ns.origin, ns.origin2, ns.origin6, ns.echo, ns.echo6, ns.drain, ns.banner, ns.reset,
               ns.blackhole, ns.dns):
         if s is not None:
             s.close()

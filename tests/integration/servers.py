@@ -222,6 +222,11 @@ class OriginServer:
             daemon_threads = True
             request_queue_size = 128
 
+            def handle_error(self, request, client_address):
+                import sys
+                if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+                    super().handle_error(request, client_address)
+
         self.httpd = _S((host, 0), _OriginHandler)
         self.httpd.name = name
         self.httpd.requests = []

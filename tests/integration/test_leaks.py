@@ -126,38 +126,54 @@ def _run_mix(proxy, servers, n, seed):
     return results, errors
 
 
-def stable_fd_count(proxy, timeout=10.0):
-    """The fd count once two reads 0.3 s apart agree (or the last read at the deadline)."""
+def stable_fds(proxy, timeout=10.0):
+    """The fd table once two reads 0.3 s apart agree (or the last read at the deadline)."""
     deadline = time.monotonic() + timeout
-    last = proxy.fd_count()
+    last = proxy.fd_table()
     while time.monotonic() < deadline:
         time.sleep(0.3)
-        now = proxy.fd_count()
-        if now == last:
+        now = proxy.fd_table()
+        if len(now) == len(last):
             return now
         last = now
     return last
 
 
+def split(table):
+    pipes = {fd: t for fd, t in table.items() if t.startswith("pipe:")}
+    others = {fd: t for fd, t in table.items() if not t.startswith("pipe:")}
+    return pipes, others
+
+
+# Free pipes stay in the per-worker pool (DESIGN: bounded, reused); its size follows the peak of
+# bytes in flight, so allow it to be up to one more tunnel's worth (2 pipes, 4 fds) above the
+# warmed-up baseline. Every other fd (sockets, files, io_uring, eventfds) must come back exactly.
+PIPE_SLACK = 4
+
+
 @pytest.mark.uringproxy_only
 def test_fd_count_returns_to_baseline(proxy, servers):
-    _, errors = _run_mix(proxy, servers, 60, seed=1)  # warm-up: pools, DNS sockets, caches
-    assert not errors, errors
-    base = stable_fd_count(proxy)
-    base_table = proxy.fd_table()
+    for seed in (1, 2):  # warm-up: pipe pool, DNS sockets, credential cache
+        _, errors = _run_mix(proxy, servers, 100, seed=seed)
+        assert not errors, errors
+    base_pipes, base_others = split(stable_fds(proxy))
 
-    results, errors = _run_mix(proxy, servers, 200, seed=2)
+    results, errors = _run_mix(proxy, servers, 200, seed=3)
     assert not errors, errors
     assert results.count("ok") >= 80
 
-    ok = wait_until(lambda: proxy.fd_count() <= base, 10, interval=0.2)
-    if not ok:
-        now = proxy.fd_table()
-        extra = {fd: tgt for fd, tgt in now.items() if base_table.get(fd) != tgt}
+    def settled():
+        pipes, others = split(proxy.fd_table())
+        return len(others) <= len(base_others) and len(pipes) <= len(base_pipes) + PIPE_SLACK
+
+    if not wait_until(settled, 10, interval=0.2):
+        pipes, others = split(proxy.fd_table())
+        new = {fd: t for fd, t in others.items() if base_others.get(fd) != t}
         kinds = {}
-        for t in extra.values():
-            k = t.split(":")[0]
-            kinds[k] = kinds.get(k, 0) + 1
-        pytest.fail(f"fd count {len(now)} > baseline {base} 10 s after 200 connections; "
-                    f"new fds by kind: {kinds}; sample: {dict(list(extra.items())[:10])}")
+        for t in new.values():
+            kinds[t.split(":")[0]] = kinds.get(t.split(":")[0], 0) + 1
+        pytest.fail(f"10 s after 200 mixed connections: {len(others)} non-pipe fds (baseline "
+                    f"{len(base_others)}; new by kind {kinds}; sample "
+                    f"{dict(list(new.items())[:10])}), {len(pipes)} pipe fds (baseline "
+                    f"{len(base_pipes)} + slack {PIPE_SLACK})")
     assert proxy.alive()

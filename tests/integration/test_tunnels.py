@@ -156,3 +156,64 @@ def test_target_closes_first(proxy, servers):
     assert r.rep == 0, r
     assert stream_end(r.sock) in ("eof", "reset")
     r.sock.close()
+
+
+# ---------------------------------------------------------------------------------------------
+def test_bulk_full_duplex_echo(proxy, servers):
+    """32 MiB each way at once through one tunnel (both relay directions busy together)."""
+    import hashlib
+    r = socks5_open(proxy.socks_port, "127.0.0.1", servers.echo.port, pw=PASSWORDS["alice"])
+    assert r.rep == 0, r
+    data = os.urandom(1 << 20) * 32
+    t, err = send_in_background(r.sock, data, then_shutdown=True)
+    h = hashlib.sha256()
+    n = 0
+    r.sock.settimeout(TIMEOUT)
+    while True:
+        d = r.sock.recv(1 << 20)
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+    t.join(TIMEOUT)
+    assert not err, err
+    assert n == len(data) and h.hexdigest() == hashlib.sha256(data).hexdigest()
+    r.sock.close()
+
+
+def test_many_concurrent_tunnels(proxy, servers):
+    """150 SOCKS5 and 150 HTTP CONNECT tunnels open at once, each echoing its own bytes."""
+    from concurrent.futures import ThreadPoolExecutor
+    socks_t = []
+    http_t = []
+    with ThreadPoolExecutor(16) as ex:
+        socks_t = list(ex.map(lambda _: socks5_open(proxy.socks_port, "127.0.0.1",
+                                                    servers.echo.port, pw=PASSWORDS["alice"]),
+                              range(150)))
+        http_t = list(ex.map(lambda _: http_connect(proxy.http_port, "127.0.0.1",
+                                                    servers.echo.port, pw=PASSWORDS["alice"]),
+                             range(150)))
+    assert all(r.rep == 0 for r in socks_t)
+    assert all(resp.status == 200 for _, resp in http_t)
+    for i, r in enumerate(socks_t):
+        r.sock.sendall(b"s%05d" % i)
+    for i, (c, _) in enumerate(http_t):
+        c.send(b"h%05d" % i)
+    for i, r in enumerate(socks_t):
+        assert recv_exact(r.sock, 6) == b"s%05d" % i
+    for i, (c, _) in enumerate(http_t):
+        assert c.read_n(6) == b"h%05d" % i
+    for r in socks_t:
+        r.sock.close()
+    for c, _ in http_t:
+        c.close()
+
+
+def test_http_connect_ipv6_literal(proxy, servers):
+    if servers.echo6 is None:
+        pytest.skip("no IPv6 loopback (::1) on this host")
+    c, resp = http_connect(proxy.http_port, "::1", servers.echo6.port, pw=PASSWORDS["alice"])
+    assert resp.status == 200, resp
+    c.send(b"v6 via CONNECT")
+    assert c.read_n(14) == b"v6 via CONNECT"
+    c.close()
