@@ -140,6 +140,7 @@ void Connection::submit_poll(Op op, int fd, unsigned events) {
 void Connection::on_completion(Op op, int res, uint32_t flags) {
   if (!(flags & IORING_CQE_F_MORE)) inflight_ &= ~bit(op);
   if (state_ == State::closed) return;  // late or cancelled completion
+  if (state_ == State::failing && (op == Op::client_recv || op == Op::target_recv)) return;
   switch (op) {
     case Op::client_recv:
       if (fwd_) {
@@ -199,7 +200,7 @@ void Connection::on_send_done(Op op, int res) {
   if (i == 0 && reply_len_ > 0) {
     // Replies queued while this send was in flight go out next.
     uint32_t sent = static_cast<uint32_t>(send_ptr_[0] - reply_);
-    if (sent <= reply_len_ && sent < reply_len_) {
+    if (sent < reply_len_) {
       submit_send_client(send_ptr_[0], reply_len_ - sent);
       return;
     }
@@ -254,19 +255,14 @@ void Connection::on_timeout() {
 void Connection::abort(Result r) { finish(r); }
 
 void Connection::close_fds(bool reset) {
-  if (reset) {
-    linger lg{1, 0};  // RST, so the peer learns the other side failed rather than finished
-    setsockopt(cfd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-  }
-  close(cfd_);
-  cfd_ = -1;
-  if (tfd_ >= 0) {
+  for (int* fd : {&cfd_, &tfd_}) {
+    if (*fd < 0) continue;
     if (reset) {
-      linger lg{1, 0};
-      setsockopt(tfd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      linger lg{1, 0};  // RST, so the peer learns the other side failed rather than finished
+      setsockopt(*fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
-    close(tfd_);
-    tfd_ = -1;
+    w_.close_fd(*fd);
+    *fd = -1;
   }
 }
 

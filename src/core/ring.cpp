@@ -19,7 +19,7 @@ constexpr Need needs[] = {
     {IORING_OP_RECV, "RECV", true},         {IORING_OP_SEND, "SEND", true},
     {IORING_OP_POLL_ADD, "POLL_ADD", true}, {IORING_OP_POLL_REMOVE, "POLL_REMOVE", true},
     {IORING_OP_TIMEOUT, "TIMEOUT", true},   {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL", true},
-    {IORING_OP_READ, "READ", true},         {IORING_OP_SPLICE, "SPLICE", false},
+    {IORING_OP_READ, "READ", true},         {IORING_OP_CLOSE, "CLOSE", true},         {IORING_OP_SPLICE, "SPLICE", false},
     {IORING_OP_MSG_RING, "MSG_RING", false}, {IORING_OP_SEND_ZC, "SEND_ZC", false},
 };
 }  // namespace

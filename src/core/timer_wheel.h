@@ -2,6 +2,7 @@
 // A hashed timing wheel with lazy deadlines. A connection sits in one slot; refreshing its
 // deadline is a plain store (no list surgery on the data path). When its slot comes due the
 // wheel checks the real deadline and either fires or re-files it further on.
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

@@ -196,6 +196,13 @@ void Worker::dns_unpoll(int fd) {
   io_uring_submit(&ring_);
 }
 
+void Worker::close_fd(int fd) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_close(s, fd);
+  io_uring_sqe_set_data64(s, pack(nullptr, Op::ignored));
+  s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
 void Worker::wait_for_pipe(Connection* c) {
   if (c->waiting_for_pipe) return;
   c->waiting_for_pipe = true;

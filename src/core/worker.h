@@ -54,6 +54,9 @@ class Worker final : private PollHooks {
   TimerWheel& timers() { return timers_; }
   Runtime& runtime() { return rt_; }
   void wait_for_pipe(Connection* c);
+  // Closes fd through the ring, after every SQE already queued: a close(2) now could let a
+  // queued request resolve the fd number to whatever socket is accepted next.
+  void close_fd(int fd);
   // Frees a finished connection (can_free()); callers outside handle() use it after async
   // completions.
   void release(Connection* c);

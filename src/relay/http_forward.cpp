@@ -75,7 +75,7 @@ void HttpForward::on_authenticated() {
     return send_request_head();
   }
   if (c.tfd_ >= 0) {
-    close(c.tfd_);
+    c.w_.close_fd(c.tfd_);
     c.tfd_ = -1;
   }
   origin_.clear();
@@ -171,7 +171,7 @@ void HttpForward::on_target_recv(int res) {
     if (phase_ == Phase::resp_head) {
       if (olen_ == 0 && reused_ && !request_has_body_) {
         // The origin closed its idle keep-alive connection as we reused it: one fresh try.
-        close(c.tfd_);
+        c.w_.close_fd(c.tfd_);
         c.tfd_ = -1;
         origin_.clear();
         reused_ = false;
@@ -235,7 +235,7 @@ void HttpForward::pump_response_body() {
 void HttpForward::response_done() {
   if (olen_ > 0 || !origin_keep_) {
     // Bytes past the response, or an origin that said close: that connection is done.
-    if (c.tfd_ >= 0) close(c.tfd_);
+    if (c.tfd_ >= 0) c.w_.close_fd(c.tfd_);
     c.tfd_ = -1;
     origin_.clear();
     olen_ = 0;

@@ -97,7 +97,7 @@ void Connection::connect_next() {
 void Connection::on_connect(int res) {
   if (state_ != State::dialing) return;
   if (res == 0) return on_dialed();
-  close(tfd_);
+  w_.close_fd(tfd_);
   tfd_ = -1;
   last_connect_errno_ = -res;
   connect_next();
@@ -132,7 +132,7 @@ void Connection::fail(const Failure& f) {
     s->flags |= IOSQE_CQE_SKIP_SUCCESS;
   }
   if (tfd_ >= 0) {
-    close(tfd_);
+    w_.close_fd(tfd_);
     tfd_ = -1;
   }
   result_ = f.result;
