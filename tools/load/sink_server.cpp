@@ -68,18 +68,29 @@ void SinkServer::run(int lfd) {
   std::unordered_set<Conn*> all;  // freed at exit
   epoll_event evs[256];
 
+  // close() drops the fd from the epoll set (it is never duplicated).
   auto close_conn = [&](Conn* c) {
-    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, nullptr);
     close(c->fd);
     c->fd = -1;
     open_.fetch_sub(1, std::memory_order_relaxed);
+  };
+  // Write interest only when something waits to be written: saves a wakeup per connection.
+  auto want_out = [&](Conn* c) -> bool {
+    if (!c->want_out) {
+      c->want_out = true;
+      epoll_event ce{};
+      ce.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+      ce.data.ptr = c;
+      epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ce);
+    }
+    return true;
   };
   // Returns false if the connection was closed.
   auto flush = [&](Conn* c) -> bool {
     while (!c->pending.empty()) {
       ssize_t n = send(c->fd, c->pending.data(), c->pending.size(), MSG_NOSIGNAL);
       if (n < 0) {
-        if (errno == EAGAIN) return true;
+        if (errno == EAGAIN) return want_out(c);
         close_conn(c);
         return false;
       }
@@ -106,7 +117,7 @@ void SinkServer::run(int lfd) {
           all.insert(c);
           open_.fetch_add(1, std::memory_order_relaxed);
           epoll_event ce{};
-          ce.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+          ce.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
           ce.data.ptr = c;
           epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ce);
         }
@@ -144,6 +155,7 @@ void SinkServer::run(int lfd) {
           ssize_t r = send(c->fd, src.get(), kBuf, MSG_NOSIGNAL);
           if (r < 0) {
             if (errno != EAGAIN) { close_conn(c); dead.push_back(c); }
+            else want_out(c);
             break;
           }
         }
