@@ -34,8 +34,16 @@ std::string Result::json() const {
   std::string o = "{";
   for (size_t i = 0; i < fields.size(); i++) {
     if (i) o += ", ";
-    o += "\"" + json_escape(fields[i].key) + "\": ";
-    o += fields[i].is_string ? "\"" + json_escape(fields[i].value) + "\"" : fields[i].value;
+    o += '"';
+    o += json_escape(fields[i].key);
+    o += "\": ";
+    if (fields[i].is_string) {
+      o += '"';
+      o += json_escape(fields[i].value);
+      o += '"';
+    } else {
+      o += fields[i].value;
+    }
   }
   return o + "}";
 }
@@ -83,7 +91,11 @@ std::string format_addr(const sockaddr_storage& a) {
   }
   auto* a6 = reinterpret_cast<const sockaddr_in6*>(&a);
   inet_ntop(AF_INET6, &a6->sin6_addr, b, sizeof b);
-  return "[" + std::string(b) + "]:" + std::to_string(ntohs(a6->sin6_port));
+  std::string out = "[";
+  out += b;
+  out += "]:";
+  out += std::to_string(ntohs(a6->sin6_port));
+  return out;
 }
 
 void Errors::count_errno(int e) {

@@ -40,6 +40,7 @@ struct Options {
   double timeout = 5.0;         // per connect/handshake/round trip
   size_t buf = 256 * 1024;      // bulk buffer
   int msg = 64;                 // cps/latency message size
+  int interval_us = 0;          // latency, 1 tunnel: pause between round trips (idle tunnel)
   std::vector<int> proxy_pids;
   std::vector<int> parent_pids;  // sum over each and its children
   bool json = false;

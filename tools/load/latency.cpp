@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -78,6 +80,11 @@ Result run_latency(const Options& o, const ProcWatch& pw) {
       }
       if (!ok) break;
       samples.push_back(uint32_t(std::min<uint64_t>(now_ns() - a, UINT32_MAX)));
+      if (o.interval_us > 0) {
+        // An idle tunnel: let the proxy's threads go back to sleep before the next message.
+        timespec ts{0, long(o.interval_us) * 1000};
+        nanosleep(&ts, nullptr);
+      }
     }
   } else if (!tuns.empty()) {
     int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -135,6 +142,7 @@ Result run_latency(const Options& o, const ProcWatch& pw) {
   r.integer("tunnels_ok", (long long)tuns.size());
   r.num("seconds", secs);
   r.integer("round_trips", (long long)rts);
+  if (o.interval_us > 0 && tuns.size() == 1) r.integer("interval_us", o.interval_us);
   double rps = secs > 0 ? double(rts) / secs : 0;
   r.num("rt_s", rps, 1);
   double p50 = pct(samples, 50), p90 = pct(samples, 90), p99 = pct(samples, 99),
@@ -155,9 +163,9 @@ Result run_latency(const Options& o, const ProcWatch& pw) {
   errs.report(r);
   char h[640];
   snprintf(h, sizeof h,
-           "latency tunnels=%d via %s: %.0f round trips/s, p50 %.1f p90 %.1f p99 %.1f p99.9 %.1f "
+           "latency tunnels=%d%s via %s: %.0f round trips/s, p50 %.1f p90 %.1f p99 %.1f p99.9 %.1f "
            "us%s%s",
-           o.tunnels, o.proxy.text.c_str(), rps, p50, p90, p99, p999, cpu,
+           o.tunnels, o.interval_us > 0 && tuns.size() == 1 ? " (paced)" : "", o.proxy.text.c_str(), rps, p50, p90, p99, p999, cpu,
            errors_text(errs).c_str());
   r.human = h;
   return r;

@@ -49,6 +49,8 @@ Scenario knobs:
   --tunnels N             latency (default 1) / idle (default 5000) tunnels
   --settle S              idle: wait before reading the proxy's memory (default 2)
   --msg N                 cps/latency message bytes (default 64)
+  --interval-us N         latency with 1 tunnel: pause N us between round trips, so the
+                          proxy goes idle in between (an idle tunnel, not a busy one)
 
 Measuring the proxy:
   --proxy-pid PID               repeatable; utime+stime (and RSS for idle) from /proc
@@ -170,6 +172,7 @@ int main(int argc, char** argv) {
     else if (a == "--tunnels") { o.tunnels = int(ival()); tunnels_set = true; }
     else if (a == "--settle") o.settle = dval();
     else if (a == "--msg") o.msg = int(ival());
+    else if (a == "--interval-us") o.interval_us = int(ival());
     else if (a == "--proxy-pid") o.proxy_pids.push_back(int(ival()));
     else if (a == "--proxy-pids-from-parent") o.parent_pids.push_back(int(ival()));
     else if (a == "--json") o.json = true;
@@ -181,6 +184,7 @@ int main(int argc, char** argv) {
   if (o.threads < 1 || o.threads > 64) die("--threads must be 1..64");
   if (o.tunnels < 1 || o.tunnels > 100000) die("--tunnels must be 1..100000");
   if (o.msg < 1 || o.msg > 65536) die("--msg must be 1..65536");
+  if (o.interval_us < 0 || o.interval_us > 1000000) die("--interval-us must be 0..1000000");
   if (o.buf < 1024 || o.buf > (64u << 20)) die("--buf must be 1K..64M");
   if (o.duration <= 0 && o.scenario != "serve") die("--duration must be > 0");
   if (o.scenario == "idle") {
