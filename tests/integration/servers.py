@@ -199,6 +199,17 @@ class _OriginHandler(BaseHTTPRequestHandler):
             self._send(200, out, "application/json")
         elif kind == "info":
             self._send(200, json.dumps(rec).encode(), "application/json")
+        elif kind == "hop":
+            # Hop-by-hop headers in a response: a proxy must not pass them on.
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.send_header("Connection", "X-Origin-Hop")
+            self.send_header("X-Origin-Hop", "must-not-reach-client")
+            self.send_header("Keep-Alive", "timeout=5, max=100")
+            self.send_header("X-Origin-E2E", "must-reach-client")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(b"ok")
         elif kind == "status":
             code = int(parts[1])
             self.send_response(code)

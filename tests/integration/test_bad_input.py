@@ -47,6 +47,32 @@ def test_socks5_truncated_then_close(proxy, servers, data, how):
     assert_served(proxy, servers, f"after truncated {data!r}")
 
 
+AUTH = socks5_auth("alice", PASSWORDS["alice"])
+SOCKS_MALFORMED = {
+    "version-4": b"\x04\x01\x00\x50\x7f\x00\x00\x01alice\x00",
+    "zero-methods": b"\x05\x00",
+    "auth-version-2": b"\x05\x01\x02\x02\x05alice\x01x",
+    "empty-username": b"\x05\x01\x02\x01\x00\x01x",
+    "request-version-4": b"\x05\x01\x02" + AUTH + b"\x04\x01\x00\x01\x7f\x00\x00\x01\x00\x50",
+    "rsv-nonzero": b"\x05\x01\x02" + AUTH + b"\x05\x01\x07\x01\x7f\x00\x00\x01\x00\x50",
+    "empty-domain": b"\x05\x01\x02" + AUTH + b"\x05\x01\x00\x03\x00\x00\x50",
+    "port-zero": b"\x05\x01\x02" + AUTH + b"\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x00",
+}
+
+
+@pytest.mark.parametrize("case", list(SOCKS_MALFORMED))
+def test_socks5_malformed_closed(proxy, servers, case):
+    """Whatever the reply (if any), the proxy ends the connection and keeps serving others."""
+    s = connect(proxy.socks_port)
+    s.sendall(SOCKS_MALFORMED[case])
+    got = recv_all(s, timeout=CLOSE_BOUND)  # raises socket.timeout if it stays open
+    s.close()
+    if len(got) >= 2 and got[:2] == b"\x05\x02" and len(got) >= 4:
+        assert got[2:4] != b"\x01\x00" or len(got) < 6 or got[5] != 0, \
+            f"{case}: malformed request answered with success: {got!r}"
+    assert_served(proxy, servers, f"after malformed SOCKS5 ({case})")
+
+
 HTTP_TRUNCATED = [b"CONN", b"CONNECT 127.0.0.1:1 HTTP/1.1\r\n", b"GET http://origin.test/ HTTP/1.1\r\nHo"]
 
 

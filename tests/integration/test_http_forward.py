@@ -244,3 +244,32 @@ def test_forward_error_then_next_request(proxy, servers):
     r = c.read_response()
     assert r.status == 200 and r.body == det_bytes(10), r
     c.close()
+
+
+@pytest.mark.uringproxy_only
+def test_forward_response_hop_by_hop_stripped(proxy, servers):
+    c = HttpConn(proxy.http_port)
+    c.send(get(proxy, servers.origin, "/hop"))
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"ok", r
+    names = {k.lower() for k, _ in r.headers}
+    assert "x-origin-hop" not in names and "keep-alive" not in names, r.headers
+    assert r.header("X-Origin-E2E") == "must-reach-client", r.headers
+    # and the client connection is still usable
+    c.send(get(proxy, servers.origin, "/bytes/5"))
+    assert c.read_response().body == det_bytes(5)
+    c.close()
+
+
+@pytest.mark.uringproxy_only
+def test_forward_host_header_follows_uri(proxy, servers):
+    """RFC 9112 3.2.2: with an absolute URI the proxy uses its authority, not a stale Host."""
+    m = uuid.uuid4().hex
+    c = HttpConn(proxy.http_port)
+    c.send(http_request("GET", url(proxy, servers.origin, f"/info?m={m}"),
+                        host_header="wrong.example", auth=ALICE))
+    r = c.read_response()
+    assert r.status == 200, r
+    hosts = [v for k, v in json.loads(r.body)["headers"] if k.lower() == "host"]
+    assert hosts == [f"{host(proxy)}:{servers.origin.port}"], hosts
+    c.close()

@@ -177,3 +177,27 @@ def test_fd_count_returns_to_baseline(proxy, servers):
                     f"{dict(list(new.items())[:10])}), {len(pipes)} pipe fds (baseline "
                     f"{len(base_pipes)} + slack {PIPE_SLACK})")
     assert proxy.alive()
+
+
+@pytest.mark.uringproxy_only
+def test_idle_tunnels_hold_no_pipes(proxy, servers):
+    """Issue 2: pipes come from a bounded per-worker pool while bytes are in flight, so 60 idle
+    tunnels (each having carried data both ways) hold far fewer than 60 pipes."""
+    base_pipes, _ = split(stable_fds(proxy))
+    tunnels = []
+    try:
+        for i in range(60):
+            r = socks5_open(proxy.socks_port, "127.0.0.1", servers.echo.port,
+                            pw=PASSWORDS["alice"])
+            assert r.rep == 0, r
+            echo_roundtrip(r.sock, os.urandom(70000))
+            tunnels.append(r.sock)
+        pipes, others = split(stable_fds(proxy))
+        grown = len(pipes) - len(base_pipes)
+        assert grown < 60, f"{len(tunnels)} idle tunnels hold {grown} more pipe fds " \
+            f"(an idle tunnel should hold no pipe)"
+        for s in tunnels:  # the tunnels still work after sitting idle
+            echo_roundtrip(s, b"x")
+    finally:
+        for s in tunnels:
+            s.close()
