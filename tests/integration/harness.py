@@ -24,6 +24,7 @@ PASSWORDS = {
     "bob": "bob-pw-Z3yk",       # yescrypt ($y$)
     "carol": "carol-pw-K9wd",   # bcrypt ($2b$)
     "dave": "dave-pw-M2vf",     # sha512-crypt, disabled
+    "erin": "erin:pw \u00dc8",    # colon, space and UTF-8 in the password (yescrypt)
 }
 WRONG_PASSWORD = "wrong-pw-T5uh"
 
@@ -36,6 +37,7 @@ def secrets():
     out = list(PASSWORDS.values()) + [WRONG_PASSWORD]
     for u, p in list(PASSWORDS.items()) + [("alice", WRONG_PASSWORD), ("mallory", WRONG_PASSWORD)]:
         out.append(base64.b64encode(f"{u}:{p}".encode()).decode())
+    out = [x for x in out if len(x) >= 8]
     return out
 
 
@@ -81,11 +83,13 @@ def users_doc():
         _HASHES["bob"] = _crypt("yescrypt", PASSWORDS["bob"])
         _HASHES["carol"] = _crypt("bcrypt", PASSWORDS["carol"])
         _HASHES["dave"] = _crypt("sha512", PASSWORDS["dave"])
+        _HASHES["erin"] = _crypt("yescrypt", PASSWORDS["erin"])
     return {"users": [
         {"username": "alice", "password": _HASHES["alice"]},
         {"username": "bob", "password": _HASHES["bob"]},
         {"username": "carol", "password": _HASHES["carol"]},
         {"username": "dave", "password": _HASHES["dave"], "enabled": False},
+        {"username": "erin", "password": _HASHES["erin"]},
     ]}
 
 
@@ -184,6 +188,7 @@ class ProxyProcess:
         self.out = None
         self.returncode = None
         self.stopped_on_purpose = False
+        self.extra_args = []
 
     @property
     def config_path(self):
@@ -202,7 +207,7 @@ class ProxyProcess:
         binary = proxy_binary()
         if not Path(binary).exists():
             raise FileNotFoundError(f"{binary} not built (set URINGPROXY_BIN)")
-        self.proc = subprocess.Popen([binary, "--config", str(self.config_path)],
+        self.proc = subprocess.Popen([binary, "--config", str(self.config_path)] + self.extra_args,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, cwd=self.workdir, env=env)
         self.err = _OutputCollector(self.proc.stderr, self.workdir / "stderr.log")

@@ -174,3 +174,16 @@ def test_check_full_design_example(tmp_path):
     r = run("--check", "--config", str(p))
     assert r.returncode == 1, text(r)
     assert "external_proxy.json" in text(r), text(r)
+
+
+def test_workers_flag(fresh_proxy, servers):
+    """--workers N overrides "workers"."""
+    from clients import assert_served
+    p = fresh_proxy(start=False)
+    p.extra_args = ["--workers", "1"]
+    p.start()
+    assert_served(p, servers, "with --workers 1")
+    threads = len(os.listdir(f"/proc/{p.pid}/task"))
+    p2 = fresh_proxy({"workers": 2})
+    assert threads < len(os.listdir(f"/proc/{p2.pid}/task")), \
+        "--workers 1 started as many threads as workers: 2"

@@ -217,3 +217,33 @@ def test_http_connect_ipv6_literal(proxy, servers):
     c.send(b"v6 via CONNECT")
     assert c.read_n(14) == b"v6 via CONNECT"
     c.close()
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.uringproxy_only
+def test_password_with_colon_space_utf8(proxy, servers):
+    """RFC 1929 passwords are bytes; Basic splits at the first colon only (RFC 7617)."""
+    r = socks5_open(proxy.socks_port, "127.0.0.1", servers.echo.port, user="erin",
+                    pw=PASSWORDS["erin"])
+    assert (r.auth_status, r.rep) == (0, 0), r
+    echo_roundtrip(r.sock, b"erin")
+    r.sock.close()
+    c, resp = http_connect(proxy.http_port, "127.0.0.1", servers.echo.port, user="erin",
+                           pw=PASSWORDS["erin"])
+    assert resp.status == 200, resp
+    c.close()
+
+
+@pytest.mark.uringproxy_only
+def test_basic_scheme_case_insensitive(proxy, servers):
+    import base64
+    from clients import HttpConn
+    tok = base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
+    hp = f"127.0.0.1:{servers.echo.port}"
+    for scheme in ("basic", "BASIC"):
+        c = HttpConn(proxy.http_port)
+        c.send(f"CONNECT {hp} HTTP/1.1\r\nHost: {hp}\r\nProxy-Authorization: {scheme} {tok}"
+               "\r\n\r\n".encode())
+        r = c.read_response("CONNECT")
+        assert r.status == 200, f"scheme {scheme!r}: {r}"
+        c.close()
