@@ -37,6 +37,7 @@ bool SinkServer::start(const sockaddr_storage& addr, socklen_t len, int threads,
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    set_nodelay(fd);  // accepted sockets inherit it: one syscall less per connection
     if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) < 0 || listen(fd, 4096) < 0) {
       err = std::string("target listen on ") + format_addr(addr) + ": " + strerror(errno);
       close(fd);
@@ -111,7 +112,6 @@ void SinkServer::run(int lfd) {
         for (int k = 0; k < 256; k++) {
           int fd = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
           if (fd < 0) break;
-          set_nodelay(fd);
           Conn* c = new Conn();
           c->fd = fd;
           all.insert(c);
