@@ -18,11 +18,6 @@ struct UnlandedField {
 constexpr UnlandedField kUnlanded[] = {
     {"listeners[].tls", "TLS listeners are", "this listener will not start"},
     {"listeners[].protocol=vless", "VLESS listeners are", "this listener will not start"},
-    {"proxies", "upstream proxies are",
-     "connections routed to an upstream (external_proxy_id, groups, on_failure) fail instead of "
-     "leaving directly"},
-    {"groups", "upstream groups are", "this setting has no effect"},
-    {"health_check", "upstream health checks are", "this setting has no effect"},
     {"limits.max_connections_per_user", "per-user connection limits are", "no limit is enforced"},
     {"limits.bandwidth_bps_per_user", "per-user bandwidth limits are", "no limit is enforced"},
     {"users[].max_connections", "per-user connection limits are", "no limit is enforced"},

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/ring.h"
 #include "core/worker.h"
+#include "route/health_checker.h"
 #include "route/snapshot_store.h"
 #include "uringproxy/config.h"
 
@@ -101,8 +102,19 @@ int run_daemon(const DaemonOptions& opts) {
     return 1;
   }
   SnapshotStore snapshots(nworkers);
+  HealthBoard health;
   uint64_t generation = 1;
-  snapshots.publish(build_snapshot(set, generation));
+  {
+    std::vector<std::string> errs;
+    auto first = build_snapshot(set, generation, health, errs);
+    if (!first) {
+      for (const auto& e : errs) UP_ERROR("%s", e.c_str());
+      return 1;
+    }
+    snapshots.publish(std::move(first));
+  }
+  HealthChecker checker;
+  checker.update(*snapshots.current());
   PasswordVerifier verifier(std::max(1u, nworkers / 2));
 
   Runtime rt;
@@ -167,7 +179,17 @@ int run_daemon(const DaemonOptions& opts) {
                  d.errors.size(), static_cast<unsigned long long>(generation));
         continue;
       }
-      snapshots.publish(build_snapshot(next, ++generation));
+      std::vector<std::string> errs;
+      auto snap = build_snapshot(next, generation + 1, health, errs);
+      if (!snap) {
+        for (const auto& e : errs) UP_ERROR("%s", e.c_str());
+        UP_ERROR("reload refused; still serving generation %llu",
+                 static_cast<unsigned long long>(generation));
+        continue;
+      }
+      ++generation;
+      snapshots.publish(std::move(snap));
+      checker.update(*snapshots.current());
       grace_ms = next.config.shutdown_grace_ms;
       if (!access_log.reopen(err)) UP_WARN("%s", err.c_str());
       UP_INFO("reloaded: generation %llu, %zu user(s)",

@@ -4,6 +4,7 @@
 #include "core/connection.h"
 #include "core/worker.h"
 #include "relay/http_forward.h"
+#include "route/route_selector.h"
 #include "uringproxy/socks5.h"
 
 namespace up {
@@ -13,10 +14,12 @@ void Connection::authenticate(std::string_view user, std::string_view password) 
   // username field, and the log must not carry it.
   bool plausible = !user.empty() && user.size() <= 64 &&
                    user.find_first_of(" \t\r\n:") == std::string_view::npos;
-  user_ = plausible ? std::string(user.substr(0, user.find('.'))) : std::string();
+  UserName name = split_username(user);  // "alice.us-east" -> "alice", group "us-east"
+  user_ = plausible ? std::string(name.base) : std::string();
+  group_ = plausible ? std::string(name.group) : std::string();
   const Snapshot& snap = w_.snapshot();
   if (!snap.config.auth_required) return on_authenticated();
-  std::string_view base = user.substr(0, user.find('.'));  // "alice.us-east" -> "alice"
+  std::string_view base = name.base;
   const User* u = snap.find_user(base);
   std::string hash = (u && u->enabled) ? u->password_hash : std::string();
   CredentialDigest digest{};
@@ -55,7 +58,7 @@ void Connection::on_verified(bool ok, const uint8_t* digest) {
 
 void Connection::on_authenticated() {
   if (fwd_) return fwd_->on_authenticated();
-  if (protocol_ == Protocol::http) return dial();  // CONNECT
+  if (protocol_ == Protocol::http) return route_and_dial();  // CONNECT
   static const uint8_t ok[2] = {0x01, 0x00};
   reply_client(ok, 2);
   state_ = State::request;

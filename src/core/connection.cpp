@@ -8,7 +8,9 @@
 
 #include "core/access_log.h"
 #include "core/worker.h"
+#include "relay/copy_relay.h"
 #include "relay/http_forward.h"
+#include "upstream/upstream_session.h"
 #include "uringproxy/http.h"
 
 namespace up {
@@ -88,18 +90,13 @@ void Connection::consume_handshake(uint32_t n) {
   hs_len_ -= n;
 }
 
-void Connection::submit_recv_client() {
+void Connection::submit_recv_client() { submit_recv_client(hs_.get() + hs_len_, hs_cap_ - hs_len_); }
+
+void Connection::submit_recv_client(char* buf, uint32_t len) {
   io_uring_sqe* s = w_.sqe();
-  io_uring_prep_recv(s, cfd_, hs_.get() + hs_len_, hs_cap_ - hs_len_, 0);
+  io_uring_prep_recv(s, cfd_, buf, len, 0);
   io_uring_sqe_set_data64(s, pack(this, Op::client_recv));
   mark(Op::client_recv);
-}
-
-void Connection::submit_recv_target(char* buf, uint32_t len) {
-  io_uring_sqe* s = w_.sqe();
-  io_uring_prep_recv(s, tfd_, buf, len, 0);
-  io_uring_sqe_set_data64(s, pack(this, Op::target_recv));
-  mark(Op::target_recv);
 }
 
 void Connection::submit_send_client(const char* data, uint32_t len) {
@@ -109,15 +106,6 @@ void Connection::submit_send_client(const char* data, uint32_t len) {
   io_uring_prep_send(s, cfd_, data, len, MSG_NOSIGNAL);
   io_uring_sqe_set_data64(s, pack(this, Op::client_send));
   mark(Op::client_send);
-}
-
-void Connection::submit_send_target(const char* data, uint32_t len) {
-  send_ptr_[1] = data;
-  send_left_[1] = len;
-  io_uring_sqe* s = w_.sqe();
-  io_uring_prep_send(s, tfd_, data, len, MSG_NOSIGNAL);
-  io_uring_sqe_set_data64(s, pack(this, Op::target_send));
-  mark(Op::target_send);
 }
 
 void Connection::reply_client(const uint8_t* data, uint32_t len) {
@@ -140,53 +128,63 @@ void Connection::submit_poll(Op op, int fd, unsigned events) {
 void Connection::on_completion(Op op, int res, uint32_t flags) {
   if (!(flags & IORING_CQE_F_MORE)) inflight_ &= ~bit(op);
   if (state_ == State::closed) return;  // late or cancelled completion
-  if (state_ == State::failing && (op == Op::client_recv || op == Op::target_recv)) return;
+  if (retry_pending_) {
+    // Old target operations of a failed upstream attempt finishing; then the next attempt.
+    if (bit(op) & target_ops_mask) {
+      if (!(inflight_ & target_ops_mask)) upstream_next_attempt();
+      return;
+    }
+  }
+  // While an error reply goes out, only that send matters.
+  if (state_ == State::failing && op != Op::client_send) return;
   switch (op) {
     case Op::client_recv:
-      if (fwd_) {
-        fwd_->on_client_recv(res);
-        return;
-      }
-      if (res <= 0) {
-        finish(res == 0 ? Result::client_closed : Result::reset);
-        return;
-      }
+      if (copy_) return copy_on_client_recv(res);
+      if (fwd_) return fwd_->on_client_recv(res);
+      if (res <= 0) return finish(res == 0 ? Result::client_closed : Result::reset);
       hs_len_ += res;
-      on_client_data();
-      return;
+      // An HTTP head cannot end without a LF: a client dribbling bytes is not re-parsed for
+      // each one (that would be quadratic in the head size).
+      if (state_ == State::http_head && hs_len_ < hs_cap_ &&
+          !memchr(hs_.get() + hs_len_ - res, '\n', static_cast<size_t>(res)))
+        return submit_recv_client();
+      return on_client_data();
     case Op::client_send:
     case Op::target_send:
-      on_send_done(op, res);
-      return;
+      return on_send_done(op, res);
     case Op::target_recv:
-      if (fwd_) fwd_->on_target_recv(res);
-      return;
+      return on_target_recv(res);
+    case Op::tls_send:
+      return tls_on_ring_send(res);
+    case Op::tls_recv:
+      return tls_on_ring_recv(res);
     case Op::connect:
-      on_connect(res);
-      return;
+      return on_connect(res);
     case Op::up_in:
     case Op::up_out:
     case Op::down_in:
     case Op::down_out:
-      if (res < 0) {
-        relay_error(-res);
-        return;
-      }
-      if (op == Op::up_in || op == Op::up_out)
-        pump(up_, true);
-      else
-        pump(down_, false);
-      return;
+      if (res < 0) return relay_error(-res);
+      if (op == Op::up_in || op == Op::up_out) return pump(up_, true);
+      return pump(down_, false);
     default:
       return;
   }
 }
 
+void Connection::on_target_recv(int res) {
+  if (state_ == State::dialing && upstream_) return upstream_on_recv(res);
+  if (copy_) return copy_on_target_recv(res);
+  if (fwd_) return fwd_->on_target_recv(res);
+}
+
 void Connection::on_send_done(Op op, int res) {
   int i = op == Op::client_send ? 0 : 1;
   if (res < 0) {
-    finish(res == -EPIPE || res == -ECONNRESET ? Result::reset : Result::error);
-    return;
+    if (i == 1 && state_ == State::dialing && upstream_)
+      return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true,
+                                     "send failed during its handshake");
+    return finish(res == -EPIPE || res == -ECONNRESET ? Result::reset : Result::error);
   }
   send_ptr_[i] += res;
   send_left_[i] -= res;
@@ -200,25 +198,27 @@ void Connection::on_send_done(Op op, int res) {
   if (i == 0 && reply_len_ > 0) {
     // Replies queued while this send was in flight go out next.
     uint32_t sent = static_cast<uint32_t>(send_ptr_[0] - reply_);
-    if (sent < reply_len_) {
-      submit_send_client(send_ptr_[0], reply_len_ - sent);
-      return;
-    }
+    if (sent < reply_len_) return submit_send_client(send_ptr_[0], reply_len_ - sent);
     reply_len_ = 0;
   }
   switch (state_) {
     case State::failing:
-      finish(result_);
+      return finish(result_);
+    case State::dialing:
+      if (i == 1 && upstream_) upstream_on_sent();
       return;
     case State::replying:
       if (i == 0) start_relay();
       return;
     case State::relaying:
+      if (copy_) return copy_on_sent(i == 0);
       if (i == 1) {  // bytes the client pipelined behind its handshake have reached the target
         drop_handshake_buffer();
-        pump(up_, true);
+        return pump(up_, true);
       }
-      return;
+      // the upstream's first tunnel bytes (sent with its handshake reply) reached the client
+      upstream_.reset();
+      return pump(down_, false);
     case State::forwarding:
       if (fwd_) fwd_->on_sent(i == 0);
       return;
@@ -237,8 +237,10 @@ void Connection::on_timeout() {
       finish(Result::handshake_timeout);
       return;
     case State::dialing:
-      fail({Result::timeout, 0x06, 504});
-      return;
+      if (upstream_ && !retry_pending_)
+        return upstream_attempt_failed({Result::timeout, 0x06, 504}, true, "timed out");
+      if (upstream_) return;  // waiting for the old attempt's operations; they were cancelled
+      return fail({Result::timeout, 0x06, 504});
     case State::replying:
     case State::relaying:
     case State::forwarding:
@@ -253,6 +255,12 @@ void Connection::on_timeout() {
 }
 
 void Connection::abort(Result r) { finish(r); }
+
+void Connection::release_route() {
+  if (counted_active_) route_->health->active.fetch_sub(1, std::memory_order_relaxed);
+  counted_active_ = false;
+  route_.reset();
+}
 
 void Connection::close_fds(bool reset) {
   for (int* fd : {&cfd_, &tfd_}) {
@@ -271,7 +279,8 @@ void Connection::finish(Result r) {
   state_ = State::closed;
   result_ = r;
   // Cancel what is still outstanding. Pending requests hold their own file references, so the
-  // fds can be closed at once; the sockets go away when the cancels are processed.
+  // fds can be closed at once; buffers they may still write into (handshake, forwarding, TLS)
+  // live until the connection is freed, after the last completion.
   for (unsigned op = first_conn_op; op < static_cast<unsigned>(Op::count); ++op) {
     if (!(inflight_ & (1u << op))) continue;
     io_uring_sqe* s = w_.sqe();
@@ -280,11 +289,12 @@ void Connection::finish(Result r) {
     s->flags |= IOSQE_CQE_SKIP_SUCCESS;
   }
   if (resolving_) {
-    w_.dns().cancel(target_.host, this);
+    w_.dns().cancel(upstream_ ? upstream_->current()->config.address : target_.host, this);
     resolving_ = false;
   }
-  bool reset = r == Result::reset;
-  close_fds(reset);
+  if (tls_ && !tls_->handshaking && route_)
+    w_.keep_tls_session(route_->config.id, tls_->layer.session());
+  close_fds(r == Result::reset);
   for (Direction* d : {&up_, &down_}) {
     if (!d->pipe) continue;
     if (d->in_pipe)
@@ -293,8 +303,10 @@ void Connection::finish(Result r) {
       w_.pipes().release(d->pipe);
     d->pipe = nullptr;
   }
-  drop_handshake_buffer();
-  fwd_.reset();
+  if (counted_active_) {
+    route_->health->active.fetch_sub(1, std::memory_order_relaxed);
+    counted_active_ = false;
+  }
   w_.timers().disarm(&timer);
   timer.deadline_ms = 0;
   auto& c = w_.counters();
@@ -319,8 +331,11 @@ void Connection::write_access_log() {
     snprintf(client, sizeof client, "[%s]:%u", ip, ntohs(client_addr_.sin6_port));
   }
   std::string target = target_.port ? target_.to_string() : std::string();
-  AccessRecord rec{user_,      {},          client,
-                   target,     "direct",    bytes_up_,
+  std::string_view route = route_ ? std::string_view(route_->config.id)
+                           : refused_by_route_ ? std::string_view("reject")
+                                               : std::string_view("direct");
+  AccessRecord rec{user_,       group_,  client,
+                   target,      route,   bytes_up_,
                    bytes_down_, w_.now_ms() - started_ms_, to_string(result_)};
   log->write(rec);
 }

@@ -28,7 +28,10 @@ namespace up {
 
 class Worker;
 struct HttpForward;
-struct CredentialDigestBox;
+struct UpstreamSession;
+struct TlsIo;
+struct CopyRelay;
+struct Upstream;
 
 enum class State : uint8_t {
   greeting,
@@ -100,6 +103,16 @@ class alignas(32) Connection final : private DnsWaiter {
   // Async jobs (password checks) keep the object alive until they report back.
   void on_verified(bool ok, const uint8_t* digest);
 
+  // Completions the connection posts to itself (TLS plaintext ready without touching the
+  // ring) carry this flag, so they are not mistaken for ciphertext.
+  static constexpr uint32_t plaintext_flag = 1u << 31;
+  // Every operation that touches the target socket or its buffers.
+  static constexpr uint32_t target_ops_mask =
+      (1u << static_cast<unsigned>(Op::target_send)) | (1u << static_cast<unsigned>(Op::target_recv)) |
+      (1u << static_cast<unsigned>(Op::tls_send)) | (1u << static_cast<unsigned>(Op::tls_recv)) |
+      (1u << static_cast<unsigned>(Op::connect)) | (1u << static_cast<unsigned>(Op::up_out)) |
+      (1u << static_cast<unsigned>(Op::down_in));
+
   TimerNode timer;         // the worker's timing wheel
   Connection* next = nullptr;  // the worker's list of live connections
   Connection* prev = nullptr;
@@ -118,26 +131,56 @@ class alignas(32) Connection final : private DnsWaiter {
   void on_authenticated();
   void on_auth_failed();
 
+  // --- routing (upstream/upstream_dial.cpp): decide, then dial direct or via an upstream
+  void route_and_dial();
+  void dial_upstream();
+  void upstream_connected();
+  void upstream_handshake_step();
+  void upstream_on_recv(int res);
+  void upstream_on_sent();
+  void upstream_attempt_failed(const Failure& f, bool mark_down, const char* why);
+  void upstream_next_attempt();
+  void upstream_ready();
+
   // --- dialing (upstream/direct_dial.cpp)
   void dial();
   void on_resolved(int status, const std::vector<ResolvedAddress>& addrs) override;
   void connect_next();
   void on_connect(int res);
-  void on_dialed();
+  void on_dialed();  // the route is ready: reply to the client and relay
   void fail(const Failure& f);
+  void close_target();
+  void release_route();  // forget the upstream (and its least_conn count)
 
-  // --- relaying (relay/splice_relay.cpp)
+  // --- TLS to the upstream (upstream/tls_io.cpp): ciphertext on the ring, plaintext above
+  void tls_on_ring_send(int res);
+  void tls_on_ring_recv(int res);
+  void tls_flush();
+  void tls_want_ciphertext();
+  void tls_deliver_read();
+  void tls_handshake_step();
+
+  // --- relaying (relay/splice_relay.cpp; relay/copy_relay.cpp when the target side is TLS)
   void start_relay();
+  void start_copy_relay();
+  void copy_on_client_recv(int res);
+  void copy_on_target_recv(int res);
+  void copy_on_sent(bool to_client);
   void pump(Direction& d, bool up);
   void relay_error(int err);
   void maybe_finish_relay();
 
   // --- I/O helpers (core/connection.cpp)
-  void submit_recv_client();
+  void submit_recv_client();  // into the handshake buffer
+  void submit_recv_client(char* buf, uint32_t len);
   void submit_send_client(const char* data, uint32_t len);
   void reply_client(const uint8_t* data, uint32_t len);
+  // Target I/O is plaintext: through TLS when the route has it (tls_io.cpp).
   void submit_send_target(const char* data, uint32_t len);
   void submit_recv_target(char* buf, uint32_t len);
+  void ring_send_target(const char* data, uint32_t len);
+  void ring_recv_target(char* buf, uint32_t len);
+  void on_target_recv(int res);
   void submit_poll(Op op, int fd, unsigned events);
   void on_send_done(Op op, int res);
   void set_deadline_in(uint32_t ms);
@@ -184,6 +227,14 @@ class alignas(32) Connection final : private DnsWaiter {
   Direction down_;
 
   std::unique_ptr<HttpForward> fwd_;
+  std::unique_ptr<UpstreamSession> upstream_;  // while an upstream route is being set up
+  std::unique_ptr<TlsIo> tls_;                 // target side is TLS (socks5s, https)
+  std::unique_ptr<CopyRelay> copy_;            // user-space relay (TLS routes)
+  std::shared_ptr<const Upstream> route_;      // the upstream this tunnel uses, if any
+  bool counted_active_ = false;                // counted in route_->health->active
+  bool refused_by_route_ = false;
+  bool retry_pending_ = false;  // an upstream retry waits for old target operations
+  Failure upstream_failure_{Result::upstream_error, 0x01, 502};
 
   // for the access log
   uint64_t started_ms_;
@@ -191,6 +242,7 @@ class alignas(32) Connection final : private DnsWaiter {
   uint64_t bytes_down_ = 0;
   sockaddr_in6 client_addr_{};
   std::string user_;
+  std::string group_;
   Target target_;
 };
 

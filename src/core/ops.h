@@ -24,6 +24,8 @@ enum class Op : uint8_t {
   up_out,    // relay: target writable
   down_in,   // relay: target readable
   down_out,  // relay: client writable
+  tls_send,  // ciphertext to a TLS upstream
+  tls_recv,  // ciphertext from a TLS upstream
   count
 };
 static_assert(static_cast<int>(Op::count) <= 32);

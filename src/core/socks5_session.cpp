@@ -103,7 +103,7 @@ void Connection::socks5_request() {
   target_ = std::move(req.target);
   if (req.cmd != socks5::Command::connect)  // BIND and UDP ASSOCIATE have not landed yet
     return fail({Result::unsupported, 0x07, 400});
-  dial();
+  route_and_dial();
 }
 
 }  // namespace up

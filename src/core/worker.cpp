@@ -126,6 +126,14 @@ void Worker::run(int cpu, std::function<void(unsigned, std::string)> bound) {
       ++seen;
     }
     io_uring_cq_advance(&ring_, seen);
+    while (!deferred_.empty()) {
+      std::vector<Deferred> batch;
+      batch.swap(deferred_);
+      for (const Deferred& d : batch) {
+        d.c->on_completion(d.op, d.res, Connection::plaintext_flag);
+        if (d.c->can_free()) release(d.c);
+      }
+    }
     snap_ = rt_.snapshots->enter(id_);  // quiescent point: nothing older is held past here
     if (rt_.stopping.load(std::memory_order_acquire) && !stopping_) begin_stop();
     if (stopping_) {
@@ -143,7 +151,24 @@ void Worker::run(int cpu, std::function<void(unsigned, std::string)> bound) {
   }
   dns_.reset();
   io_uring_queue_exit(&ring_);
+  for (auto& [id, sess] : tls_sessions_) SSL_SESSION_free(sess);
   rt_.snapshots->leave(id_);
+}
+
+SSL_SESSION* Worker::tls_session(const std::string& upstream_id) const {
+  auto it = tls_sessions_.find(upstream_id);
+  return it == tls_sessions_.end() ? nullptr : it->second;
+}
+
+void Worker::keep_tls_session(const std::string& upstream_id, SSL_SESSION* s) {
+  if (!s) return;
+  if (!SSL_SESSION_is_resumable(s)) {
+    SSL_SESSION_free(s);
+    return;
+  }
+  SSL_SESSION*& slot = tls_sessions_[upstream_id];
+  if (slot) SSL_SESSION_free(slot);
+  slot = s;
 }
 
 void Worker::begin_stop() {

@@ -12,10 +12,12 @@
 
 #include "auth/credential_cache.h"
 #include "core/mailbox.h"
+#include "core/ops.h"
 #include "core/pipe_pool.h"
 #include "core/ring.h"
 #include "core/runtime.h"
 #include "core/timer_wheel.h"
+#include "route/route_selector.h"
 #include "route/snapshot.h"
 #include "upstream/dns_resolver.h"
 
@@ -54,6 +56,13 @@ class Worker final : private PollHooks {
   TimerWheel& timers() { return timers_; }
   Runtime& runtime() { return rt_; }
   void wait_for_pipe(Connection* c);
+  // A completion the connection gives itself, delivered after the current batch of CQEs
+  // (never re-entrantly). The op's in-flight bit stays set until then.
+  void defer(Connection* c, Op op, int res) { deferred_.push_back({c, op, res}); }
+  RouteCursors& cursors() { return cursors_; }
+  // TLS sessions for resumption, per upstream id (this worker's own; no locks).
+  SSL_SESSION* tls_session(const std::string& upstream_id) const;
+  void keep_tls_session(const std::string& upstream_id, SSL_SESSION* s);
   // Closes fd through the ring, after every SQE already queued: a close(2) now could let a
   // queued request resolve the fd number to whatever socket is accepted next.
   void close_fd(int fd);
@@ -94,6 +103,14 @@ class Worker final : private PollHooks {
   size_t conn_count_ = 0;
   std::vector<Connection*> pipe_waiters_;
   std::vector<Listener*> accept_paused_;
+  struct Deferred {
+    Connection* c;
+    Op op;
+    int res;
+  };
+  std::vector<Deferred> deferred_;
+  RouteCursors cursors_;
+  StringMap<SSL_SESSION*> tls_sessions_;
   bool stopping_ = false;
   WorkerCounters counters_;
 };

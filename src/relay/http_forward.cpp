@@ -74,14 +74,12 @@ void HttpForward::on_authenticated() {
     reused_ = true;
     return send_request_head();
   }
-  if (c.tfd_ >= 0) {
-    c.w_.close_fd(c.tfd_);
-    c.tfd_ = -1;
-  }
+  c.close_target();
+  c.release_route();
   origin_.clear();
   reused_ = false;
   phase_ = Phase::dialing;
-  c.dial();
+  c.route_and_dial();
 }
 
 void HttpForward::on_dialed() {
@@ -158,7 +156,11 @@ void HttpForward::on_client_recv(int res) {
     return c.finish(res == 0 ? (idle ? Result::ok : Result::client_closed) : Result::reset);
   }
   c.hs_len_ += static_cast<uint32_t>(res);
-  if (phase_ == Phase::head) return on_client_data();
+  if (phase_ == Phase::head) {
+    if (c.hs_len_ < c.hs_cap_ && !memchr(c.hs_.get() + c.hs_len_ - res, '\n', res))
+      return c.submit_recv_client();  // no line end yet: nothing new to parse
+    return on_client_data();
+  }
   if (phase_ == Phase::req_body) return pump_request_body();
 }
 
@@ -171,12 +173,11 @@ void HttpForward::on_target_recv(int res) {
     if (phase_ == Phase::resp_head) {
       if (olen_ == 0 && reused_ && !request_has_body_) {
         // The origin closed its idle keep-alive connection as we reused it: one fresh try.
-        c.w_.close_fd(c.tfd_);
-        c.tfd_ = -1;
+        c.close_target();
         origin_.clear();
         reused_ = false;
         phase_ = Phase::dialing;
-        return c.dial();
+        return c.route_and_dial();
       }
       return reject(502);
     }
@@ -235,8 +236,7 @@ void HttpForward::pump_response_body() {
 void HttpForward::response_done() {
   if (olen_ > 0 || !origin_keep_) {
     // Bytes past the response, or an origin that said close: that connection is done.
-    if (c.tfd_ >= 0) c.w_.close_fd(c.tfd_);
-    c.tfd_ = -1;
+    c.close_target();
     origin_.clear();
     olen_ = 0;
   }

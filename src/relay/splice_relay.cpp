@@ -14,6 +14,8 @@
 
 #include "core/connection.h"
 #include "core/worker.h"
+#include "relay/copy_relay.h"
+#include "upstream/upstream_session.h"
 
 namespace up {
 
@@ -23,6 +25,7 @@ constexpr unsigned splice_flags = SPLICE_F_NONBLOCK | SPLICE_F_MOVE;
 }  // namespace
 
 void Connection::start_relay() {
+  if (tls_) return start_copy_relay();  // TLS bytes have to pass through user space
   state_ = State::relaying;
   set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
   if (hs_len_ > 0) {
@@ -33,7 +36,15 @@ void Connection::start_relay() {
     drop_handshake_buffer();
     pump(up_, true);
   }
-  pump(down_, false);
+  if (upstream_ && !upstream_->leftover.empty()) {
+    // Tunnel bytes that came with the upstream's reply (a server that speaks first) go to
+    // the client before the down pump starts.
+    submit_send_client(upstream_->leftover.data(),
+                       static_cast<uint32_t>(upstream_->leftover.size()));
+  } else {
+    upstream_.reset();
+    pump(down_, false);
+  }
 }
 
 void Connection::relay_error(int err) {
@@ -112,7 +123,9 @@ void Connection::pump(Direction& d, bool up) {
 }
 
 void Connection::maybe_finish_relay() {
-  if (up_.done && down_.done) finish(Result::ok);
+  bool up = copy_ ? copy_->up_done : up_.done;
+  bool down = copy_ ? copy_->down_done : down_.done;
+  if (up && down) finish(Result::ok);
 }
 
 }  // namespace up

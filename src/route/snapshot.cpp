@@ -1,14 +1,41 @@
 #include "route/snapshot.h"
 
+#include "upstream/tls_layer.h"
+
 namespace up {
 
-std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, uint64_t generation) {
+std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, uint64_t generation,
+                                         HealthBoard& health, std::vector<std::string>& errors) {
   auto s = std::make_unique<Snapshot>();
   s->generation = generation;
   s->config = set.config;
   s->users.reserve(set.users.size());
   for (const User& u : set.users) s->users.emplace(u.username, u);
   s->acl = Acl(set.config.acl.deny_private, set.config.acl.allow, set.config.acl.deny);
+  size_t before = errors.size();
+  for (const UpstreamProxy& p : set.proxies) {
+    auto u = std::make_shared<Upstream>();
+    u->config = p;
+    u->health = health.get(p.id);
+    if (p.type == UpstreamType::socks5s || p.type == UpstreamType::https) {
+      std::string err;
+      u->tls = make_client_tls_context(p.tls.verify, p.tls.ca_file, err);
+      if (!u->tls) errors.push_back("proxies: " + p.id + ": tls: " + err);
+    }
+    s->upstreams.emplace(p.id, u);
+    if (!p.group.empty()) {
+      Group& g = s->groups[p.group];
+      g.name = p.group;
+      g.members.push_back(u);
+    }
+  }
+  for (auto& [name, g] : s->groups) {
+    if (auto it = set.config.groups.find(name); it != set.config.groups.end()) {
+      g.policy = it->second.policy;
+      g.on_failure = it->second.on_failure;
+    }
+  }
+  if (errors.size() != before) return nullptr;
   return s;
 }
 

@@ -12,6 +12,7 @@
 #include "core/connection.h"
 #include "core/worker.h"
 #include "relay/http_forward.h"
+#include "upstream/upstream_session.h"
 #include "uringproxy/http.h"
 #include "uringproxy/socks5.h"
 
@@ -57,6 +58,24 @@ void Connection::dial() {
 void Connection::on_resolved(int status, const std::vector<ResolvedAddress>& addrs) {
   resolving_ = false;
   if (state_ != State::dialing) return;
+  if (upstream_) {
+    // The upstream's own address: the operator chose it, so no ACL applies.
+    if (status != ARES_SUCCESS)
+      return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true,
+                                     "its address does not resolve");
+    uint16_t port = upstream_->current()->config.port;
+    for (const ResolvedAddress& a : addrs) {
+      ResolvedAddress b = a;
+      if (b.addr.ss_family == AF_INET)
+        reinterpret_cast<sockaddr_in*>(&b.addr)->sin_port = htons(port);
+      else
+        reinterpret_cast<sockaddr_in6*>(&b.addr)->sin6_port = htons(port);
+      addrs_.push_back(b);
+      if (addrs_.size() == 8) break;
+    }
+    upstream_->phase = UpstreamSession::Phase::connecting;
+    return connect_next();
+  }
   if (status != ARES_SUCCESS) return fail({Result::dns_failed, 0x04, 502});
   const Acl& acl = w_.snapshot().acl;
   for (const ResolvedAddress& a : addrs) {
@@ -91,12 +110,15 @@ void Connection::connect_next() {
     mark(Op::connect);
     return;
   }
+  if (upstream_)
+    return upstream_attempt_failed(failure_for_errno(last_connect_errno_), true,
+                                   strerror(last_connect_errno_));
   fail(failure_for_errno(last_connect_errno_));
 }
 
 void Connection::on_connect(int res) {
   if (state_ != State::dialing) return;
-  if (res == 0) return on_dialed();
+  if (res == 0) return upstream_ ? upstream_connected() : on_dialed();
   w_.close_fd(tfd_);
   tfd_ = -1;
   last_connect_errno_ = -res;
@@ -122,19 +144,10 @@ void Connection::on_dialed() {
 void Connection::fail(const Failure& f) {
   if (state_ == State::closed) return;
   if (resolving_) {
-    w_.dns().cancel(target_.host, this);
+    w_.dns().cancel(upstream_ ? upstream_->current()->config.address : target_.host, this);
     resolving_ = false;
   }
-  if (inflight_ & (1u << static_cast<unsigned>(Op::connect))) {
-    io_uring_sqe* s = w_.sqe();
-    io_uring_prep_cancel64(s, pack(this, Op::connect), 0);
-    io_uring_sqe_set_data64(s, pack(nullptr, Op::ignored));
-    s->flags |= IOSQE_CQE_SKIP_SUCCESS;
-  }
-  if (tfd_ >= 0) {
-    w_.close_fd(tfd_);
-    tfd_ = -1;
-  }
+  close_target();
   result_ = f.result;
   state_ = State::failing;
   set_deadline_in(2000);  // a client that will not read its error reply is not waited for
@@ -146,6 +159,24 @@ void Connection::fail(const Failure& f) {
   uint8_t out[22];
   size_t n = socks5::encode_reply(static_cast<socks5::Reply>(f.socks_reply), nullptr, out);
   reply_client(out, static_cast<uint32_t>(n));
+}
+
+void Connection::close_target() {
+  // Operations still in flight on the target hold their own file reference; cancel them so
+  // they complete (their buffers stay alive until the connection is freed or they are done).
+  for (unsigned op = first_conn_op; op < static_cast<unsigned>(Op::count); ++op) {
+    if (!(inflight_ & target_ops_mask & (1u << op))) continue;
+    io_uring_sqe* s = w_.sqe();
+    io_uring_prep_cancel64(s, pack(this, static_cast<Op>(op)), 0);
+    io_uring_sqe_set_data64(s, pack(nullptr, Op::ignored));
+    s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  }
+  if (tls_ && !tls_->handshaking && route_)
+    w_.keep_tls_session(route_->config.id, tls_->layer.session());
+  if (tfd_ >= 0) {
+    w_.close_fd(tfd_);
+    tfd_ = -1;
+  }
 }
 
 }  // namespace up
