@@ -250,3 +250,31 @@ def test_http_bad_chunk_size_ends_connection(proxy, servers):
     assert stream_end(c.s, CLOSE_BOUND) in ("eof", "reset")
     c.close()
     assert_served(proxy, servers)
+
+
+@pytest.mark.uringproxy_only
+@pytest.mark.parametrize("case", ["empty-username", "auth-version-2"])
+def test_reply_of_closed_client_never_reaches_next_client(proxy, servers, case):
+    """A client pipelines a good greeting and a malformed auth; the proxy refuses and closes it.
+    The method-selection reply owed to that client must not end up on the next connection
+    (which can get the same fd number): each next client must see exactly 05 02, then 01 00."""
+    bad = []
+    for i in range(250):
+        s = connect(proxy.socks_port)
+        s.sendall(SOCKS_MALFORMED[case])
+        recv_all(s, timeout=CLOSE_BOUND)
+        s.close()
+        s = connect(proxy.socks_port)
+        s.settimeout(CLOSE_BOUND)
+        s.sendall(socks5_greeting((2,)))
+        a = s.recv(16)
+        if a == b"\x05\x02":
+            s.sendall(socks5_auth("alice", PASSWORDS["alice"]))
+            b = s.recv(16)
+        else:
+            b = b""
+        s.close()
+        if (a, b) != (b"\x05\x02", b"\x01\x00"):
+            bad.append((i, a, b))
+    assert not bad, f"{len(bad)}/250 next clients got foreign bytes (method reply, auth reply): " \
+        f"{bad[:5]}"
