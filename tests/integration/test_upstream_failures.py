@@ -1,0 +1,249 @@
+"""Upstream failures (DESIGN 2.3, 2.4 failure rules, 2.5; issue 3 "Bad input and faults"):
+refused, disabled, garbage, silent, SOCKS and HTTP errors, bad credentials, kill -9 mid-stream.
+Every refusal carries the right code (SOCKS5 0x01-0x06, HTTP 502/504), and the target never sees
+a direct connection unless `on_failure: direct` says so. Sentinel targets (fresh per test) prove
+that nothing arrived at all."""
+import threading
+import time
+
+import pytest
+
+pytest.register_assert_rewrite("upstream_conftest", "upstreams")
+
+import upstreams as U
+from clients import TIMEOUT, socks5_open, stream_end
+from servers import closed_port, wait_until
+from upstream_conftest import pw, socks, up_config, user
+
+pytest_plugins = ["upstream_conftest"]
+pytestmark = pytest.mark.uringproxy_only
+
+# attempts 2 x connect_timeout 2 s + backoff: anything slower than this is a hang.
+FAIL_BOUND = 15.0
+
+
+@pytest.fixture
+def sentinel():
+    t = U.AddrTarget("sentinel")
+    yield t
+    t.close()
+
+
+def all_modes(proxy, name, target, base=None):
+    out = {}
+    for m, f in U.TRIES.items():
+        t0 = time.monotonic()
+        out[m] = f(proxy, name, pw(base or name), "127.0.0.1", target.port)
+        out[m + "_s"] = round(time.monotonic() - t0, 2)
+    return out
+
+
+def assert_refused(got, socks_reps, http_codes=(502,), bound=FAIL_BOUND):
+    s = got["socks"]
+    assert s[0] == "rep" and s[1] in socks_reps, \
+        f"SOCKS5 client got {s}, want a reply in {[hex(r) for r in socks_reps]}: {got}"
+    for m in ("connect", "forward"):
+        assert got[m][0] == "status" and got[m][1] in http_codes, \
+            f"HTTP {m} client got {got[m]}, want {http_codes}: {got}"
+    for m in U.TRIES:
+        assert got[m + "_s"] < bound, f"{m} took {got[m + '_s']} s: {got}"
+
+
+FAIL_RANGE = (1, 2, 3, 4, 5, 6)
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["fdead", "fdeadhttp"])
+def test_upstream_refusing_connections_fails_closed(uproxy, sentinel, name):
+    """Upstream on a closed port, on_failure reject: refused after the attempts, never direct."""
+    got = all_modes(uproxy, name, sentinel)
+    assert_refused(got, FAIL_RANGE)
+    assert sentinel.peers() == [], f"the target saw {sentinel.peers()}: {got}"
+
+
+def test_on_failure_direct_leaves_directly(uproxy, sentinel):
+    got = all_modes(uproxy, "fdeaddirect", sentinel)
+    for m in U.TRIES:
+        assert got[m] == ("ok", U.DIRECT), got
+    assert set(sentinel.peers()) == {U.DIRECT}
+
+
+def test_on_failure_direct_is_logged_as_a_warning(uproxy, sentinel):
+    start = uproxy.mark()
+    st = U.socks_try(uproxy, "fdeaddirect", pw("fdeaddirect"), "127.0.0.1", sentinel.port)
+    assert st == ("ok", U.DIRECT), st
+
+    def warned(ln):
+        low = ln.lower()
+        return "warn" in low and "direct" in low and "dead-direct" in ln
+    assert wait_until(lambda: any(warned(ln) for ln in uproxy.stderr_lines(start)), 10), \
+        "no warning naming dead-direct and direct:\n" + "\n".join(uproxy.stderr_lines(start)[-20:])
+
+
+def test_on_failure_other_upstream(uproxy, sentinel):
+    """dead-other fails over to proxy-http (tinyproxy, 127.0.0.3)."""
+    got = all_modes(uproxy, "fdeadother", sentinel)
+    for m in U.TRIES:
+        assert got[m] == ("ok", U.TINYPROXY_EXIT), got
+    assert set(sentinel.peers()) == {U.TINYPROXY_EXIT}
+
+
+def test_disabled_upstream_is_unavailable(uproxy, sentinel):
+    got = all_modes(uproxy, "fdisabled", sentinel)
+    assert_refused(got, FAIL_RANGE)
+    assert sentinel.peers() == [], got
+
+
+# ---------------------------------------------------------------------------------------------
+def test_socks_upstream_target_refused(uproxy, ustack):
+    """dante answers 0x05 for a refused target: passed on (or 0x01); HTTP clients get 502."""
+    port = closed_port()
+    for name in ("dan", "alice"):  # socks5 and socks5s
+        s = U.socks_try(uproxy, name, pw(name), "127.0.0.1", port)
+        assert s in (("rep", 0x05), ("rep", 0x01)), f"{name}: {s}"
+        for m in ("connect", "forward"):
+            r = U.TRIES[m](uproxy, name, pw(name), "127.0.0.1", port)
+            assert r == ("status", 502), f"{name} via {m}: {r}"
+
+
+def test_http_upstream_target_refused(uproxy):
+    """tinyproxy answers `500 Unable to connect`: HTTP clients get 502, SOCKS5 clients a
+    failure reply (0x05 or 0x01)."""
+    port = closed_port()
+    for name in ("erin", "bob"):  # http and https
+        s = U.socks_try(uproxy, name, pw(name), "127.0.0.1", port)
+        assert s[0] == "rep" and s[1] in FAIL_RANGE, f"{name}: {s}"
+        for m in ("connect", "forward"):
+            r = U.TRIES[m](uproxy, name, pw(name), "127.0.0.1", port)
+            assert r == ("status", 502), f"{name} via {m}: {r}"
+
+
+@pytest.mark.parametrize("name", ["f403", "f502"])
+def test_http_upstream_error_status(uproxy, sentinel, name):
+    got = all_modes(uproxy, name, sentinel)
+    assert_refused(got, FAIL_RANGE)
+    assert sentinel.peers() == [], got
+
+
+@pytest.mark.parametrize("name", ["fsocksbadauth", "fhttpbadauth"])
+def test_upstream_rejects_our_credentials(uproxy, sentinel, name):
+    """dante answers RFC 1929 status 1; tinyproxy answers 401: 0x01 / 502."""
+    got = all_modes(uproxy, name, sentinel)
+    assert_refused(got, (0x01,))
+    assert sentinel.peers() == [], got
+
+
+@pytest.mark.parametrize("name", ["fgarbage", "fgarbagehttp"])
+def test_upstream_sending_garbage(uproxy, sentinel, name):
+    got = all_modes(uproxy, name, sentinel)
+    assert_refused(got, (0x01,), bound=10.0)
+    assert sentinel.peers() == [], got
+
+
+def test_silent_upstream_times_out(up_factory, ustack, sentinel):
+    """An upstream that accepts TCP and never answers: SOCKS5 0x06 / HTTP 504, after
+    connect_timeout_ms per attempt. Measured on the first connections after start, before a
+    health check could mark the upstream down (a long probe interval)."""
+    proxies = [socks("silent-socks", ustack.silent.port),
+               dict(socks("silent-http", ustack.silent.port), type="http")]
+    users = {"users": [user("fsilent", "silent-socks"), user("fsilenthttp", "silent-http")]}
+    cfg = up_config(ustack, health_check={"interval_ms": 600000, "timeout_ms": 1500},
+                    upstream={"connect_timeout_ms": 1000, "attempts": 2, "backoff_ms": 200})
+    p = up_factory("up-silent", cfg, users, proxies)
+    res = {}
+
+    def run(key, f, name):
+        t0 = time.monotonic()
+        res[key] = (f(p, name, pw(name), "127.0.0.1", sentinel.port),
+                    round(time.monotonic() - t0, 2))
+    ts = [threading.Thread(target=run, args=(k, U.TRIES[m], n)) for k, m, n in
+          (("socks/socks", "socks", "fsilent"), ("connect/http", "connect", "fsilenthttp"),
+           ("forward/socks", "forward", "fsilent"))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    want = {"socks/socks": ("rep", 0x06), "connect/http": ("status", 504),
+            "forward/socks": ("status", 504)}
+    got = {k: v[0] for k, v in res.items()}
+    assert got == want, f"got {res}"
+    for k, (_, secs) in res.items():
+        assert 0.8 <= secs <= FAIL_BOUND, f"{k}: answered after {secs} s: {res}"
+    assert sentinel.peers() == []
+    assert p.alive()
+
+
+def test_no_fd_leak_after_failures(uproxy, ustack, sentinel):
+    names = ["fdead", "fdeadhttp", "fdisabled", "fgarbage", "fgarbagehttp", "f403",
+             "fsocksbadauth", "fhttpbadauth", "fwrongca", "fwrongname", "ftlsplain"]
+    for n in names:  # warm-up: pools, sessions, health state
+        all_modes(uproxy, n, sentinel)
+    base = uproxy.fd_count()
+    for _ in range(3):
+        for n in names:
+            all_modes(uproxy, n, sentinel)
+    ok = wait_until(lambda: uproxy.fd_count() <= base + 4, 15, interval=0.2)
+    assert ok, f"fds: {base} before, {uproxy.fd_count()} after 99 failed connections"
+    assert sentinel.peers() == []
+
+
+# ---------------------------------------------------------------------------------------------
+def test_kill9_mid_transfer_then_down_then_back(up_factory, ustack, tmp_path):
+    """kill -9 of a SOCKS5 upstream during a large download: the client's stream ends, the proxy
+    keeps serving others, new connections on that route are refused (never direct) until the
+    upstream is back on the same port, then the health check brings it back."""
+    dante = U.Dante(tmp_path / "dante-k9", external=U.DANTE_A_EXIT, auth=True).start()
+    try:
+        proxies = [socks("k9", dante.port, on_failure="reject"),
+                   socks("k9-other", ustack.dante_b.port, creds=False)]
+        users = {"users": [user("k9user", "k9"), user("charlie", None),
+                           user("frank", "k9-other")]}
+        p = up_factory("up-k9", up_config(ustack), users, proxies)
+        big = 4 << 30
+        r = socks5_open(p.socks_port, "127.0.0.1", ustack.target.port, user="k9user",
+                        pw=pw("k9user"))
+        assert r.rep == 0, r
+        s = r.sock
+        s.sendall(f"GET /bytes/{big} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got = 0
+        s.settimeout(TIMEOUT)
+        while got < (8 << 20):
+            d = s.recv(1 << 20)
+            assert d, f"stream ended early after {got} bytes"
+            got += len(d)
+        dante.kill9()
+        how = stream_end(s, 20)
+        s.close()
+        assert how in ("eof", "reset"), f"client stream after kill -9 of the upstream: {how}"
+        # The proxy serves everyone else.
+        assert p.alive()
+        assert U.socks_try(p, "charlie", pw("charlie"), "127.0.0.1",
+                           ustack.target.port) == ("ok", U.DIRECT)
+        assert U.connect_try(p, "frank", pw("frank"), "127.0.0.1",
+                             ustack.target.port) == ("ok", U.DANTE_B_EXIT)
+        # The dead route is refused, never direct.
+        sentinel = U.AddrTarget("sentinel")
+        try:
+            for _ in range(3):
+                got = all_modes(p, "k9user", sentinel)
+                assert_refused(got, FAIL_RANGE)
+            assert sentinel.peers() == [], sentinel.peers()
+        finally:
+            sentinel.close()
+        # Back on the same port: the health check re-admits it.
+        dante.start()
+        t0 = time.monotonic()
+        tries = []
+
+        def back():
+            st = U.socks_try(p, "k9user", pw("k9user"), "127.0.0.1", ustack.target.port)
+            tries.append(st)
+            return st == ("ok", U.DANTE_A_EXIT)
+        assert wait_until(back, 20, interval=0.5), \
+            f"not back 20 s after restart: {tries[-3:]}"
+        assert all(t[0] != "ok" or t[1] == U.DANTE_A_EXIT for t in tries), tries
+        assert U.connect_try(p, "k9user", pw("k9user"), "127.0.0.1",
+                             ustack.target.port) == ("ok", U.DANTE_A_EXIT)
+        print(f"upstream back {time.monotonic() - t0:.1f} s after restart")
+    finally:
+        dante.stop()
