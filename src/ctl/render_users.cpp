@@ -1,0 +1,55 @@
+// user list and the user edits.
+#include "ctl/json_get.h"
+#include "ctl/render_parts.h"
+#include "ctl/table.h"
+
+namespace up::ctl {
+
+void render_user_list(const Value& answer, FILE* out) {
+  Table t({"USER", "STATUS", "PROXY ID", "GROUPS", "EMAIL", "UUID"});
+  const Value* users = member(answer, "users");
+  if (users && users->IsArray()) {
+    for (const auto& u : users->GetArray()) {
+      std::string groups;
+      const Value* g = member(u, "groups");
+      if (!g || g->IsNull()) {
+        groups = "(any)";
+      } else if (g->IsArray() && g->Empty()) {
+        groups = "(none)";
+      } else if (g->IsArray()) {
+        for (const auto& x : g->GetArray()) {
+          if (!groups.empty()) groups += ',';
+          groups += scalar_text(x);
+        }
+      }
+      t.add({get_str(u, "username"), get_bool(u, "enabled", true) ? "✓ Enabled" : "✗ Disabled",
+             or_dash(u, "external_proxy_id", "(none)"), groups, or_dash(u, "email"),
+             or_dash(u, "uuid")});
+    }
+  }
+  t.print(out);
+}
+
+void render_user_edit(const std::string& cmd, const Value& request, const Value& answer,
+                      FILE* out) {
+  std::string name = get_str(request, "username");
+  std::string closed = closed_suffix(answer);
+  if (cmd == "user.add") {
+    std::string route = is_null_or_absent(request, "proxy")
+                            ? "direct routing"
+                            : "external proxy " + get_str(request, "proxy");
+    fprintf(out, "✓ Added user %s (%s)\n", name.c_str(), route.c_str());
+  } else if (cmd == "user.del") {
+    fprintf(out, "✓ Deleted user %s%s\n", name.c_str(), closed.c_str());
+  } else if (cmd == "user.passwd") {
+    fprintf(out, "✓ Changed the password of %s%s\n", name.c_str(), closed.c_str());
+  } else if (cmd == "user.enable") {
+    fprintf(out, "✓ Enabled user %s\n", name.c_str());
+  } else if (cmd == "user.disable") {
+    fprintf(out, "✓ Disabled user %s%s\n", name.c_str(), closed.c_str());
+  } else {
+    fprintf(out, "✓ %s %s\n", cmd.c_str(), name.c_str());
+  }
+}
+
+}  // namespace up::ctl
