@@ -121,6 +121,7 @@ Result run_bulk(const Options& o, const ProcWatch& pw) {
     snprintf(cpu, sizeof cpu, ", proxy %.3f CPU-s/GB (%.2f CPU-s, %.0f%% of a core)", per_gb, c,
              secs > 0 ? 100 * c / secs : 0);
   }
+  report_interference(r, before, after, secs);
   errs.report(r);
   char h[512];
   snprintf(h, sizeof h, "bulk %s streams=%d via %s: %.2f Gbit/s, %.2f GB in %.2f s%s%s",

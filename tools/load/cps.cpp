@@ -235,6 +235,7 @@ Result run_cps(const Options& o, const ProcWatch& pw) {
     snprintf(cpu, sizeof cpu, ", proxy %.1f CPU-us/conn (%.0f%% of a core)", per,
              secs > 0 ? 100 * c / secs : 0);
   }
+  report_interference(r, before, after, secs);
   errs.report(r);
   char h[512];
   snprintf(h, sizeof h, "cps concurrency=%d via %s: %.0f conn/s, %llu in %.2f s%s%s",

@@ -160,6 +160,7 @@ Result run_latency(const Options& o, const ProcWatch& pw) {
     snprintf(cpu, sizeof cpu, ", proxy %.2f CPU-us/round trip (%.0f%% of a core)", per,
              secs > 0 ? 100 * c / secs : 0);
   }
+  report_interference(r, before, after, secs);
   errs.report(r);
   char h[640];
   snprintf(h, sizeof h,

@@ -9,6 +9,8 @@
 #include <set>
 #include <string>
 
+#include "common.h"
+
 namespace uload {
 namespace {
 
@@ -91,11 +93,37 @@ std::set<int> children_of(int parent) {
   return tree;
 }
 
+double machine_busy() {
+  FILE* f = fopen("/proc/stat", "re");
+  if (!f) return 0;
+  unsigned long long v[10] = {};
+  int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                 &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
+  fclose(f);
+  if (n < 5) return 0;
+  // user nice system idle iowait irq softirq steal (guest is already inside user)
+  unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+  return double(busy) / double(sysconf(_SC_CLK_TCK));
+}
+
 }  // namespace
+
+void report_interference(Result& r, const ProcSample& b, const ProcSample& a, double secs) {
+  if (secs <= 0) return;
+  double other = (a.machine_busy_s - b.machine_busy_s) - (a.self_cpu_s - b.self_cpu_s) -
+                 (a.cpu_s - b.cpu_s);
+  r.num("self_cpu_s", a.self_cpu_s - b.self_cpu_s, 3);
+  r.num("other_cpu_cores", other < 0 ? 0 : other / secs, 2);
+}
 
 ProcSample ProcWatch::sample(bool memory) const {
   static const double hz = double(sysconf(_SC_CLK_TCK));
   ProcSample out;
+  out.machine_busy_s = machine_busy();
+  {
+    Stat me = read_stat(getpid());
+    out.self_cpu_s = double(me.utime + me.stime) / hz;
+  }
   std::set<int> seen;
   auto add = [&](int pid, bool with_children_time) {
     if (!seen.insert(pid).second) return;

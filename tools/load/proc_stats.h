@@ -11,7 +11,15 @@ struct ProcSample {
   double rss_kib = 0;   // VmRSS summed
   double pss_kib = 0;   // Pss summed (shared pages split between forked processes)
   int processes = 0;
+  double self_cpu_s = 0;      // this process (client and targets)
+  double machine_busy_s = 0;  // every CPU's non-idle time, from /proc/stat
 };
+
+struct Result;
+// Adds "other_cpu_cores": CPU the rest of the machine used during the window (neither this
+// process nor the proxy), in cores. Other work on a shared machine skews every figure.
+void report_interference(Result& r, const ProcSample& before, const ProcSample& after,
+                         double secs);
 
 class ProcWatch {
  public:
