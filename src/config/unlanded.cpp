@@ -27,9 +27,6 @@ constexpr UnlandedField kUnlanded[] = {
     {"acl.allow", "ACL allow lists are", "only acl.deny_private is enforced"},
     {"acl.deny", "ACL deny lists are", "only acl.deny_private is enforced"},
     {"acl.deny_ports", "ACL port lists are", "only acl.deny_private is enforced"},
-    {"metrics.listen", "the metrics endpoint is",
-     "nothing listens there (set \"listen\": \"\" to disable it)"},
-    {"control.socket", "the control socket is", "uringproxyctl cannot reach the daemon"},
     {"user", "dropping privileges is", "the process keeps the user it was started as"},
     {"group", "dropping privileges is", "the process keeps the group it was started as"},
 };

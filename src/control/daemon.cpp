@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/ring.h"
 #include "core/worker.h"
+#include "control/management.h"
 #include "route/health_checker.h"
 #include "route/snapshot_store.h"
 #include "uringproxy/config.h"
@@ -151,51 +152,19 @@ int run_daemon(const DaemonOptions& opts) {
     stop_workers(0);
     return 1;
   }
+  Management mgmt(opts.config_path, set, rt, snapshots, health, checker, access_log);
+  if (!mgmt.open()) {
+    stop_workers(0);
+    return 1;
+  }
   for (const auto& l : set.config.listeners)
     if (!l.tls && l.protocol != Protocol::vless)
       UP_INFO("listening on %s (%s, %s)", l.listen.text.c_str(), l.name.c_str(),
               to_string(l.protocol));
-  UP_INFO("ready: %u worker(s), %zu user(s), auth %s, io_uring %s", nworkers, set.users.size(),
-          set.config.auth_required ? "required" : "none",
+  UP_INFO("ready: %u worker(s), %zu user(s), %zu upstream(s), auth %s, io_uring %s", nworkers,
+          set.users.size(), set.proxies.size(), set.config.auth_required ? "required" : "none",
           features.missing.empty() ? "complete" : "partial");
-
-  uint32_t grace_ms = set.config.shutdown_grace_ms;
-  timespec one_second{1, 0};
-  for (;;) {
-    int sig = sigtimedwait(&sigs, nullptr, &one_second);
-    snapshots.reclaim();
-    if (sig == SIGTERM || sig == SIGINT) {
-      UP_INFO("%s: draining tunnels for up to %u ms", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-              grace_ms);
-      break;
-    }
-    if (sig == SIGHUP) {
-      ConfigSet next;
-      Diagnostics d;
-      bool ok = load_config_set(opts.config_path, next, d);
-      print_diagnostics(d);
-      if (!ok || !d.ok()) {
-        UP_ERROR("reload refused (%zu error(s)); still serving generation %llu",
-                 d.errors.size(), static_cast<unsigned long long>(generation));
-        continue;
-      }
-      std::vector<std::string> errs;
-      auto snap = build_snapshot(next, generation + 1, health, errs);
-      if (!snap) {
-        for (const auto& e : errs) UP_ERROR("%s", e.c_str());
-        UP_ERROR("reload refused; still serving generation %llu",
-                 static_cast<unsigned long long>(generation));
-        continue;
-      }
-      ++generation;
-      snapshots.publish(std::move(snap));
-      checker.update(*snapshots.current());
-      grace_ms = next.config.shutdown_grace_ms;
-      if (!access_log.reopen(err)) UP_WARN("%s", err.c_str());
-      UP_INFO("reloaded: generation %llu, %zu user(s)",
-              static_cast<unsigned long long>(generation), next.users.size());
-    }
-  }
+  uint32_t grace_ms = mgmt.run();
   stop_workers(grace_ms);
   UP_INFO("stopped");
   return 0;

@@ -57,6 +57,11 @@ void Connection::on_verified(bool ok, const uint8_t* digest) {
 }
 
 void Connection::on_authenticated() {
+  if (!tally_ && !user_.empty()) {
+    tally_ = &w_.stats().users[user_];
+    ++tally_->connections_total;
+    ++tally_->connections_active;
+  }
   if (fwd_) return fwd_->on_authenticated();
   if (protocol_ == Protocol::http) return route_and_dial();  // CONNECT
   static const uint8_t ok[2] = {0x01, 0x00};

@@ -37,6 +37,7 @@ const char* to_string(Result r) {
     case Result::upstream_error: return "upstream_error";
     case Result::shutdown: return "shutdown";
     case Result::client_closed: return "client_closed";
+    case Result::kicked: return "kicked";
     case Result::error: return "error";
   }
   return "error";
@@ -309,33 +310,66 @@ void Connection::finish(Result r) {
   }
   w_.timers().disarm(&timer);
   timer.deadline_ms = 0;
-  auto& c = w_.counters();
-  WorkerCounters::add(c.bytes_up, bytes_up_);
-  WorkerCounters::add(c.bytes_down, bytes_down_);
-  if (r == Result::auth_failed) WorkerCounters::add(c.auth_failures, 1);
+  WorkerStats& st = w_.stats();
+  if (r == Result::auth_failed) ++st.auth_failures;
+  if (tally_) --tally_->connections_active;
+  ++st.routes[std::string(route_name())];
   write_access_log();
+}
+
+std::string_view Connection::route_name() const {
+  if (route_) return route_->config.id;
+  return refused_by_route_ ? "reject" : "direct";
+}
+
+void Connection::count_up(uint64_t n) {
+  bytes_up_ += n;
+  w_.stats().bytes_up += n;
+  if (tally_) tally_->bytes_up += n;
+}
+
+void Connection::count_down(uint64_t n) {
+  bytes_down_ += n;
+  w_.stats().bytes_down += n;
+  if (tally_) tally_->bytes_down += n;
+}
+
+namespace {
+std::string format_client(const sockaddr_in6& a) {
+  char ip[INET6_ADDRSTRLEN] = "";
+  char out[INET6_ADDRSTRLEN + 8] = "";
+  if (a.sin6_family == AF_INET) {
+    auto* v4 = reinterpret_cast<const sockaddr_in*>(&a);
+    inet_ntop(AF_INET, &v4->sin_addr, ip, sizeof ip);
+    snprintf(out, sizeof out, "%s:%u", ip, ntohs(v4->sin_port));
+  } else if (a.sin6_family == AF_INET6) {
+    inet_ntop(AF_INET6, &a.sin6_addr, ip, sizeof ip);
+    snprintf(out, sizeof out, "[%s]:%u", ip, ntohs(a.sin6_port));
+  }
+  return out;
+}
+}  // namespace
+
+ConnectionInfo Connection::describe(uint64_t now_ms) const {
+  ConnectionInfo i;
+  i.user = user_;
+  i.group = group_;
+  i.client = format_client(client_addr_);
+  i.target = target_.port ? target_.to_string() : std::string();
+  i.route = route_name();
+  i.bytes_up = bytes_up_;
+  i.bytes_down = bytes_down_;
+  i.age_s = (now_ms - started_ms_) / 1000;
+  return i;
 }
 
 void Connection::write_access_log() {
   const AccessLog* log = w_.runtime().access_log;
   if (!log || !log->enabled()) return;
-  char client[INET6_ADDRSTRLEN + 8] = "";
-  if (client_addr_.sin6_family == AF_INET) {
-    auto* a = reinterpret_cast<const sockaddr_in*>(&client_addr_);
-    char ip[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-    snprintf(client, sizeof client, "%s:%u", ip, ntohs(a->sin_port));
-  } else if (client_addr_.sin6_family == AF_INET6) {
-    char ip[INET6_ADDRSTRLEN];
-    inet_ntop(AF_INET6, &client_addr_.sin6_addr, ip, sizeof ip);
-    snprintf(client, sizeof client, "[%s]:%u", ip, ntohs(client_addr_.sin6_port));
-  }
+  std::string client = format_client(client_addr_);
   std::string target = target_.port ? target_.to_string() : std::string();
-  std::string_view route = route_ ? std::string_view(route_->config.id)
-                           : refused_by_route_ ? std::string_view("reject")
-                                               : std::string_view("direct");
-  AccessRecord rec{user_,       group_,  client,
-                   target,      route,   bytes_up_,
+  AccessRecord rec{user_,       group_,       client,
+                   target,      route_name(), bytes_up_,
                    bytes_down_, w_.now_ms() - started_ms_, to_string(result_)};
   log->write(rec);
 }

@@ -20,6 +20,7 @@
 #include "core/ops.h"
 #include "core/pipe_pool.h"
 #include "core/timer_wheel.h"
+#include "core/worker_stats.h"
 #include "upstream/dns_resolver.h"
 #include "uringproxy/config.h"
 #include "uringproxy/target.h"
@@ -64,6 +65,7 @@ enum class Result : uint8_t {
   upstream_error,
   shutdown,
   client_closed,
+  kicked,  // closed by the operator: kick, user deleted or disabled, password changed
   error,
 };
 const char* to_string(Result r);
@@ -98,6 +100,8 @@ class alignas(32) Connection final : private DnsWaiter {
   // Close now (shutdown grace over, kick): no reply, result as given.
   void abort(Result r);
   bool closed() const { return state_ == State::closed; }
+  const std::string& user() const { return user_; }
+  ConnectionInfo describe(uint64_t now_ms) const;
   bool can_free() const { return state_ == State::closed && inflight_ == 0 && async_ == 0; }
 
   // Async jobs (password checks) keep the object alive until they report back.
@@ -188,8 +192,11 @@ class alignas(32) Connection final : private DnsWaiter {
   void drop_handshake_buffer();
   void consume_handshake(uint32_t n);
   void finish(Result r);
+  void count_up(uint64_t n);
+  void count_down(uint64_t n);
   void close_fds(bool reset);
   void write_access_log();
+  std::string_view route_name() const;
   bool mark(Op op);
 
   Worker& w_;
@@ -238,6 +245,8 @@ class alignas(32) Connection final : private DnsWaiter {
 
   // for the access log
   uint64_t started_ms_;
+  uint64_t dial_started_us_ = 0;
+  UserTally* tally_ = nullptr;  // this worker's counters for user_ (stable: map nodes)
   uint64_t bytes_up_ = 0;
   uint64_t bytes_down_ = 0;
   sockaddr_in6 client_addr_{};

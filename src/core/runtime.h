@@ -13,19 +13,6 @@ class PasswordVerifier;
 class AccessLog;
 class Worker;
 
-struct alignas(64) WorkerCounters {
-  // Written by one worker only (relaxed load+store, no lock prefix), read by anyone.
-  std::atomic<uint64_t> connections_total{0};
-  std::atomic<uint64_t> connections_active{0};
-  std::atomic<uint64_t> bytes_up{0};
-  std::atomic<uint64_t> bytes_down{0};
-  std::atomic<uint64_t> auth_failures{0};
-
-  static void add(std::atomic<uint64_t>& c, uint64_t n) {
-    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
-};
-
 struct Runtime {
   SnapshotStore* snapshots = nullptr;
   PasswordVerifier* verifier = nullptr;

@@ -42,36 +42,90 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
+namespace {
+std::string listener_key(const ListenerConfig& lc) {
+  return lc.name + '\t' + lc.listen.text + '\t' + to_string(lc.protocol);
+}
+bool runs_here(const ListenerConfig& lc) {
+  return !lc.tls && lc.protocol != Protocol::vless;  // not landed yet; warned at load
+}
+}  // namespace
+
+bool Worker::open_listener(size_t i, std::string& err) {
+  const ListenerConfig& lc = snap_->config.listeners[i];
+  const sockaddr* sa = reinterpret_cast<const sockaddr*>(&lc.listen.addr);
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    err = "listeners[" + std::to_string(i) + "] (" + lc.name + "): socket: " + strerror(errno);
+    return false;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  // One listening socket per worker on the same address: the kernel spreads connections.
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // inherited by accepted fds
+  if (bind(fd, sa, lc.listen.len) != 0 || listen(fd, 4096) != 0) {
+    err = "listeners[" + std::to_string(i) + "] (" + lc.name + "): cannot listen on " +
+          lc.listen.text + ": " + strerror(errno) +
+          (errno == EADDRINUSE ? " (another process holds the port; pick another listen)" : "");
+    close(fd);
+    return false;
+  }
+  auto l = std::make_unique<Listener>();
+  l->fd = fd;
+  l->index = static_cast<uint16_t>(i);
+  l->key = listener_key(lc);
+  listeners_.push_back(std::move(l));
+  return true;
+}
+
 bool Worker::open_listeners(std::string& err) {
   const auto& cfg = snap_->config;
-  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
-    const ListenerConfig& lc = cfg.listeners[i];
-    if (lc.tls || lc.protocol == Protocol::vless) continue;  // not landed yet; warned at load
-    const sockaddr* sa = reinterpret_cast<const sockaddr*>(&lc.listen.addr);
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      err = "listeners[" + std::to_string(i) + "] (" + lc.name + "): socket: " + strerror(errno);
-      return false;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    // One listening socket per worker on the same address: the kernel spreads connections.
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // inherited by accepted fds
-    if (bind(fd, sa, lc.listen.len) != 0 || listen(fd, 4096) != 0) {
-      err = "listeners[" + std::to_string(i) + "] (" + lc.name + "): cannot listen on " +
-            lc.listen.text + ": " + strerror(errno) +
-            (errno == EADDRINUSE ? " (another process holds the port; pick another listen)"
-                                 : "");
-      close(fd);
-      return false;
-    }
-    auto l = std::make_unique<Listener>();
-    l->fd = fd;
-    l->index = static_cast<uint16_t>(i);
-    listeners_.push_back(std::move(l));
-  }
+  for (size_t i = 0; i < cfg.listeners.size(); ++i)
+    if (runs_here(cfg.listeners[i]) && !open_listener(i, err)) return false;
   return true;
+}
+
+void Worker::close_listener(Listener& l) {
+  if (l.fd < 0) return;
+  io_uring_sqe* s = sqe();
+  io_uring_prep_cancel64(s, pack(&l, Op::accept), 0);
+  io_uring_sqe_set_data64(s, pack(nullptr, Op::ignored));
+  io_uring_submit(&ring_);  // cancel before the fd closes under it
+  close(l.fd);
+  l.fd = -1;
+}
+
+void Worker::sync_listeners() {
+  snap_ = rt_.snapshots->enter(id_);  // the snapshot that carries the new listeners
+  const auto& cfg = snap_->config;
+  std::vector<bool> have(cfg.listeners.size(), false);
+  for (auto it = listeners_.begin(); it != listeners_.end();) {
+    size_t found = cfg.listeners.size();
+    for (size_t i = 0; i < cfg.listeners.size(); ++i)
+      if (runs_here(cfg.listeners[i]) && listener_key(cfg.listeners[i]) == (*it)->key) found = i;
+    if (found < cfg.listeners.size()) {
+      (*it)->index = static_cast<uint16_t>(found);
+      have[found] = true;
+      ++it;
+    } else {
+      close_listener(**it);
+      closed_listeners_.push_back(std::move(*it));  // its cancelled accept still points here
+      it = listeners_.erase(it);
+    }
+  }
+  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+    if (have[i] || !runs_here(cfg.listeners[i])) continue;
+    std::string err;
+    if (open_listener(i, err)) {
+      arm_accept(*listeners_.back());
+      if (id_ == 0)
+        UP_INFO("listening on %s (%s, %s)", cfg.listeners[i].listen.text.c_str(),
+              cfg.listeners[i].name.c_str(), to_string(cfg.listeners[i].protocol));
+    } else {
+      UP_ERROR("worker %u: %s", id_, err.c_str());
+    }
+  }
 }
 
 void Worker::run(int cpu, std::function<void(unsigned, std::string)> bound) {
@@ -119,6 +173,9 @@ void Worker::run(int cpu, std::function<void(unsigned, std::string)> bound) {
       break;
     }
     now_ms_ = monotonic_ms();
+    // Quiescent point: nothing older than this snapshot is held past here, and connections
+    // accepted in this batch see every snapshot published before they arrived.
+    snap_ = rt_.snapshots->enter(id_);
     unsigned head, seen = 0;
     io_uring_cqe* cqe;
     io_uring_for_each_cqe(&ring_, head, cqe) {
@@ -134,7 +191,6 @@ void Worker::run(int cpu, std::function<void(unsigned, std::string)> bound) {
         if (d.c->can_free()) release(d.c);
       }
     }
-    snap_ = rt_.snapshots->enter(id_);  // quiescent point: nothing older is held past here
     if (rt_.stopping.load(std::memory_order_acquire) && !stopping_) begin_stop();
     if (stopping_) {
       if (conn_count_ == 0) break;
@@ -173,14 +229,7 @@ void Worker::keep_tls_session(const std::string& upstream_id, SSL_SESSION* s) {
 
 void Worker::begin_stop() {
   stopping_ = true;
-  for (auto& l : listeners_) {
-    io_uring_sqe* s = sqe();
-    io_uring_prep_cancel64(s, pack(l.get(), Op::accept), 0);
-    io_uring_sqe_set_data64(s, pack(nullptr, Op::ignored));
-    io_uring_submit(&ring_);  // cancel before the fd closes under it
-    close(l->fd);
-    l->fd = -1;
-  }
+  for (auto& l : listeners_) close_listener(*l);
 }
 
 void Worker::arm_accept(Listener& l) {
@@ -268,13 +317,15 @@ void Worker::on_accept(Listener& l, int res, uint32_t flags) {
     if (stopping_) {
       close(res);
     } else {
-      auto* c = new Connection(*this, res, snap_->config.listeners[l.index], l.index);
+      const ListenerConfig& lc = snap_->config.listeners[l.index];
+      auto* c = new Connection(*this, res, lc, l.index);
       c->next = conns_;
       if (conns_) conns_->prev = c;
       conns_ = c;
       ++conn_count_;
-      WorkerCounters::add(counters_.connections_total, 1);
-      WorkerCounters::add(counters_.connections_active, 1);
+      ++stats_.connections_total;
+      ++stats_.connections_active;
+      ++stats_.accepted[lc.name + '\t' + to_string(lc.protocol)];
       c->start();
       if (c->can_free()) release(c);
     }
@@ -336,8 +387,33 @@ void Worker::release(Connection* c) {
   if (c->next) c->next->prev = c->prev;
   timers_.disarm(&c->timer);
   --conn_count_;
-  WorkerCounters::add(counters_.connections_active, static_cast<uint64_t>(-1));
+  --stats_.connections_active;
   delete c;
+}
+
+}  // namespace up
+
+namespace up {
+
+size_t Worker::kick(std::string_view user, Result why) {
+  size_t n = 0;
+  for (Connection* c = conns_; c;) {
+    Connection* next = c->next;
+    if (!c->closed() && c->user() == user) {
+      c->abort(why);
+      ++n;
+      if (c->can_free()) release(c);
+    }
+    c = next;
+  }
+  return n;
+}
+
+std::vector<ConnectionInfo> Worker::list_connections(std::string_view user) const {
+  std::vector<ConnectionInfo> out;
+  for (const Connection* c = conns_; c; c = c->next)
+    if (!c->closed() && (user.empty() || c->user() == user)) out.push_back(c->describe(now_ms_));
+  return out;
 }
 
 }  // namespace up

@@ -17,6 +17,7 @@
 #include "core/ring.h"
 #include "core/runtime.h"
 #include "core/timer_wheel.h"
+#include "core/worker_stats.h"
 #include "route/route_selector.h"
 #include "route/snapshot.h"
 #include "upstream/dns_resolver.h"
@@ -24,11 +25,13 @@
 namespace up {
 
 class Connection;
+enum class Result : uint8_t;
 
 struct alignas(32) Listener {
   int fd = -1;
-  uint16_t index = 0;  // into config.listeners
+  uint16_t index = 0;  // into the current config.listeners
   bool multishot = true;
+  std::string key;     // name, address, protocol: what identifies it across reloads
 };
 
 class Worker final : private PollHooks {
@@ -42,7 +45,12 @@ class Worker final : private PollHooks {
   void join();
 
   Mailbox& mailbox() { return mailbox_; }
-  WorkerCounters& counters() { return counters_; }
+  WorkerStats& stats() { return stats_; }
+  // Run on this worker's thread (from its mailbox): close a user's tunnels; list tunnels.
+  size_t kick(std::string_view user, Result why);
+  std::vector<ConnectionInfo> list_connections(std::string_view user) const;
+  // After a reload: close listeners the config dropped, open the ones it added.
+  void sync_listeners();
   unsigned id() const { return id_; }
 
   // --- for connections
@@ -73,6 +81,8 @@ class Worker final : private PollHooks {
  private:
   void run(int cpu, std::function<void(unsigned, std::string)> bound);
   bool open_listeners(std::string& err);
+  bool open_listener(size_t index, std::string& err);
+  void close_listener(Listener& l);
   void arm_accept(Listener& l);
   void arm_tick();
   void arm_mailbox();
@@ -93,6 +103,7 @@ class Worker final : private PollHooks {
   uint64_t mailbox_value_ = 0;
   __kernel_timespec tick_ts_{};
   std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<Listener>> closed_listeners_;  // until their accept completes
   const Snapshot* snap_ = nullptr;
   uint64_t now_ms_ = 0;
   PipePool pipes_;
@@ -112,7 +123,7 @@ class Worker final : private PollHooks {
   RouteCursors cursors_;
   StringMap<SSL_SESSION*> tls_sessions_;
   bool stopping_ = false;
-  WorkerCounters counters_;
+  WorkerStats stats_;
 };
 
 }  // namespace up

@@ -36,7 +36,7 @@ void Connection::copy_on_client_recv(int res) {
     }
     return maybe_finish_relay();
   }
-  bytes_up_ += static_cast<uint64_t>(res);
+  count_up(static_cast<uint64_t>(res));
   set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
   submit_send_target(copy_->up.get(), static_cast<uint32_t>(res));
 }
@@ -48,7 +48,7 @@ void Connection::copy_on_target_recv(int res) {
     shutdown(cfd_, SHUT_WR);
     return maybe_finish_relay();
   }
-  bytes_down_ += static_cast<uint64_t>(res);
+  count_down(static_cast<uint64_t>(res));
   set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
   submit_send_client(copy_->down.get(), static_cast<uint32_t>(res));
 }

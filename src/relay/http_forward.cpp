@@ -102,16 +102,16 @@ void HttpForward::on_sent(bool to_client) {
   switch (phase_) {
     case Phase::send_head:
       if (to_client) return c.submit_send_target(out_.data(), static_cast<uint32_t>(out_.size()));
-      c.bytes_up_ += out_.size();
+      c.count_up(out_.size());
       phase_ = Phase::req_body;
       return pump_request_body();
     case Phase::req_body:
-      c.bytes_up_ += in_flight_;
+      c.count_up(in_flight_);
       c.consume_handshake(in_flight_);
       in_flight_ = 0;
       return pump_request_body();
     case Phase::resp_sent:
-      c.bytes_down_ += out_.size();
+      c.count_down(out_.size());
       if (interim_) {
         interim_ = false;
         phase_ = Phase::resp_head;
@@ -121,7 +121,7 @@ void HttpForward::on_sent(bool to_client) {
       phase_ = Phase::resp_body;
       return pump_response_body();
     case Phase::resp_body:
-      c.bytes_down_ += in_flight_;
+      c.count_down(in_flight_);
       memmove(obuf_.get(), obuf_.get() + in_flight_, olen_ - in_flight_);
       olen_ -= in_flight_;
       in_flight_ = 0;

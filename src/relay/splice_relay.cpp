@@ -70,7 +70,6 @@ void Connection::pump(Direction& d, bool up) {
   const int dst = up ? tfd_ : cfd_;
   const Op in = up ? Op::up_in : Op::down_in;
   const Op out = up ? Op::up_out : Op::down_out;
-  uint64_t& counted = up ? bytes_up_ : bytes_down_;
   bool drained_src = false;  // last read was short: the socket had no more queued
 
   for (int round = 0; round < rounds_per_event; ++round) {
@@ -81,7 +80,7 @@ void Connection::pump(Direction& d, bool up) {
         return relay_error(errno);
       }
       d.in_pipe -= static_cast<uint32_t>(n);
-      counted += static_cast<uint64_t>(n);
+      up ? count_up(static_cast<uint64_t>(n)) : count_down(static_cast<uint64_t>(n));
       if (d.in_pipe > 0) return submit_poll(out, dst, POLLOUT);  // dst's buffer is full
     }
     if (d.eof) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/connection.h"
 #include "core/worker.h"
 #include "relay/http_forward.h"
@@ -126,6 +127,7 @@ void Connection::on_connect(int res) {
 }
 
 void Connection::on_dialed() {
+  if (dial_started_us_) w_.stats().observe_connect(monotonic_us() - dial_started_us_);
   if (fwd_) return fwd_->on_dialed();
   state_ = State::replying;
   if (protocol_ == Protocol::http) {

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/connection.h"
 #include "core/log.h"
 #include "core/worker.h"
@@ -43,6 +44,7 @@ Failure failure_for_http_status(int status) {
 }  // namespace
 
 void Connection::route_and_dial() {
+  dial_started_us_ = monotonic_us();
   const Snapshot& s = w_.snapshot();
   const User* u = user_.empty() ? nullptr : s.find_user(user_);
   RoutePlan plan = plan_route(s, {user_, group_}, u, w_.cursors());

@@ -1,0 +1,144 @@
+// GET /metrics: the Prometheus text format (version 0.0.4), DESIGN 2.7. Per-worker counters are
+// collected from the workers (never locked on the data path) and summed here.
+#include <algorithm>
+#include <cstdio>
+
+#include "control/management.h"
+#include "core/access_log.h"
+#include "route/snapshot_store.h"
+
+namespace up {
+
+namespace {
+
+std::string label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+void header(std::string& o, const char* name, const char* type, const char* help) {
+  o += "# HELP ";
+  o += name;
+  o += ' ';
+  o += help;
+  o += "\n# TYPE ";
+  o += name;
+  o += ' ';
+  o += type;
+  o += '\n';
+}
+
+void sample(std::string& o, const std::string& name_and_labels, uint64_t v) {
+  o += name_and_labels;
+  o += ' ';
+  o += std::to_string(v);
+  o += '\n';
+}
+
+}  // namespace
+
+std::string Management::render_metrics() {
+  WorkerStats s = collect_stats();
+  const Snapshot* snap = snapshots_.current();
+  std::string o;
+  o.reserve(4096);
+
+  header(o, "uringproxy_connections_total", "counter", "Client connections accepted.");
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : s.accepted) keys.push_back(k);
+  std::sort(keys.begin(), keys.end());
+  for (const auto& k : keys) {
+    size_t tab = k.find('\t');
+    sample(o,
+           "uringproxy_connections_total{listener=\"" + label(k.substr(0, tab)) +
+               "\",protocol=\"" + label(k.substr(tab + 1)) + "\"}",
+           s.accepted[k]);
+  }
+  header(o, "uringproxy_connections_active", "gauge", "Client connections open now.");
+  sample(o, "uringproxy_connections_active", s.connections_active);
+
+  header(o, "uringproxy_bytes_total", "counter", "Bytes relayed, up = client to target.");
+  sample(o, "uringproxy_bytes_total{direction=\"up\"}", s.bytes_up);
+  sample(o, "uringproxy_bytes_total{direction=\"down\"}", s.bytes_down);
+
+  // Per-user series are capped: the busiest users get their own, the rest are summed.
+  header(o, "uringproxy_user_bytes_total", "counter",
+         "Bytes relayed per user (beyond metrics.max_user_series users: user=\"_other\").");
+  std::vector<std::pair<std::string, UserTally>> users(s.users.begin(), s.users.end());
+  std::sort(users.begin(), users.end(), [](const auto& a, const auto& b) {
+    uint64_t x = a.second.bytes_up + a.second.bytes_down;
+    uint64_t y = b.second.bytes_up + b.second.bytes_down;
+    return x != y ? x > y : a.first < b.first;
+  });
+  size_t cap = current_.config.metrics_max_user_series;
+  UserTally other;
+  bool any_other = false;
+  for (size_t i = 0; i < users.size(); ++i) {
+    if (i >= cap) {
+      other.bytes_up += users[i].second.bytes_up;
+      other.bytes_down += users[i].second.bytes_down;
+      any_other = true;
+      continue;
+    }
+    std::string u = label(users[i].first);
+    sample(o, "uringproxy_user_bytes_total{user=\"" + u + "\",direction=\"up\"}",
+           users[i].second.bytes_up);
+    sample(o, "uringproxy_user_bytes_total{user=\"" + u + "\",direction=\"down\"}",
+           users[i].second.bytes_down);
+  }
+  if (any_other) {
+    sample(o, "uringproxy_user_bytes_total{user=\"_other\",direction=\"up\"}", other.bytes_up);
+    sample(o, "uringproxy_user_bytes_total{user=\"_other\",direction=\"down\"}", other.bytes_down);
+  }
+
+  header(o, "uringproxy_auth_failures_total", "counter", "Failed logins.");
+  sample(o, "uringproxy_auth_failures_total", s.auth_failures);
+
+  header(o, "uringproxy_route_total", "counter",
+         "Connections by route: direct, an upstream id, or reject.");
+  keys.clear();
+  for (const auto& [k, v] : s.routes) keys.push_back(k);
+  std::sort(keys.begin(), keys.end());
+  for (const auto& k : keys) sample(o, "uringproxy_route_total{route=\"" + label(k) + "\"}", s.routes[k]);
+
+  header(o, "uringproxy_upstream_up", "gauge", "1 if the upstream is enabled and healthy.");
+  keys.clear();
+  for (const auto& [id, u] : snap->upstreams) keys.push_back(id);
+  std::sort(keys.begin(), keys.end());
+  for (const auto& id : keys)
+    sample(o, "uringproxy_upstream_up{proxy=\"" + label(id) + "\"}",
+           snap->find_upstream(id)->available() ? 1 : 0);
+
+  header(o, "uringproxy_connect_duration_seconds", "histogram",
+         "Time from route decision to a usable target (direct connect or upstream handshake).");
+  uint64_t cumulative = 0;
+  char le[32];
+  for (size_t i = 0; i < WorkerStats::connect_bounds_us.size(); ++i) {
+    cumulative += s.connect_buckets[i];
+    snprintf(le, sizeof le, "%g", static_cast<double>(WorkerStats::connect_bounds_us[i]) / 1e6);
+    sample(o, std::string("uringproxy_connect_duration_seconds_bucket{le=\"") + le + "\"}",
+           cumulative);
+  }
+  cumulative += s.connect_buckets.back();
+  sample(o, "uringproxy_connect_duration_seconds_bucket{le=\"+Inf\"}", cumulative);
+  char sum[64];
+  snprintf(sum, sizeof sum, "%.6f", static_cast<double>(s.connect_sum_us) / 1e6);
+  o += "uringproxy_connect_duration_seconds_sum ";
+  o += sum;
+  o += '\n';
+  sample(o, "uringproxy_connect_duration_seconds_count", s.connect_count);
+
+  header(o, "uringproxy_config_generation", "gauge", "Generation of the configuration in force.");
+  sample(o, "uringproxy_config_generation", generation_);
+  return o;
+}
+
+}  // namespace up

@@ -1,0 +1,78 @@
+#pragma once
+// What one worker counts. Only that worker writes it, with no locks and no atomics on the data
+// path; the management thread gets a copy by asking the worker (its mailbox) and sums them.
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "route/snapshot.h"
+
+namespace up {
+
+struct UserTally {
+  uint64_t connections_total = 0;
+  uint64_t connections_active = 0;
+  uint64_t bytes_up = 0;
+  uint64_t bytes_down = 0;
+};
+
+struct WorkerStats {
+  // Upper bounds of uringproxy_connect_duration_seconds, in microseconds.
+  static constexpr std::array<uint64_t, 13> connect_bounds_us = {
+      1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
+      10000000};
+
+  uint64_t connections_total = 0;
+  uint64_t connections_active = 0;
+  uint64_t bytes_up = 0;
+  uint64_t bytes_down = 0;
+  uint64_t auth_failures = 0;
+  StringMap<uint64_t> accepted;  // "listener\tprotocol" -> connections
+  StringMap<UserTally> users;
+  StringMap<uint64_t> routes;    // route name -> connections
+  std::array<uint64_t, connect_bounds_us.size() + 1> connect_buckets{};  // last: +Inf
+  uint64_t connect_sum_us = 0;
+  uint64_t connect_count = 0;
+
+  void observe_connect(uint64_t us) {
+    size_t i = 0;
+    while (i < connect_bounds_us.size() && us > connect_bounds_us[i]) ++i;
+    ++connect_buckets[i];
+    connect_sum_us += us;
+    ++connect_count;
+  }
+
+  void merge(const WorkerStats& o) {
+    connections_total += o.connections_total;
+    connections_active += o.connections_active;
+    bytes_up += o.bytes_up;
+    bytes_down += o.bytes_down;
+    auth_failures += o.auth_failures;
+    for (const auto& [k, v] : o.accepted) accepted[k] += v;
+    for (const auto& [k, v] : o.users) {
+      UserTally& t = users[k];
+      t.connections_total += v.connections_total;
+      t.connections_active += v.connections_active;
+      t.bytes_up += v.bytes_up;
+      t.bytes_down += v.bytes_down;
+    }
+    for (const auto& [k, v] : o.routes) routes[k] += v;
+    for (size_t i = 0; i < connect_buckets.size(); ++i) connect_buckets[i] += o.connect_buckets[i];
+    connect_sum_us += o.connect_sum_us;
+    connect_count += o.connect_count;
+  }
+};
+
+// One live tunnel, as `uringproxyctl connections` shows it.
+struct ConnectionInfo {
+  std::string user;
+  std::string group;
+  std::string client;
+  std::string target;
+  std::string route;
+  uint64_t bytes_up = 0;
+  uint64_t bytes_down = 0;
+  uint64_t age_s = 0;
+};
+
+}  // namespace up
