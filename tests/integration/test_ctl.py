@@ -346,8 +346,8 @@ def test_user_del(ctld, servers):
 def test_unknown_user_exit_1(ctld):
     for args in (["show-proxy", "nobody"], ["set-proxy", "nobody", "none"],
                  ["user", "disable", "nobody"], ["user", "enable", "nobody"],
-                 ["user", "del", "nobody"], ["kick", "nobody"]):
-        r = ctld.ctl(*args)
+                 ["user", "del", "nobody"], ["user", "passwd", "nobody", "--password-stdin"]):
+        r = ctld.ctl(*args, input="some-pw-123\n" if "passwd" in args else None)
         assert r.rc == 1, r
         assert r.err.startswith("error: ") and "nobody" in r.err, r
         assert r.out == "", r
@@ -355,6 +355,13 @@ def test_unknown_user_exit_1(ctld):
     assert r.rc == 1, r
     j = r.json()
     assert j["ok"] is False and "nobody" in j["error"], j
+
+
+def test_kick_unknown_user_exit_1(ctld):
+    """Like every other per-user command, an unknown user is a refusal (a typo should not
+    read as "closed 0 tunnels")."""
+    r = ctld.ctl("kick", "nobody")
+    assert r.rc == 1 and "nobody" in r.err, r
 
 
 def test_concurrent_user_add(ctld, servers):
