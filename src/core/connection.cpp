@@ -319,7 +319,9 @@ void Connection::finish(Result r) {
 
 std::string_view Connection::route_name() const {
   if (route_) return route_->config.id;
-  return refused_by_route_ ? "reject" : "direct";
+  if (refused_by_route_) return "reject";
+  if (upstream_) return upstream_->current()->config.id;  // e.g. the upstream refused the target
+  return "direct";
 }
 
 void Connection::count_up(uint64_t n) {

@@ -163,6 +163,7 @@ class alignas(32) Connection final : private DnsWaiter {
   void tls_want_ciphertext();
   void tls_deliver_read();
   void tls_handshake_step();
+  void defer_completion(Op op, int res);
 
   // --- relaying (relay/splice_relay.cpp; relay/copy_relay.cpp when the target side is TLS)
   void start_relay();

@@ -28,21 +28,26 @@ void Connection::submit_send_target(const char* data, uint32_t len) {
   send_ptr_[1] = data;
   send_left_[1] = len;
   if (!tls_) return ring_send_target(data, len);
-  mark(Op::target_send);  // completes when the ciphertext has gone (tls_flush)
-  if (!tls_->layer.write(data, len)) return w_.defer(this, Op::target_send, -EPROTO);
+  // Completes (tls_flush) once its ciphertext has gone; no ring operation stands for it
+  // until then, so nothing is marked in flight.
+  if (!tls_->layer.write(data, len)) return defer_completion(Op::target_send, -EPROTO);
   tls_->upper_send = len;
   tls_flush();
 }
 
 void Connection::submit_recv_target(char* buf, uint32_t len) {
   if (!tls_) return ring_recv_target(buf, len);
-  mark(Op::target_recv);
   tls_->upper_buf = buf;
   tls_->upper_cap = len;
   int n = tls_->layer.read(buf, len);
   if (n == -1) return tls_want_ciphertext();
   tls_->upper_buf = nullptr;
-  w_.defer(this, Op::target_recv, n >= 0 ? n : -ECONNRESET);
+  defer_completion(Op::target_recv, n >= 0 ? n : -ECONNRESET);
+}
+
+void Connection::defer_completion(Op op, int res) {
+  mark(op);  // keeps the connection alive until the worker delivers it
+  w_.defer(this, op, res);
 }
 
 void Connection::tls_flush() {
@@ -59,7 +64,7 @@ void Connection::tls_flush() {
   if (t.upper_send) {  // everything written so far is on the wire
     uint32_t n = t.upper_send;
     t.upper_send = 0;
-    w_.defer(this, Op::target_send, static_cast<int>(n));
+    defer_completion(Op::target_send, static_cast<int>(n));
   }
 }
 
@@ -91,7 +96,7 @@ void Connection::tls_on_ring_recv(int res) {
                                      "TLS receive failed");
     if (t.upper_buf) {
       t.upper_buf = nullptr;
-      return w_.defer(this, Op::target_recv, res);
+      return defer_completion(Op::target_recv, res);
     }
     return finish(Result::reset);
   }
@@ -109,7 +114,7 @@ void Connection::tls_deliver_read() {
   tls_flush();  // reading may have produced alerts or key updates to send
   if (n == -1) return tls_want_ciphertext();
   t.upper_buf = nullptr;
-  w_.defer(this, Op::target_recv, n >= 0 ? n : -ECONNRESET);
+  defer_completion(Op::target_recv, n >= 0 ? n : -ECONNRESET);
 }
 
 void Connection::tls_handshake_step() {
