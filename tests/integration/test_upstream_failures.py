@@ -75,9 +75,10 @@ def test_on_failure_direct_is_logged_as_a_warning(uproxy, sentinel):
 
     def warned(ln):
         low = ln.lower()
-        return "warn" in low and "direct" in low and "dead-direct" in ln
+        return "warn" in low and "direct" in low and ("dead-direct" in ln or "fdeaddirect" in ln)
     assert wait_until(lambda: any(warned(ln) for ln in uproxy.stderr_lines(start)), 10), \
-        "no warning naming dead-direct and direct:\n" + "\n".join(uproxy.stderr_lines(start)[-20:])
+        "no warning naming dead-direct (or the user) and direct:\n" + \
+        "\n".join(uproxy.stderr_lines(start)[-20:])
 
 
 def test_on_failure_other_upstream(uproxy, sentinel):
@@ -104,6 +105,39 @@ def test_socks_upstream_target_refused(uproxy, ustack):
         for m in ("connect", "forward"):
             r = U.TRIES[m](uproxy, name, pw(name), "127.0.0.1", port)
             assert r == ("status", 502), f"{name} via {m}: {r}"
+
+
+@pytest.mark.parametrize("name,exit_ip", [("dan", U.DANTE_A_EXIT), ("alice", U.DANTE_A_EXIT),
+                                          ("erin", U.TINYPROXY_EXIT), ("bob", U.TINYPROXY_EXIT)])
+def test_target_refusal_does_not_mark_the_upstream_down(uproxy, ustack, name, exit_ip):
+    """The upstream answered properly (the target refused): it is healthy, so the very next
+    connection through it works, and the refusal reply code is the upstream's, not 0x01."""
+    port = closed_port()
+    # Start from a healthy upstream (an earlier test may have had it marked down).
+    assert wait_until(lambda: U.socks_try(uproxy, name, pw(name), "127.0.0.1",
+                                          ustack.target.port) == ("ok", exit_ip), 15, 0.5)
+    for m in ("socks", "connect", "forward"):
+        r = U.TRIES[m](uproxy, name, pw(name), "127.0.0.1", port)
+        assert r[0] in ("rep", "status"), f"{name} via {m} to a closed port: {r}"
+        ok = U.TRIES[m](uproxy, name, pw(name), "127.0.0.1", ustack.target.port)
+        assert ok == ("ok", exit_ip), \
+            f"{name} via {m}: right after a refused target, a good one got {ok}"
+
+
+@pytest.mark.parametrize("name,route", [("dan", "proxy-socks"), ("erin", "proxy-http")])
+def test_access_log_route_when_the_upstream_reports_a_refusal(uproxy, ustack, name, route):
+    """The tunnel went through the upstream, which reported the target's refusal: the access
+    log names that upstream, never "direct" (an audit must not show an exposure that did not
+    happen, nor hide one)."""
+    port = closed_port()
+    assert wait_until(lambda: U.socks_try(uproxy, name, pw(name), "127.0.0.1",
+                                          ustack.target.port)[0] == "ok", 15, 0.5)
+    start = uproxy.mark()
+    r = U.socks_try(uproxy, name, pw(name), "127.0.0.1", port)
+    assert r[0] == "rep", r
+    rec = uproxy.wait_access_log(lambda o: o.get("target") == f"127.0.0.1:{port}", 20, start)
+    assert rec is not None, "no access-log line"
+    assert rec.get("route") == route, f"route {rec.get('route')!r}, want {route!r}: {rec}"
 
 
 def test_http_upstream_target_refused(uproxy):
@@ -140,35 +174,54 @@ def test_upstream_sending_garbage(uproxy, sentinel, name):
     assert sentinel.peers() == [], got
 
 
-def test_silent_upstream_times_out(up_factory, ustack, sentinel):
-    """An upstream that accepts TCP and never answers: SOCKS5 0x06 / HTTP 504, after
-    connect_timeout_ms per attempt. Measured on the first connections after start, before a
-    health check could mark the upstream down (a long probe interval)."""
-    proxies = [socks("silent-socks", ustack.silent.port),
-               dict(socks("silent-http", ustack.silent.port), type="http")]
-    users = {"users": [user("fsilent", "silent-socks"), user("fsilenthttp", "silent-http")]}
+STALLED = {
+    # user: (proxy type, where it stalls)
+    "fsilent": ("socks5", "silent"),             # accepts TCP, never a byte
+    "fsilenthttp": ("http", "silent"),
+    "fstallauth": ("socks5", "stall_auth"),      # answers the greeting, not the credentials
+    "fstallconnect": ("socks5", "stall_connect"),  # accepts the credentials, not the CONNECT
+    "fsilenttls": ("socks5s", "st_silent"),      # TLS handshake fine, then silence
+    "fsilenthttps": ("https", "st_silent"),
+}
+
+
+def test_stalled_upstreams_time_out(up_factory, ustack, sentinel):
+    """An upstream that accepts TCP and then stops answering, at each stage of the handshake:
+    SOCKS5 0x06 / HTTP 504, after connect_timeout_ms per attempt, and never direct. Measured on
+    the first connections after start, all at once, before a health check could mark the
+    upstreams down (a long probe interval)."""
+    tls = {"server_name": U.TLS_NAME, "verify": True, "ca_file": str(ustack.pki.ca)}
+    proxies, users = [], []
+    for name, (typ, srv) in STALLED.items():
+        p = dict(socks(f"up-{name}", getattr(ustack, srv).port, creds=True), type=typ)
+        if typ in ("http", "https"):
+            p["username"], p["password"] = U.HTTP_USER, U.HTTP_PASSWORD
+        if typ in ("socks5s", "https"):
+            p["tls"] = tls
+        proxies.append(p)
+        users.append(user(name, f"up-{name}"))
     cfg = up_config(ustack, health_check={"interval_ms": 600000, "timeout_ms": 1500},
                     upstream={"connect_timeout_ms": 1000, "attempts": 2, "backoff_ms": 200})
-    p = up_factory("up-silent", cfg, users, proxies)
+    p = up_factory("up-stalled", cfg, {"users": users}, proxies)
     res = {}
 
-    def run(key, f, name):
+    def run(key, mode, name):
         t0 = time.monotonic()
-        res[key] = (f(p, name, pw(name), "127.0.0.1", sentinel.port),
-                    round(time.monotonic() - t0, 2))
-    ts = [threading.Thread(target=run, args=(k, U.TRIES[m], n)) for k, m, n in
-          (("socks/socks", "socks", "fsilent"), ("connect/http", "connect", "fsilenthttp"),
-           ("forward/socks", "forward", "fsilent"))]
+        r = U.TRIES[mode](p, name, pw(name), "127.0.0.1", sentinel.port)
+        res[key] = (r, round(time.monotonic() - t0, 2))
+    jobs = [(f"{n}/{m}", m, n) for n in STALLED for m in ("socks", "connect")]
+    jobs.append(("fsilent/forward", "forward", "fsilent"))
+    ts = [threading.Thread(target=run, args=j) for j in jobs]
     for t in ts:
         t.start()
     for t in ts:
         t.join(60)
-    want = {"socks/socks": ("rep", 0x06), "connect/http": ("status", 504),
-            "forward/socks": ("status", 504)}
+    want = {k: ("rep", 0x06) if m == "socks" else ("status", 504) for k, m, _ in jobs}
     got = {k: v[0] for k, v in res.items()}
-    assert got == want, f"got {res}"
-    for k, (_, secs) in res.items():
-        assert 0.8 <= secs <= FAIL_BOUND, f"{k}: answered after {secs} s: {res}"
+    bad = {k: res.get(k) for k in want if got.get(k) != want[k]}
+    assert not bad, f"want 0x06 / 504; got (reply, seconds): {bad}"
+    slow = {k: v for k, v in res.items() if not 0.8 <= v[1] <= FAIL_BOUND}
+    assert not slow, f"answered too early or too late: {slow}"
     assert sentinel.peers() == []
     assert p.alive()
 

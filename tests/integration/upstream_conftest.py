@@ -70,10 +70,15 @@ def ustack(tmp_path_factory, servers):
         ns.health_target = U.AddrTarget("health-target")
         ns.garbage = U.GarbageServer()
         ns.silent = U.SilentServer()
+        ns.stall_auth = U.StallSocks5("auth")
+        ns.stall_connect = U.StallSocks5("connect")
         ns.http403 = U.FixedHttpProxy(403, "Forbidden")
         ns.http502 = U.FixedHttpProxy(502, "Bad Gateway")
         ns.recorder = U.RecordingSocks5(user="recuser", password=U.SOCKS_PASSWORD,
                                          aliases={ONLY_UPSTREAM: "127.0.0.1"})
+        ns.st_silent = U.Stunnel(base / "st-silent", ns.silent.port, cert, key).start()
+        ns.started.append(ns.st_silent)
+        ns.servers += [ns.stall_auth, ns.stall_connect]
         ns.servers += [ns.target, ns.health_target, ns.garbage, ns.silent, ns.http403,
                        ns.http502, ns.recorder]
         ns.closed = closed_port()
@@ -227,12 +232,41 @@ class UpInstances:
                 continue
             if not p.stopped_on_purpose:
                 was_alive = p.alive()
-                rc = p.stop()
+                rc = stop_or_stacks(p)
                 if was_alive and rc != 0:
                     errors.append(f"{p.name}: exit code {rc} after SIGTERM (want 0); stderr "
-                                  "tail:\n" + "\n".join(p.stderr_lines()[-30:]))
+                                  "tail:\n" + "\n".join(p.stderr_lines()[-30:])
+                                  + getattr(p, "hang_report", ""))
             errors += problems(p)
         return errors
+
+
+def stop_or_stacks(p, timeout=harness.STOP_TIMEOUT):
+    """SIGTERM and wait; a process still there after `timeout` gets its thread stacks taken
+    with gdb (kept in <workdir>/hang-stacks.txt, head in p.hang_report) before SIGKILL."""
+    import signal
+    import subprocess
+    p.stopped_on_purpose = True
+    if not p.alive():
+        return p.wait_exit(5)
+    p.signal(signal.SIGTERM)
+    rc = p.wait_exit(timeout)
+    if rc is not None:
+        return rc
+    report = ""
+    try:
+        g = subprocess.run(["gdb", "-p", str(p.pid), "-batch", "-ex", "thread apply all bt"],
+                           capture_output=True, timeout=90, stdin=subprocess.DEVNULL)
+        text = g.stdout.decode(errors="replace")
+        (p.workdir / "hang-stacks.txt").write_text(text)
+        frames = [ln for ln in text.splitlines() if ln.startswith(("#", "Thread"))]
+        report = (f"\n--- still running {timeout:.0f} s after SIGTERM; thread stacks "
+                  f"({p.workdir / 'hang-stacks.txt'}):\n" + "\n".join(frames[:80]))
+    except (OSError, subprocess.SubprocessError) as e:
+        report = f"\n--- still running {timeout:.0f} s after SIGTERM (no stacks: {e})"
+    p.hang_report = report
+    p.kill()
+    return None
 
 
 def problems(p, start=0):

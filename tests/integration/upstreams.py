@@ -77,8 +77,11 @@ def ensure_system_user(name=SOCKS_USER, password=SOCKS_PASSWORD):
     if subprocess.run(["getent", "passwd", name], capture_output=True).returncode != 0:
         subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True,
                        capture_output=True)
-    subprocess.run(["chpasswd"], input=f"{name}:{password}\n".encode(), check=True,
-                   capture_output=True)
+    # SHA-512 with the minimum rounds: dante verifies in its one negotiate process, so a
+    # yescrypt hash (Debian's default, ~30 ms) would serialise every handshake and the health
+    # checks behind it, and the tests would measure dante's crypt(3) instead of the proxy.
+    subprocess.run(["chpasswd", "-c", "SHA512", "-s", "1000"],
+                   input=f"{name}:{password}\n".encode(), check=True, capture_output=True)
 
 
 def wait_port(port, host="127.0.0.1", timeout=START_TIMEOUT, proc=None, what="server"):
@@ -194,13 +197,22 @@ class Daemon:
             pass
 
     def kill9(self):
-        """SIGKILL the whole group (the mother and every child holding a stream)."""
+        """SIGKILL the whole group (the mother and every child holding a stream), then wait
+        until the port refuses connections (a child holding the listener dies a bit later
+        than the mother we can wait for)."""
         self._killpg(signal.SIGKILL)
         if self.proc is not None:
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                return
+            time.sleep(0.05)
 
     def stop(self):
         if self.proc is None:
@@ -409,6 +421,27 @@ class SilentServer(_TcpServer):
             pass
 
 
+class StallSocks5(_TcpServer):
+    """A SOCKS5 upstream that goes silent at a stage: "auth" (answers the method selection,
+    never the RFC 1929 sub-negotiation) or "connect" (accepts the credentials, never answers
+    the CONNECT request)."""
+
+    def __init__(self, stage):
+        self.stage = stage
+        super().__init__()
+
+    def handle(self, c):
+        c.settimeout(None)
+        c.recv(2 + 255)  # greeting (a pipelined client may send more: all read below)
+        c.sendall(b"\x05\x02")
+        if self.stage == "connect":
+            time.sleep(0.05)
+            c.recv(4096)  # the credentials (and maybe the request)
+            c.sendall(b"\x01\x00")
+        while c.recv(65536):
+            pass
+
+
 class FixedHttpProxy(_TcpServer):
     """Answers every request (CONNECT or not) with a fixed status and closes."""
 
@@ -456,6 +489,12 @@ class RecordingSocks5(_TcpServer):
         return b
 
     def handle(self, c):
+        try:
+            self._handle(c)
+        except EOFError:  # health probes stop after the authentication
+            pass
+
+    def _handle(self, c):
         ver, nm = self._exact(c, 2)
         methods = self._exact(c, nm)
         want = 0x02 if self.user is not None else 0x00
