@@ -115,7 +115,12 @@ def test_reload_refuses_bad_proxies_file_and_applies_good_one(up_factory, ustack
     assert line is not None and "refused" in line.lower(), "\n".join(p.stderr_lines(start))
     assert U.socks_try(p, "dan", pw("dan"), "127.0.0.1", target.port) == ("ok", U.DANTE_A_EXIT)
 
-    # A good file moving p1 to dante B: new connections take the new route.
+    # A good file moving p1 to dante B: new connections take the new route; a tunnel opened
+    # before keeps the route it started with.
+    from clients import echo_roundtrip, socks5_open
+    r = socks5_open(p.socks_port, "127.0.0.1", ustack.echo.port, user="dan", pw=pw("dan"))
+    assert r.rep == 0, r
+    echo_roundtrip(r.sock, b"before reload" * 100)
     start = p.mark()
     U.write_proxies_file(p.workdir, [socks("p1", ustack.dante_b.port, creds=False)])
     os.chmod(p.workdir / "external_proxy.json", 0o600)
@@ -123,3 +128,5 @@ def test_reload_refuses_bad_proxies_file_and_applies_good_one(up_factory, ustack
     line = p.err.wait_for(lambda ln: "reload" in ln.lower(), 20, start)
     assert line is not None and "refused" not in line.lower(), "\n".join(p.stderr_lines(start))
     assert U.socks_try(p, "dan", pw("dan"), "127.0.0.1", target.port) == ("ok", U.DANTE_B_EXIT)
+    echo_roundtrip(r.sock, b"after reload" * 1000)
+    r.sock.close()

@@ -52,6 +52,26 @@ def test_hash_user_is_sticky(uproxy, ustack, base):
     assert seen[0] in (U.DANTE_A_EXIT, U.DANTE_B_EXIT), seen
 
 
+def test_least_conn_spreads_held_tunnels(uproxy, ustack):
+    """least_conn: with tunnels held open, new ones go to the member with fewer. Three held
+    tunnels cover both members however the connections spread over the workers."""
+    from clients import socks5_open
+    t = U.AddrTarget("lc-target")
+    held = []
+    try:
+        for _ in range(3):
+            r = socks5_open(uproxy.socks_port, "127.0.0.1", t.port, user="alice.lc",
+                            pw=pw("alice"))
+            assert r.rep == 0, r
+            held.append(r.sock)
+            assert wait_until(lambda: len(t.peers()) == len(held), 10)
+        assert set(t.peers()) == {U.DANTE_A_EXIT, U.DANTE_B_EXIT}, t.peers()
+    finally:
+        for s in held:
+            s.close()
+        t.close()
+
+
 def test_groups_absent_means_any_group(uproxy, ustack):
     seen = exits(uproxy, ustack.target, "charlie.us-east", "charlie", n=4)
     assert set(seen) <= {U.DANTE_A_EXIT, U.DANTE_B_EXIT}, seen

@@ -137,3 +137,11 @@ def test_many_users_in_parallel(uproxy, ustack):
                                                         ustack.target.port)), jobs))
     bad = [(j, r) for j, r in res if r != ("ok", ROUTES[j[0]][1])]
     assert not bad, bad
+
+
+@pytest.mark.parametrize("name", ["alice", "bob", "erin"])
+def test_udp_associate_on_tcp_only_routes_is_0x07(uproxy, name):
+    """DESIGN 2.5: UDP ASSOCIATE on a route that cannot carry UDP (socks5s, https, http)."""
+    r = socks5_open(uproxy.socks_port, "0.0.0.0", 0, user=name, pw=pw(name), cmd=3)
+    r.sock.close()
+    assert r.rep == 0x07, r

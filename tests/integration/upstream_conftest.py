@@ -162,10 +162,12 @@ def main_proxies(st):
         socks("d-only", st.closed2, group="dead"),
         socks("mix-socks", st.dante_a.port, group="mix"),
         http("mix-http", st.tiny.port, group="mix"),
+        socks("lc-a", st.dante_a.port, group="lc"),
+        socks("lc-b", st.dante_b.port, creds=False, group="lc"),
     ]
 
 
-GROUPS_OF_ALICE = ["us-east", "sticky", "half", "dead", "mix"]
+GROUPS_OF_ALICE = ["us-east", "sticky", "half", "dead", "mix", "lc"]
 
 
 def main_users():
@@ -205,7 +207,7 @@ def up_config(st, **over):
         "upstream": {"connect_timeout_ms": 2000, "attempts": 2, "backoff_ms": 200},
         "groups": {"us-east": {"policy": "round_robin"}, "sticky": {"policy": "hash_user"},
                    "half": {"policy": "round_robin"}, "dead": {"policy": "round_robin"},
-                   "mix": {"policy": "round_robin"}},
+                   "mix": {"policy": "round_robin"}, "lc": {"policy": "least_conn"}},
         "routing": {"on_failure": "reject", "group_fallback": "default"},
         "limits": {"handshake_timeout_ms": 10000, "idle_timeout_ms": 300000},
     }
