@@ -640,3 +640,32 @@ def test_reload_invalid_users_file(ctld, servers):
     ctld.users_path.write_text(good)
     r, j = ctld.ctl_json("reload")
     assert r.rc == 0 and j["generation"] > g0, r
+
+
+# ---------------------------------------------------------------------------------------------
+# Back-to-back requests: every one gets its answer (each uringproxyctl run is a new connection).
+def test_back_to_back_requests(ctld):
+    import socket as so
+    failures = []
+    for i in range(1000):
+        c = so.socket(so.AF_UNIX)
+        c.settimeout(10)
+        try:
+            c.connect(str(ctld.socket))
+            c.sendall(b'{"cmd":"status"}\n')
+            buf = b""
+            while not buf.endswith(b"\n"):
+                d = c.recv(4096)
+                if not d:
+                    break
+                buf += d
+            if not buf.endswith(b"\n") or not json.loads(buf)["ok"]:
+                failures.append((i, "no answer", buf[:100]))
+        except OSError as e:
+            failures.append((i, repr(e)))
+        finally:
+            c.close()
+    assert not failures, f"{len(failures)} of 1000 control connections got no answer: {failures[:5]}"
+    for _ in range(50):
+        r = ctld.ctl("--json", "status")
+        assert r.rc == 0, r
