@@ -163,3 +163,14 @@ def test_dante_restarts_on_the_same_port_after_kill9(ustack, tmp_path):
         assert get_ip(s, ustack.target) == U.DANTE_A_EXIT
     finally:
         d.stop()
+
+
+
+def test_dante_resets_after_refusing(ustack):
+    """A peer quirk the proxy has to live with: dante sends its 0x05 reply, then a TCP reset
+    (not a FIN). stunnel in front of it, seeing the reset, often drops what it had not yet
+    passed on, so a socks5s client may see a clean close with no reply at all (the proxy then
+    reads it as an upstream closing during its handshake)."""
+    s = socket.create_connection(("127.0.0.1", ustack.dante_a.port), timeout=10)
+    assert socks_connect(s, "127.0.0.1", ustack.closed, U.SOCKS_USER, U.SOCKS_PASSWORD) == 5
+    assert stream_end(s, 10) in ("reset", "eof")

@@ -78,6 +78,12 @@ def ustack(tmp_path_factory, servers):
                                          aliases={ONLY_UPSTREAM: "127.0.0.1"})
         ns.st_silent = U.Stunnel(base / "st-silent", ns.silent.port, cert, key).start()
         ns.started.append(ns.st_silent)
+        # A SOCKS5 upstream that refuses every target with 0x05 and a clean close (dante
+        # resets after its 0x05, and stunnel then drops the reply: see test_upstream_peers).
+        ns.refuser = U.RecordingSocks5(reply=0x05)
+        ns.st_refuser = U.Stunnel(base / "st-refuser", ns.refuser.port, cert, key).start()
+        ns.started.append(ns.st_refuser)
+        ns.servers.append(ns.refuser)
         ns.servers += [ns.stall_auth, ns.stall_connect]
         ns.servers += [ns.target, ns.health_target, ns.garbage, ns.silent, ns.http403,
                        ns.http502, ns.recorder]
@@ -153,6 +159,8 @@ def main_proxies(st):
              tls={"server_name": U.TLS_NAME, "verify": False}),
         dict(socks("tls-plain", st.dante_a.port), type="socks5s", tls=tls),
         # groups
+        socks("refuser", st.refuser.port, creds=False),
+        dict(socks("refuser-tls", st.st_refuser.port, creds=False), type="socks5s", tls=tls),
         socks("g-a", st.dante_a.port, group="us-east"),
         socks("g-b", st.dante_b.port, creds=False, group="us-east"),
         socks("s-a", st.dante_a.port, group="sticky"),
@@ -196,6 +204,8 @@ def main_users():
         user("fnoverify", "tls-noverify"),
         user("fnoverifyhttps", "tls-noverify-https"),
         user("ftlsplain", "tls-plain"),
+        user("frefuse", "refuser"),
+        user("frefusetls", "refuser-tls"),
     ]}
 
 
@@ -209,7 +219,8 @@ def up_config(st, **over):
                    "half": {"policy": "round_robin"}, "dead": {"policy": "round_robin"},
                    "mix": {"policy": "round_robin"}, "lc": {"policy": "least_conn"}},
         "routing": {"on_failure": "reject", "group_fallback": "default"},
-        "limits": {"handshake_timeout_ms": 10000, "idle_timeout_ms": 300000},
+        "limits": {"handshake_timeout_ms": 10000, "idle_timeout_ms": 300000,
+                   "auth_fail_block_after": 0},
     }
     return merge(cfg, over)
 
