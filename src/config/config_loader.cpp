@@ -272,6 +272,9 @@ void read_limits(ObjectReader& root, Config& out) {
     config::warn_unlanded(root.diag(), "limits.bandwidth_bps_per_user",
                           "limits.bandwidth_bps_per_user");
   r.get_uint_as("max_connections", l.max_connections, 0, UINT32_MAX);
+  r.get_uint_as("auth_fail_block_after", l.auth_fail_block_after, 0, UINT32_MAX);
+  r.get_uint_as("auth_fail_window_s", l.auth_fail_window_s, 1, 86400);
+  r.get_uint_as("auth_block_s", l.auth_block_s, 1, 86400 * 7);
   r.finish();
 }
 

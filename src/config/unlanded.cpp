@@ -18,15 +18,6 @@ struct UnlandedField {
 constexpr UnlandedField kUnlanded[] = {
     {"listeners[].tls", "TLS listeners are", "this listener will not start"},
     {"listeners[].protocol=vless", "VLESS listeners are", "this listener will not start"},
-    {"limits.max_connections_per_user", "per-user connection limits are", "no limit is enforced"},
-    {"limits.bandwidth_bps_per_user", "per-user bandwidth limits are", "no limit is enforced"},
-    {"users[].max_connections", "per-user connection limits are", "no limit is enforced"},
-    {"users[].bandwidth_bps", "per-user bandwidth limits are", "no limit is enforced"},
-    {"users[].allow", "per-user ACLs are", "only acl.deny_private is enforced"},
-    {"users[].deny", "per-user ACLs are", "only acl.deny_private is enforced"},
-    {"acl.allow", "ACL allow lists are", "only acl.deny_private is enforced"},
-    {"acl.deny", "ACL deny lists are", "only acl.deny_private is enforced"},
-    {"acl.deny_ports", "ACL port lists are", "only acl.deny_private is enforced"},
     {"user", "dropping privileges is", "the process keeps the user it was started as"},
     {"group", "dropping privileges is", "the process keeps the group it was started as"},
 };

@@ -509,6 +509,9 @@ std::string Management::cmd_connections(const Args& a) {
 std::string Management::cmd_kick(const Args& a) {
   std::string name = str_arg(a, "username");
   if (name.empty()) return refuse("kick needs \"username\"");
+  if (std::none_of(current_.users.begin(), current_.users.end(),
+                   [&](const User& u) { return u.username == name; }))
+    return refuse("no user " + name);
   size_t n = kick_everywhere(name, Result::kicked);
   return answer([&](Json& w) { put(w, "closed", n); });
 }

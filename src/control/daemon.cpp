@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "auth/auth_guard.h"
 #include "auth/password_verifier.h"
 #include "core/access_log.h"
 #include "core/clock.h"
@@ -37,6 +38,15 @@ std::vector<int> allowed_cpus() {
       if (CPU_ISSET(i, &set)) cpus.push_back(i);
   if (cpus.empty()) cpus.push_back(-1);
   return cpus;
+}
+
+// limits.max_connections, else what the fd limit allows: each tunnel holds two sockets and,
+// in flight, a pipe pair; keep a margin for listeners, DNS and the management side.
+uint32_t connection_cap(const Config& c) {
+  if (c.limits.max_connections) return c.limits.max_connections;
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 1u << 20;
+  return rl.rlim_cur > 256 ? static_cast<uint32_t>((rl.rlim_cur - 128) / 3) : 32;
 }
 
 // As many fds as the hard limit allows: each tunnel holds two sockets and, in flight, a pipe.
@@ -104,10 +114,12 @@ int run_daemon(const DaemonOptions& opts) {
   }
   SnapshotStore snapshots(nworkers);
   HealthBoard health;
+  UserBoard users;
+  AuthGuard auth_guard;
   uint64_t generation = 1;
   {
     std::vector<std::string> errs;
-    auto first = build_snapshot(set, generation, health, errs);
+    auto first = build_snapshot(set, generation, health, users, errs);
     if (!first) {
       for (const auto& e : errs) UP_ERROR("%s", e.c_str());
       return 1;
@@ -119,6 +131,9 @@ int run_daemon(const DaemonOptions& opts) {
   PasswordVerifier verifier(std::max(1u, nworkers / 2));
 
   Runtime rt;
+  rt.users = &users;
+  rt.auth_guard = &auth_guard;
+  rt.max_connections = connection_cap(set.config);
   rt.snapshots = &snapshots;
   rt.verifier = &verifier;
   rt.access_log = &access_log;

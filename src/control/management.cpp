@@ -182,7 +182,7 @@ uint32_t Management::run() {
     }
     std::vector<int> idle;
     for (const auto& [fd, c] : clients_)
-      if (now - c.last_ms > idle_client_ms) idle.push_back(fd);
+      if (c.last_ms + idle_client_ms < now) idle.push_back(fd);  // last_ms may be after now
     for (int fd : idle) close_client(fd);
     if (now - last_reclaim >= 1000) {
       snapshots_.reclaim();
@@ -305,7 +305,7 @@ std::unique_ptr<Snapshot> Management::prepare(const ConfigSet& next,
     close(fd);
   }
   if (!errors.empty()) return nullptr;
-  return build_snapshot(next, generation_ + 1, health_, errors);
+  return build_snapshot(next, generation_ + 1, health_, *rt_.users, errors);
 }
 
 size_t Management::commit(std::unique_ptr<Snapshot> snap, ConfigSet next) {
@@ -328,6 +328,8 @@ size_t Management::commit(std::unique_ptr<Snapshot> snap, ConfigSet next) {
     listeners_changed = a.name != b.name || a.listen.text != b.listen.text ||
                         a.protocol != b.protocol || a.tls.has_value() != b.tls.has_value();
   }
+  if (next.config.limits.max_connections)
+    rt_.max_connections.store(next.config.limits.max_connections);
   current_ = std::move(next);
   if (listeners_changed) sync_listeners();
   size_t closed = 0;

@@ -1,7 +1,12 @@
 // Credential checks for both protocols: cache hit on the worker, else crypt(3) off-thread.
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "auth/auth_guard.h"
 #include "auth/credential_cache.h"
 #include "auth/password_verifier.h"
 #include "core/connection.h"
+#include "core/log.h"
 #include "core/worker.h"
 #include "relay/http_forward.h"
 #include "route/route_selector.h"
@@ -19,6 +24,11 @@ void Connection::authenticate(std::string_view user, std::string_view password) 
   group_ = plausible ? std::string(name.group) : std::string();
   const Snapshot& snap = w_.snapshot();
   if (!snap.config.auth_required) return on_authenticated();
+  if (w_.runtime().auth_guard->blocked(client_key(), w_.now_ms())) {
+    // Too many failures from this address: refused whatever it sends, no hash is run.
+    w_.runtime().auth_blocked.fetch_add(1, std::memory_order_relaxed);
+    return on_auth_failed();
+  }
   std::string_view base = name.base;
   const User* u = snap.find_user(base);
   std::string hash = (u && u->enabled) ? u->password_hash : std::string();
@@ -73,7 +83,31 @@ void Connection::on_authenticated() {
     submit_recv_client();
 }
 
+AuthGuard::Address Connection::client_key() const {
+  AuthGuard::Address a{};
+  if (client_addr_.sin6_family == AF_INET) {
+    a[10] = a[11] = 0xff;  // v4-mapped
+    memcpy(a.data() + 12, &reinterpret_cast<const sockaddr_in*>(&client_addr_)->sin_addr, 4);
+  } else {
+    memcpy(a.data(), &client_addr_.sin6_addr, 16);
+  }
+  return a;
+}
+
 void Connection::on_auth_failed() {
+  const LimitsConfig& l = w_.snapshot().config.limits;
+  AuthPolicy policy{l.auth_fail_block_after, uint64_t{l.auth_fail_window_s} * 1000,
+                    uint64_t{l.auth_block_s} * 1000};
+  if (w_.runtime().auth_guard->record_failure(client_key(), w_.now_ms(), policy)) {
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (client_addr_.sin6_family == AF_INET)
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&client_addr_)->sin_addr, ip,
+                sizeof ip);
+    else
+      inet_ntop(AF_INET6, &client_addr_.sin6_addr, ip, sizeof ip);
+    UP_WARN("client %s blocked for %u s after %u failed logins within %u s", ip, l.auth_block_s,
+            l.auth_fail_block_after, l.auth_fail_window_s);
+  }
   if (protocol_ == Protocol::http) return fail({Result::auth_failed, 0x01, 407});
   static const uint8_t no[2] = {0x01, 0x01};
   reply_client(no, 2);  // RFC 1929: the server closes after a failure status

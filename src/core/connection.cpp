@@ -38,6 +38,7 @@ const char* to_string(Result r) {
     case Result::shutdown: return "shutdown";
     case Result::client_closed: return "client_closed";
     case Result::kicked: return "kicked";
+    case Result::limited: return "limited";
     case Result::error: return "error";
   }
   return "error";
@@ -313,6 +314,7 @@ void Connection::finish(Result r) {
   WorkerStats& st = w_.stats();
   if (r == Result::auth_failed) ++st.auth_failures;
   if (tally_) --tally_->connections_active;
+  if (limits_) limits_->active.fetch_sub(1, std::memory_order_relaxed);
   ++st.routes[std::string(route_name())];
   write_access_log();
 }

@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -66,6 +67,7 @@ enum class Result : uint8_t {
   shutdown,
   client_closed,
   kicked,  // closed by the operator: kick, user deleted or disabled, password changed
+  limited,  // over a connection limit
   error,
 };
 const char* to_string(Result r);
@@ -84,6 +86,7 @@ struct Direction {
   bool eof = false;      // src said EOF
   bool done = false;     // EOF forwarded (dst shut down for writing)
   bool wants_pipe = false;
+  bool throttled = false;  // waiting for the bandwidth cap
 };
 
 class alignas(32) Connection final : private DnsWaiter {
@@ -95,7 +98,7 @@ class alignas(32) Connection final : private DnsWaiter {
   // A completion for one of this connection's operations.
   void on_completion(Op op, int res, uint32_t flags);
   void on_timeout();
-  // Called by the worker when a pipe may be free again.
+  // Called by the worker when a pipe may be free again, or the bandwidth cap has room.
   void retry_pipe();
   // Close now (shutdown grace over, kick): no reply, result as given.
   void abort(Result r);
@@ -134,6 +137,7 @@ class alignas(32) Connection final : private DnsWaiter {
   void authenticate(std::string_view user, std::string_view password);
   void on_authenticated();
   void on_auth_failed();
+  std::array<uint8_t, 16> client_key() const;  // the client address, IPv4 as v4-mapped
 
   // --- routing (upstream/upstream_dial.cpp): decide, then dial direct or via an upstream
   void route_and_dial();
@@ -171,7 +175,13 @@ class alignas(32) Connection final : private DnsWaiter {
   void copy_on_client_recv(int res);
   void copy_on_target_recv(int res);
   void copy_on_sent(bool to_client);
+  void copy_read(bool up);
+  void copy_retry();
   void pump(Direction& d, bool up);
+  // Bytes this direction may move now under the user's bandwidth cap (SIZE_MAX if none);
+  // 0 parks the direction until the next tick.
+  size_t bandwidth_allowance(bool up);
+  void bandwidth_consume(bool up, size_t n);
   void relay_error(int err);
   void maybe_finish_relay();
 
@@ -248,6 +258,9 @@ class alignas(32) Connection final : private DnsWaiter {
   uint64_t started_ms_;
   uint64_t dial_started_us_ = 0;
   UserTally* tally_ = nullptr;  // this worker's counters for user_ (stable: map nodes)
+  UserShared* limits_ = nullptr;  // the user's cross-worker state (counted in limits_->active)
+  uint64_t bandwidth_bps_ = 0;    // 0 = unlimited
+  bool name_allowed_ = false;     // the ACL allowed the target by name
   uint64_t bytes_up_ = 0;
   uint64_t bytes_down_ = 0;
   sockaddr_in6 client_addr_{};

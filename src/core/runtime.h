@@ -12,11 +12,20 @@ class SnapshotStore;
 class PasswordVerifier;
 class AccessLog;
 class Worker;
+class UserBoard;
+class AuthGuard;
 
 struct Runtime {
   SnapshotStore* snapshots = nullptr;
   PasswordVerifier* verifier = nullptr;
   AccessLog* access_log = nullptr;
+  UserBoard* users = nullptr;       // per-user limits state, all workers
+  AuthGuard* auth_guard = nullptr;  // brute-force protection, all workers
+  // The global connection cap (limits.max_connections, else from the fd limit).
+  std::atomic<uint32_t> connections{0};
+  std::atomic<uint32_t> max_connections{0};
+  std::atomic<uint64_t> refused_over_cap{0};
+  std::atomic<uint64_t> auth_blocked{0};
   std::atomic<bool> stopping{false};
   uint64_t stop_deadline_ms = 0;  // set before stopping becomes true
   std::vector<std::unique_ptr<Worker>> workers;

@@ -316,6 +316,12 @@ void Worker::on_accept(Listener& l, int res, uint32_t flags) {
   if (res >= 0) {
     if (stopping_) {
       close(res);
+    } else if (rt_.connections.fetch_add(1, std::memory_order_relaxed) >=
+               rt_.max_connections.load(std::memory_order_relaxed)) {
+      // Over the global cap: a clean refusal now rather than fd exhaustion later.
+      rt_.connections.fetch_sub(1, std::memory_order_relaxed);
+      rt_.refused_over_cap.fetch_add(1, std::memory_order_relaxed);
+      close(res);
     } else {
       const ListenerConfig& lc = snap_->config.listeners[l.index];
       auto* c = new Connection(*this, res, lc, l.index);
@@ -388,6 +394,7 @@ void Worker::release(Connection* c) {
   timers_.disarm(&c->timer);
   --conn_count_;
   --stats_.connections_active;
+  rt_.connections.fetch_sub(1, std::memory_order_relaxed);
   delete c;
 }
 

@@ -12,6 +12,8 @@ struct CopyRelay {
   std::unique_ptr<char[]> down{new char[buf_cap]};  // target -> client
   bool up_done = false;
   bool down_done = false;
+  bool up_throttled = false;  // waiting for the bandwidth cap
+  bool down_throttled = false;
 };
 
 }  // namespace up

@@ -12,7 +12,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+
 #include "core/connection.h"
+#include "core/clock.h"
 #include "core/worker.h"
 #include "relay/copy_relay.h"
 #include "upstream/upstream_session.h"
@@ -53,15 +56,28 @@ void Connection::relay_error(int err) {
 }
 
 void Connection::retry_pipe() {
-  if (up_.wants_pipe) {
-    up_.wants_pipe = false;
+  if (copy_) return copy_retry();
+  if (up_.wants_pipe || up_.throttled) {
+    up_.wants_pipe = up_.throttled = false;
     pump(up_, true);
   }
   if (state_ == State::closed) return;
-  if (down_.wants_pipe) {
-    down_.wants_pipe = false;
+  if (down_.wants_pipe || down_.throttled) {
+    down_.wants_pipe = down_.throttled = false;
     pump(down_, false);
   }
+}
+
+size_t Connection::bandwidth_allowance(bool up) {
+  if (!bandwidth_bps_) return SIZE_MAX;
+  RateLimiter& r = up ? limits_->up : limits_->down;
+  return r.allowance(monotonic_us() * 1000, bandwidth_bps_);
+}
+
+void Connection::bandwidth_consume(bool up, size_t n) {
+  if (!bandwidth_bps_) return;
+  RateLimiter& r = up ? limits_->up : limits_->down;
+  r.consume(monotonic_us() * 1000, n, bandwidth_bps_);
 }
 
 void Connection::pump(Direction& d, bool up) {
@@ -98,11 +114,24 @@ void Connection::pump(Direction& d, bool up) {
         return w_.wait_for_pipe(this);
       }
     }
-    ssize_t n = splice(src, nullptr, d.pipe->wr, nullptr, static_cast<size_t>(d.pipe->size),
-                       splice_flags);
+    size_t want = static_cast<size_t>(d.pipe->size);
+    if (bandwidth_bps_) {
+      // The user's cap holds across all their tunnels and workers; at it, this direction
+      // waits for the next tick. Below it, bytes still never leave the kernel.
+      size_t allowed = bandwidth_allowance(up);
+      if (allowed == 0) {
+        w_.pipes().release(d.pipe);
+        d.pipe = nullptr;
+        d.throttled = true;
+        return w_.wait_for_pipe(this);
+      }
+      want = std::min(want, allowed);
+    }
+    ssize_t n = splice(src, nullptr, d.pipe->wr, nullptr, want, splice_flags);
     if (n > 0) {
       d.in_pipe = static_cast<uint32_t>(n);
-      drained_src = n < d.pipe->size;
+      bandwidth_consume(up, static_cast<size_t>(n));
+      drained_src = static_cast<size_t>(n) < want;
       set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
       continue;
     }

@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <string.h>
 
+#include <ctype.h>
+
 #include <array>
 
 namespace up {
@@ -79,43 +81,98 @@ bool is_private_address(const uint8_t* addr, int family) {
   return false;
 }
 
-Acl::Acl(bool deny_private, const std::vector<std::string>& allow,
-         const std::vector<std::string>& deny)
-    : deny_private_(deny_private) {
-  for (const auto& s : allow) {
-    Cidr c;
-    if (Cidr::parse(s, c)) allow_.push_back(c);
+void AclList::add(const std::string& entry) {
+  Cidr c;
+  if (Cidr::parse(entry, c)) {
+    cidrs.push_back(c);
+    return;
   }
-  for (const auto& s : deny) {
-    Cidr c;
-    if (Cidr::parse(s, c)) deny_.push_back(c);
-  }
+  std::string e;
+  for (char ch : entry) e += static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+  if (e.rfind("*.", 0) == 0)
+    suffixes.push_back(e.substr(1));  // keeps the dot: ".example.com"
+  else
+    hosts.push_back(e);
 }
 
-bool Acl::address_allowed(const sockaddr* sa) const {
-  uint8_t buf[16];
-  const uint8_t* a;
-  int family = sa->sa_family;
-  if (family == AF_INET) {
+bool AclList::matches_name(std::string_view host) const {
+  std::string h;
+  for (char ch : host) h += static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+  if (!h.empty() && h.back() == '.') h.pop_back();  // "example.com." is example.com
+  for (const auto& x : hosts)
+    if (h == x) return true;
+  for (const auto& s : suffixes)
+    if (h.size() > s.size() && h.compare(h.size() - s.size(), s.size(), s) == 0) return true;
+  return false;
+}
+
+bool AclList::matches_address(const uint8_t* a, int family) const {
+  for (const Cidr& c : cidrs)
+    if (c.contains(a, family)) return true;
+  return false;
+}
+
+Acl::Acl(bool deny_private, const std::vector<std::string>& allow,
+         const std::vector<std::string>& deny, const std::vector<uint16_t>& deny_ports)
+    : deny_private_(deny_private), deny_ports_(deny_ports) {
+  for (const auto& s : allow) allow_.add(s);
+  for (const auto& s : deny) deny_.add(s);
+}
+
+namespace {
+// The address bytes and family to judge: IPv4-mapped IPv6 becomes IPv4.
+int view(const sockaddr* sa, uint8_t* buf, const uint8_t*& a) {
+  if (sa->sa_family == AF_INET) {
     a = reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in*>(sa)->sin_addr);
-  } else if (family == AF_INET6) {
+    return AF_INET;
+  }
+  if (sa->sa_family == AF_INET6) {
     a = reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr);
     if (unwrap_mapped(a, buf)) {
       a = buf;
-      family = AF_INET;
+      return AF_INET;
     }
-  } else {
-    return false;
+    return AF_INET6;
   }
-  for (const Cidr& c : deny_)
-    if (c.contains(a, family)) return false;
-  bool allowed_explicitly = false;
-  for (const Cidr& c : allow_)
-    if (c.contains(a, family)) allowed_explicitly = true;
-  if (allowed_explicitly) return true;
+  return 0;
+}
+}  // namespace
+
+Acl::Verdict Acl::check_target(const Target& t, const UserAcl* user) const {
+  for (uint16_t p : deny_ports_)
+    if (p == t.port) return Verdict::deny;
+  if (t.kind == Target::Kind::domain) {
+    if (deny_.matches_name(t.host) || (user && user->deny.matches_name(t.host)))
+      return Verdict::deny;
+    if (allow_.matches_name(t.host) || (user && user->allow.matches_name(t.host)))
+      return Verdict::allow;  // still subject to the address stage's denies and private ranges
+    return Verdict::check_addresses;
+  }
+  sockaddr_storage ss{};
+  if (t.kind == Target::Kind::ipv4) {
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+    v4->sin_family = AF_INET;
+    memcpy(&v4->sin_addr, t.ip, 4);
+  } else {
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    v6->sin6_family = AF_INET6;
+    memcpy(&v6->sin6_addr, t.ip, 16);
+  }
+  return address_allowed(reinterpret_cast<sockaddr*>(&ss), user, false) ? Verdict::allow
+                                                                          : Verdict::deny;
+}
+
+bool Acl::address_allowed(const sockaddr* sa, const UserAcl* user, bool name_allowed) const {
+  uint8_t buf[16];
+  const uint8_t* a = nullptr;
+  int family = view(sa, buf, a);
+  if (!family) return false;
+  if (deny_.matches_address(a, family) || (user && user->deny.matches_address(a, family)))
+    return false;
+  if (allow_.matches_address(a, family) || (user && user->allow.matches_address(a, family)))
+    return true;
   if (deny_private_ && is_private_address(a, family)) return false;
-  // A non-empty allow list means only those targets (host-name entries are checked by name).
-  return allow_.empty();
+  return name_allowed || !has_allow(user);
 }
 
 }  // namespace up

@@ -1,13 +1,21 @@
 #pragma once
-// Which targets a user may reach. Issue 2 lands the built-in private ranges (deny_private),
-// checked on literal targets and on every resolved address (DNS rebinding), with IPv4-mapped
-// IPv6 unwrapped first; allow entries that are CIDRs open the ranges they cover.
+// Which targets a user may reach (DESIGN 2.1). Entries are CIDRs, exact host names or
+// "*.suffix"; per-user lists add to the global ones. Two stages:
+//   - the target as the client named it (deny_ports, host and suffix entries, and for literal
+//     addresses everything), before any resolution;
+//   - each resolved address (direct routes), so a name that resolves to a private address is
+//     refused too (DNS rebinding). IPv4-mapped IPv6 is judged as the IPv4 address it maps.
+// An explicit deny always wins; a non-empty allow means only those targets; an allow CIDR
+// opens the private ranges it covers (a host entry does not: names can be re-pointed).
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "uringproxy/target.h"
 
 namespace up {
 
@@ -19,18 +27,45 @@ struct Cidr {
   static bool parse(const std::string& text, Cidr& out);
 };
 
+// One list of entries (allow or deny), parsed.
+struct AclList {
+  std::vector<Cidr> cidrs;
+  std::vector<std::string> hosts;     // lower-case
+  std::vector<std::string> suffixes;  // ".example.com" for "*.example.com"
+  bool empty() const { return cidrs.empty() && hosts.empty() && suffixes.empty(); }
+  void add(const std::string& entry);
+  bool matches_name(std::string_view host) const;
+  bool matches_address(const uint8_t* a, int family) const;
+};
+
+struct UserAcl {
+  AclList allow;
+  AclList deny;
+};
+
 class Acl {
  public:
-  Acl() = default;
-  Acl(bool deny_private, const std::vector<std::string>& allow, const std::vector<std::string>& deny);
+  enum class Verdict : uint8_t { deny, allow, check_addresses };
 
-  // True if uringproxy may connect to this resolved address.
-  bool address_allowed(const sockaddr* sa) const;
+  Acl() = default;
+  Acl(bool deny_private, const std::vector<std::string>& allow,
+      const std::vector<std::string>& deny, const std::vector<uint16_t>& deny_ports);
+
+  // Stage 1: the target as given. `user` may be null.
+  Verdict check_target(const Target& t, const UserAcl* user) const;
+  // Stage 2: one resolved address. `name_allowed`: stage 1 matched an allow host/suffix.
+  bool address_allowed(const sockaddr* sa, const UserAcl* user, bool name_allowed) const;
+  // Stage 2 without a user, for tests and callers that only care about the global lists.
+  bool address_allowed(const sockaddr* sa) const { return address_allowed(sa, nullptr, false); }
+  bool has_allow(const UserAcl* user) const {
+    return !allow_.empty() || (user && !user->allow.empty());
+  }
 
  private:
   bool deny_private_ = true;
-  std::vector<Cidr> allow_;
-  std::vector<Cidr> deny_;
+  AclList allow_;
+  AclList deny_;
+  std::vector<uint16_t> deny_ports_;
 };
 
 // True for loopback, RFC 1918, link-local, CGNAT, unique-local, multicast, unspecified,

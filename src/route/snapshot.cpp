@@ -5,13 +5,23 @@
 namespace up {
 
 std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, uint64_t generation,
-                                         HealthBoard& health, std::vector<std::string>& errors) {
+                                         HealthBoard& health, UserBoard& user_board,
+                                         std::vector<std::string>& errors) {
   auto s = std::make_unique<Snapshot>();
   s->generation = generation;
   s->config = set.config;
   s->users.reserve(set.users.size());
-  for (const User& u : set.users) s->users.emplace(u.username, u);
-  s->acl = Acl(set.config.acl.deny_private, set.config.acl.allow, set.config.acl.deny);
+  for (const User& u : set.users) {
+    s->users.emplace(u.username, u);
+    s->user_state.emplace(u.username, user_board.get(u.username));
+    if (!u.allow.empty() || !u.deny.empty()) {
+      UserAcl& a = s->user_acls[u.username];
+      for (const auto& e : u.allow) a.allow.add(e);
+      for (const auto& e : u.deny) a.deny.add(e);
+    }
+  }
+  s->acl = Acl(set.config.acl.deny_private, set.config.acl.allow, set.config.acl.deny,
+               set.config.acl.deny_ports);
   size_t before = errors.size();
   for (const UpstreamProxy& p : set.proxies) {
     auto u = std::make_shared<Upstream>();

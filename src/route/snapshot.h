@@ -14,6 +14,7 @@
 
 #include "route/acl.h"
 #include "route/upstream_health.h"
+#include "route/user_limits.h"
 #include "uringproxy/config.h"
 
 namespace up {
@@ -47,6 +48,8 @@ struct Snapshot {
   StringMap<std::shared_ptr<const Upstream>> upstreams;
   StringMap<Group> groups;
   Acl acl;
+  StringMap<UserAcl> user_acls;       // only users with their own allow/deny
+  StringMap<UserShared*> user_state;  // every user; owned by the UserBoard
 
   const User* find_user(std::string_view name) const {
     auto it = users.find(name);
@@ -55,6 +58,14 @@ struct Snapshot {
   std::shared_ptr<const Upstream> find_upstream(std::string_view id) const {
     auto it = upstreams.find(id);
     return it == upstreams.end() ? nullptr : it->second;
+  }
+  const UserAcl* find_user_acl(std::string_view name) const {
+    auto it = user_acls.find(name);
+    return it == user_acls.end() ? nullptr : &it->second;
+  }
+  UserShared* find_user_state(std::string_view name) const {
+    auto it = user_state.find(name);
+    return it == user_state.end() ? nullptr : it->second;
   }
   const Group* find_group(std::string_view name) const {
     auto it = groups.find(name);
@@ -65,6 +76,7 @@ struct Snapshot {
 // Builds a snapshot from a validated ConfigSet: TLS contexts are created here (on the
 // management thread: they read CA files). Returns null and appends to `errors` on failure.
 std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, uint64_t generation,
-                                         HealthBoard& health, std::vector<std::string>& errors);
+                                         HealthBoard& health, UserBoard& users,
+                                         std::vector<std::string>& errors);
 
 }  // namespace up

@@ -78,9 +78,11 @@ void Connection::on_resolved(int status, const std::vector<ResolvedAddress>& add
     return connect_next();
   }
   if (status != ARES_SUCCESS) return fail({Result::dns_failed, 0x04, 502});
-  const Acl& acl = w_.snapshot().acl;
+  const Snapshot& snap = w_.snapshot();
+  const UserAcl* uacl = snap.find_user_acl(user_);
   for (const ResolvedAddress& a : addrs) {
-    if (!acl.address_allowed(reinterpret_cast<const sockaddr*>(&a.addr))) continue;
+    if (!snap.acl.address_allowed(reinterpret_cast<const sockaddr*>(&a.addr), uacl, name_allowed_))
+      continue;
     ResolvedAddress b = a;
     if (b.addr.ss_family == AF_INET)
       reinterpret_cast<sockaddr_in*>(&b.addr)->sin_port = htons(target_.port);

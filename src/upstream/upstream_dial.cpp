@@ -47,7 +47,28 @@ void Connection::route_and_dial() {
   dial_started_us_ = monotonic_us();
   const Snapshot& s = w_.snapshot();
   const User* u = user_.empty() ? nullptr : s.find_user(user_);
+  if (!limits_ && u) {
+    // Counted once per client connection, across all workers.
+    UserShared* shared = s.find_user_state(user_);
+    uint32_t max = u->max_connections ? u->max_connections : s.config.limits.max_connections_per_user;
+    if (shared && shared->active.fetch_add(1, std::memory_order_relaxed) >= max && max) {
+      shared->active.fetch_sub(1, std::memory_order_relaxed);
+      return fail({Result::limited, 0x02, 429});
+    }
+    if (shared) {
+      limits_ = shared;
+      bandwidth_bps_ = u->bandwidth_bps ? u->bandwidth_bps : s.config.limits.bandwidth_bps_per_user;
+    }
+  }
+  const UserAcl* uacl = s.find_user_acl(user_);
+  Acl::Verdict verdict = s.acl.check_target(target_, uacl);
+  if (verdict == Acl::Verdict::deny) return fail({Result::denied, 0x02, 403});
+  name_allowed_ = verdict == Acl::Verdict::allow && target_.kind == Target::Kind::domain;
   RoutePlan plan = plan_route(s, {user_, group_}, u, w_.cursors());
+  // An upstream resolves names itself: with allow lists, a name they do not list is refused.
+  if (plan.kind == RoutePlan::Kind::upstream && verdict == Acl::Verdict::check_addresses &&
+      s.acl.has_allow(uacl))
+    return fail({Result::denied, 0x02, 403});
   switch (plan.kind) {
     case RoutePlan::Kind::refuse:
       refused_by_route_ = true;

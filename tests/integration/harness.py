@@ -104,7 +104,10 @@ def base_config(socks_port, http_port, dns_port):
         "users_file": "users.json",
         "acl": {"deny_private": False},
         "dns": {"servers": [f"127.0.0.1:{dns_port}"]},
-        "limits": {"handshake_timeout_ms": 2000, "idle_timeout_ms": 300000},
+        # The suite fails logins on purpose, from 127.0.0.1, many times: no brute-force block
+        # here (tests/integration/test_bruteforce.py covers it with its own config).
+        "limits": {"handshake_timeout_ms": 2000, "idle_timeout_ms": 300000,
+                   "auth_fail_block_after": 0},
         "upstream": {"connect_timeout_ms": 1500},
         "metrics": {"listen": ""},
         "access_log": "stderr",

@@ -26,7 +26,7 @@ bool allowed(const up::Acl& acl, const char* text) {
 }  // namespace
 
 TEST_CASE("deny_private refuses every built-in private and special range") {
-  up::Acl acl(true, {}, {});
+  up::Acl acl(true, {}, {}, {});
   for (const char* a : {"127.0.0.1", "127.255.0.9", "10.1.2.3", "172.16.0.1", "172.31.255.255",
                         "192.168.1.1", "169.254.1.1", "100.64.0.1", "0.0.0.0", "224.0.0.1",
                         "255.255.255.255", "::1", "::", "fc00::1", "fd12::1", "fe80::1",
@@ -42,13 +42,13 @@ TEST_CASE("deny_private refuses every built-in private and special range") {
 }
 
 TEST_CASE("deny_private false lets private targets through") {
-  up::Acl acl(false, {}, {});
+  up::Acl acl(false, {}, {}, {});
   CHECK(allowed(acl, "127.0.0.1"));
   CHECK(allowed(acl, "::1"));
 }
 
 TEST_CASE("an allow CIDR opens the private range it covers, and only those targets") {
-  up::Acl acl(true, {"127.0.0.0/8"}, {});
+  up::Acl acl(true, {"127.0.0.0/8"}, {}, {});
   CHECK(allowed(acl, "127.0.0.2"));
   CHECK(allowed(acl, "::ffff:127.0.0.1"));
   CHECK_FALSE(allowed(acl, "10.0.0.1"));
@@ -56,7 +56,7 @@ TEST_CASE("an allow CIDR opens the private range it covers, and only those targe
 }
 
 TEST_CASE("an explicit deny wins over allow") {
-  up::Acl acl(false, {"0.0.0.0/0"}, {"203.0.113.0/24"});
+  up::Acl acl(false, {"0.0.0.0/0"}, {"203.0.113.0/24"}, {});
   CHECK_FALSE(allowed(acl, "203.0.113.7"));
   CHECK(allowed(acl, "198.51.100.7"));
 }
@@ -73,4 +73,56 @@ TEST_CASE("Cidr::parse accepts prefixes in range and refuses the rest") {
   CHECK_FALSE(up::Cidr::parse("10.0.0.0/", c));
   CHECK_FALSE(up::Cidr::parse("example.com/8", c));
   CHECK_FALSE(up::Cidr::parse("10.0.0.0/-1", c));
+}
+
+namespace {
+up::Target target(const char* authority) {
+  up::Target t;
+  REQUIRE(up::parse_authority(authority, 0, t));
+  return t;
+}
+}  // namespace
+
+TEST_CASE("names: deny hosts and suffixes win; allow hosts pass the name stage") {
+  up::Acl acl(true, {"good.test", "*.partner.test"}, {"blocked.test", "*.evil.test"}, {25});
+  using V = up::Acl::Verdict;
+  CHECK(acl.check_target(target("blocked.test:80"), nullptr) == V::deny);
+  CHECK(acl.check_target(target("BLOCKED.test:80"), nullptr) == V::deny);
+  CHECK(acl.check_target(target("x.evil.test:443"), nullptr) == V::deny);
+  CHECK(acl.check_target(target("good.test:80"), nullptr) == V::allow);
+  CHECK(acl.check_target(target("a.partner.test:80"), nullptr) == V::allow);
+  CHECK(acl.check_target(target("other.test:80"), nullptr) == V::check_addresses);
+  CHECK(acl.check_target(target("good.test:25"), nullptr) == V::deny);  // deny_ports
+  // allow lists are non-empty: a name they do not list is refused at the address stage
+  sockaddr_storage ss = addr("8.8.8.8");
+  CHECK_FALSE(acl.address_allowed(reinterpret_cast<sockaddr*>(&ss), nullptr, false));
+  CHECK(acl.address_allowed(reinterpret_cast<sockaddr*>(&ss), nullptr, true));
+  // an allowed name resolving to a private address is still refused (rebinding)
+  sockaddr_storage lo = addr("127.0.0.1");
+  CHECK_FALSE(acl.address_allowed(reinterpret_cast<sockaddr*>(&lo), nullptr, true));
+}
+
+TEST_CASE("literal targets are judged completely at the first stage") {
+  up::Acl acl(true, {}, {}, {});
+  using V = up::Acl::Verdict;
+  CHECK(acl.check_target(target("127.0.0.1:80"), nullptr) == V::deny);
+  CHECK(acl.check_target(target("[::ffff:127.0.0.1]:80"), nullptr) == V::deny);
+  CHECK(acl.check_target(target("[::1]:80"), nullptr) == V::deny);
+  CHECK(acl.check_target(target("8.8.8.8:53"), nullptr) == V::allow);
+}
+
+TEST_CASE("per-user lists add to the global ones and touch nobody else") {
+  up::Acl acl(false, {}, {}, {});
+  up::UserAcl bob;
+  bob.deny.add("10.0.0.0/8");
+  bob.deny.add("*.social.test");
+  using V = up::Acl::Verdict;
+  CHECK(acl.check_target(target("10.1.2.3:80"), &bob) == V::deny);
+  CHECK(acl.check_target(target("10.1.2.3:80"), nullptr) == V::allow);
+  CHECK(acl.check_target(target("www.social.test:443"), &bob) == V::deny);
+  CHECK(acl.check_target(target("www.social.test:443"), nullptr) == V::check_addresses);
+  up::UserAcl carol;
+  carol.allow.add("192.0.2.0/24");
+  CHECK(acl.check_target(target("192.0.2.9:80"), &carol) == V::allow);
+  CHECK(acl.check_target(target("198.51.100.1:80"), &carol) == V::deny);  // only those
 }

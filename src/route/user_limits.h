@@ -1,0 +1,64 @@
+#pragma once
+// Per-user state shared by every worker: how many tunnels a user has open (for
+// max_connections) and one rate limiter per direction (for bandwidth_bps). Lock-free: an atomic
+// count and, per direction, a GCRA "theoretical arrival time" that every worker advances with
+// a CAS after moving bytes. Entries live as long as the daemon (keyed by username), so
+// snapshots and connections can hold plain pointers.
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace up {
+
+// Generic cell rate algorithm over bytes: a sender may run `burst_ns` ahead of the rate.
+class RateLimiter {
+ public:
+  static constexpr uint64_t burst_ns = 100'000'000;  // 100 ms worth of bytes
+
+  // Bytes that may go now at `bps` bits per second.
+  uint64_t allowance(uint64_t now_ns, uint64_t bps) const {
+    uint64_t tat = tat_ns_.load(std::memory_order_relaxed);
+    uint64_t ahead = tat > now_ns ? tat - now_ns : 0;
+    if (ahead >= burst_ns) return 0;
+    return static_cast<uint64_t>(static_cast<unsigned __int128>(burst_ns - ahead) * bps /
+                                 8'000'000'000ull);
+  }
+
+  void consume(uint64_t now_ns, uint64_t bytes, uint64_t bps) {
+    uint64_t cost = static_cast<uint64_t>(static_cast<unsigned __int128>(bytes) *
+                                          8'000'000'000ull / bps);
+    uint64_t old = tat_ns_.load(std::memory_order_relaxed);
+    uint64_t next;
+    do {
+      next = (old > now_ns ? old : now_ns) + cost;
+    } while (!tat_ns_.compare_exchange_weak(old, next, std::memory_order_relaxed));
+  }
+
+ private:
+  std::atomic<uint64_t> tat_ns_{0};
+};
+
+struct UserShared {
+  std::atomic<uint32_t> active{0};  // tunnels open, all workers
+  RateLimiter up;
+  RateLimiter down;
+};
+
+class UserBoard {
+ public:
+  UserShared* get(const std::string& user) {
+    std::lock_guard lock(mu_);
+    auto& slot = users_[user];
+    if (!slot) slot = std::make_unique<UserShared>();
+    return slot.get();
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<UserShared>> users_;
+};
+
+}  // namespace up
