@@ -156,6 +156,12 @@ bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics
       ufd.error("", f.error + " (users_file in " + config_path + " points here)");
       users_ok = false;
     } else {
+      // Password hashes invite offline guessing: say so, but do not refuse (they are not the
+      // passwords themselves, unlike the proxies file).
+      if (f.mode & S_IROTH)
+        diag.warnings.push_back(users_shown + ": readable by every local user (mode " +
+                                octal_mode(f.mode) + ") and it holds password hashes; run chmod 600 " +
+                                users_shown);
       users_ok = parse_users(f.text, users_shown, out.users, diag);
     }
   }

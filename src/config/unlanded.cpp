@@ -18,8 +18,6 @@ struct UnlandedField {
 constexpr UnlandedField kUnlanded[] = {
     {"listeners[].tls", "TLS listeners are", "this listener will not start"},
     {"listeners[].protocol=vless", "VLESS listeners are", "this listener will not start"},
-    {"user", "dropping privileges is", "the process keeps the user it was started as"},
-    {"group", "dropping privileges is", "the process keeps the group it was started as"},
 };
 
 const UnlandedField* lookup(const char* field) {

@@ -1,6 +1,9 @@
 #include "control/daemon.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <sched.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -60,6 +63,50 @@ void raise_fd_limit() {
           static_cast<unsigned long long>(rl.rlim_cur),
           static_cast<unsigned long long>(rl.rlim_max),
           static_cast<unsigned long long>(rl.rlim_cur / 2));
+}
+
+// "user" / "group": after every socket is bound, give up root. setuid/setgid apply to every
+// thread (glibc synchronises them), so the workers drop too.
+bool drop_privileges(const Config& c, const std::string& control_socket) {
+  if (c.run_as_user.empty() && c.run_as_group.empty()) return true;
+  uid_t uid = getuid();
+  gid_t gid = getgid();
+  if (!c.run_as_user.empty()) {
+    passwd* pw = getpwnam(c.run_as_user.c_str());
+    if (!pw) {
+      UP_ERROR("user: no such user \"%s\" (create it, or remove \"user\")", c.run_as_user.c_str());
+      return false;
+    }
+    uid = pw->pw_uid;
+    gid = pw->pw_gid;
+  }
+  if (!c.run_as_group.empty()) {
+    group* gr = getgrnam(c.run_as_group.c_str());
+    if (!gr) {
+      UP_ERROR("group: no such group \"%s\"", c.run_as_group.c_str());
+      return false;
+    }
+    gid = gr->gr_gid;
+  }
+  if (geteuid() != 0) {
+    if (uid == geteuid() && gid == getegid()) return true;
+    UP_ERROR("user/group: only root can switch to %s; start as root or remove them",
+             c.run_as_user.c_str());
+    return false;
+  }
+  // The control socket (and its directory) stay usable by the daemon after the switch.
+  if (chown(control_socket.c_str(), uid, gid) != 0)
+    UP_WARN("cannot hand %s to uid %u: %m", control_socket.c_str(), uid);
+  if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
+    UP_ERROR("cannot drop privileges to uid %u gid %u: %m", uid, gid);
+    return false;
+  }
+  if (setuid(0) == 0) {
+    UP_ERROR("privileges were not dropped (setuid(0) still succeeds)");
+    return false;
+  }
+  UP_INFO("running as uid %u gid %u", uid, gid);
+  return true;
 }
 
 }  // namespace
@@ -168,7 +215,7 @@ int run_daemon(const DaemonOptions& opts) {
     return 1;
   }
   Management mgmt(opts.config_path, set, rt, snapshots, health, checker, access_log);
-  if (!mgmt.open()) {
+  if (!mgmt.open() || !drop_privileges(set.config, set.config.control_socket)) {
     stop_workers(0);
     return 1;
   }

@@ -54,7 +54,8 @@ const char* kProxies = R"({"proxies": [
 TEST_CASE("config set: the shipped demo configuration loads cleanly") {
   Loaded l = load(std::string(URINGPROXY_SOURCE_ROOT) + "/config/uringproxy.json");
   REQUIRE(l.ok);
-  CHECK(l.diag.warnings.empty());
+  // git checks users.json out 0644; the only advice then is to chmod it (scripts/run does).
+  for (const auto& w : l.diag.warnings) CHECK(w.find("readable by every local user") != std::string::npos);
   REQUIRE(l.set.config.listeners.size() == 2);
   CHECK(l.set.config.listeners[0].listen.text == "127.0.0.1:1080");
   CHECK(l.set.config.listeners[1].listen.text == "127.0.0.1:8080");
