@@ -6,9 +6,12 @@ import os
 import signal
 import subprocess
 
+import sys
+
 import pytest
 
-pytest.register_assert_rewrite("upstream_conftest", "upstreams")
+if not {"upstream_conftest", "upstreams"} & set(sys.modules):  # once, before the first import
+    pytest.register_assert_rewrite("upstream_conftest", "upstreams")
 
 import upstreams as U
 from harness import base_config, merge, proxy_binary

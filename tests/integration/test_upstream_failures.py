@@ -6,9 +6,12 @@ that nothing arrived at all."""
 import threading
 import time
 
+import sys
+
 import pytest
 
-pytest.register_assert_rewrite("upstream_conftest", "upstreams")
+if not {"upstream_conftest", "upstreams"} & set(sys.modules):  # once, before the first import
+    pytest.register_assert_rewrite("upstream_conftest", "upstreams")
 
 import upstreams as U
 from clients import TIMEOUT, socks5_open, stream_end

@@ -2,9 +2,12 @@
 a group the user may not use is refused (0x02 / 403); no healthy member falls back to the
 user's own route (`group_fallback: default`) or is refused (`reject`: 0x01 / 502); a dead
 member is skipped; nothing ever leaves directly unless the user's own route is direct."""
+import sys
+
 import pytest
 
-pytest.register_assert_rewrite("upstream_conftest", "upstreams")
+if not {"upstream_conftest", "upstreams"} & set(sys.modules):  # once, before the first import
+    pytest.register_assert_rewrite("upstream_conftest", "upstreams")
 
 import upstreams as U
 from servers import wait_until

@@ -7,9 +7,12 @@ import re
 import time
 import urllib.request
 
+import sys
+
 import pytest
 
-pytest.register_assert_rewrite("upstream_conftest", "upstreams")
+if not {"upstream_conftest", "upstreams"} & set(sys.modules):  # once, before the first import
+    pytest.register_assert_rewrite("upstream_conftest", "upstreams")
 
 import upstreams as U  # noqa: E402
 from servers import closed_port, free_port, wait_until  # noqa: E402

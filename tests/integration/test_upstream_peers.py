@@ -5,9 +5,12 @@ import socket
 import ssl
 import struct
 
+import sys
+
 import pytest
 
-pytest.register_assert_rewrite("upstream_conftest", "upstreams")
+if not {"upstream_conftest", "upstreams"} & set(sys.modules):  # once, before the first import
+    pytest.register_assert_rewrite("upstream_conftest", "upstreams")
 
 import upstreams as U
 from clients import curl, recv_exact, stream_end

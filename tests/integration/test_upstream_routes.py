@@ -2,9 +2,12 @@
 - socks5s, https, socks5, http upstreams or directly - whatever the client speaks to the
 proxy; the target name goes to the upstream unresolved; the access log names the route."""
 
+import sys
+
 import pytest
 
-pytest.register_assert_rewrite("upstream_conftest", "upstreams")
+if not {"upstream_conftest", "upstreams"} & set(sys.modules):  # once, before the first import
+    pytest.register_assert_rewrite("upstream_conftest", "upstreams")
 
 import upstreams as U
 from clients import (curl_sha256, echo_roundtrip, http_connect, socks5_open)

@@ -1,9 +1,12 @@
 """TLS upstreams (socks5s, https; DESIGN 2.3): certificate and name verified by default, refused
 (0x01 / 502, never direct) on a wrong CA, a wrong name or a server that does not speak TLS;
 `verify: false` connects anyway; repeat connections resume the TLS session."""
+import sys
+
 import pytest
 
-pytest.register_assert_rewrite("upstream_conftest", "upstreams")
+if not {"upstream_conftest", "upstreams"} & set(sys.modules):  # once, before the first import
+    pytest.register_assert_rewrite("upstream_conftest", "upstreams")
 
 import upstreams as U
 from servers import wait_until
