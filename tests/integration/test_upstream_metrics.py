@@ -56,6 +56,13 @@ def metric(port, name):
 def metered(up_factory, ustack, tmp_path):
     """A private instance with /metrics on, its own dante (to kill), and two more routes."""
     dante = U.Dante(tmp_path / "dante-m", external=U.DANTE_A_EXIT, auth=False).start()
+    try:
+        yield from _metered(up_factory, ustack, dante)
+    finally:
+        dante.stop()
+
+
+def _metered(up_factory, ustack, dante):
     mport = free_port()
     proxies = [socks("m-live", dante.port, creds=False),
                socks("m-dead", closed_port(), creds=False),
@@ -69,7 +76,6 @@ def metered(up_factory, ustack, tmp_path):
     p.dante = dante
     SCRAPES["ok"], SCRAPES["failed"] = 0, []
     yield p
-    dante.stop()
     failed = SCRAPES["failed"]
     assert not failed, (f"/metrics dropped {len(failed)} of {SCRAPES['ok'] + len(failed)} "
                         f"scrapes (no response): {failed[:5]}")

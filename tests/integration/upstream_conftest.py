@@ -53,19 +53,21 @@ def ustack(tmp_path_factory, servers):
     U.ensure_system_user()
     base = tmp_path_factory.mktemp("upstreams")
     ns = types.SimpleNamespace(started=[], servers=[])
+
+    def up(d):
+        ns.started.append(d)  # before start: a failed start is still stopped at teardown
+        return d.start()
+
     try:
         ns.pki = U.Pki(base / "pki")
-        ns.dante_a = U.Dante(base / "dante-a", external=U.DANTE_A_EXIT, auth=True).start()
-        ns.dante_b = U.Dante(base / "dante-b", external=U.DANTE_B_EXIT, auth=False).start()
-        ns.tiny = U.Tinyproxy(base / "tinyproxy").start()
-        ns.started += [ns.dante_a, ns.dante_b, ns.tiny]
+        ns.dante_a = up(U.Dante(base / "dante-a", external=U.DANTE_A_EXIT, auth=True))
+        ns.dante_b = up(U.Dante(base / "dante-b", external=U.DANTE_B_EXIT, auth=False))
+        ns.tiny = up(U.Tinyproxy(base / "tinyproxy"))
         cert, key = ns.pki.server
-        ns.st_dante = U.Stunnel(base / "st-dante", ns.dante_a.port, cert, key).start()
-        ns.st_tiny = U.Stunnel(base / "st-tiny", ns.tiny.port, cert, key).start()
-        ns.st_wrongca = U.Stunnel(base / "st-wrongca", ns.dante_a.port, *ns.pki.wrongca).start()
-        ns.st_wrongname = U.Stunnel(base / "st-wrongname", ns.tiny.port,
-                                    *ns.pki.wrongname).start()
-        ns.started += [ns.st_dante, ns.st_tiny, ns.st_wrongca, ns.st_wrongname]
+        ns.st_dante = up(U.Stunnel(base / "st-dante", ns.dante_a.port, cert, key))
+        ns.st_tiny = up(U.Stunnel(base / "st-tiny", ns.tiny.port, cert, key))
+        ns.st_wrongca = up(U.Stunnel(base / "st-wrongca", ns.dante_a.port, *ns.pki.wrongca))
+        ns.st_wrongname = up(U.Stunnel(base / "st-wrongname", ns.tiny.port, *ns.pki.wrongname))
         ns.target = U.AddrTarget("target")
         ns.health_target = U.AddrTarget("health-target")
         ns.garbage = U.GarbageServer()
@@ -76,14 +78,12 @@ def ustack(tmp_path_factory, servers):
         ns.http502 = U.FixedHttpProxy(502, "Bad Gateway")
         ns.recorder = U.RecordingSocks5(user="recuser", password=U.SOCKS_PASSWORD,
                                          aliases={ONLY_UPSTREAM: "127.0.0.1"})
-        ns.st_silent = U.Stunnel(base / "st-silent", ns.silent.port, cert, key).start()
-        ns.started.append(ns.st_silent)
+        ns.st_silent = up(U.Stunnel(base / "st-silent", ns.silent.port, cert, key))
         # A SOCKS5 upstream that refuses every target with 0x05 and a clean close (dante
         # resets after its 0x05, and stunnel then drops the reply: see test_upstream_peers).
         ns.refuser = U.RecordingSocks5(reply=0x05)
-        ns.st_refuser = U.Stunnel(base / "st-refuser", ns.refuser.port, cert, key).start()
-        ns.started.append(ns.st_refuser)
         ns.servers.append(ns.refuser)
+        ns.st_refuser = up(U.Stunnel(base / "st-refuser", ns.refuser.port, cert, key))
         ns.servers += [ns.stall_auth, ns.stall_connect]
         ns.servers += [ns.target, ns.health_target, ns.garbage, ns.silent, ns.http403,
                        ns.http502, ns.recorder]
