@@ -255,10 +255,12 @@ def test_http_bad_chunk_size_ends_connection(proxy, servers):
 
 @pytest.mark.uringproxy_only
 @pytest.mark.parametrize("case", ["empty-username", "auth-version-2"])
-def test_reply_of_closed_client_never_reaches_next_client(proxy, servers, case):
+def test_reply_of_closed_client_never_reaches_next_client(fresh_proxy, servers, case):
     """A client pipelines a good greeting and a malformed auth; the proxy refuses and closes it.
     The method-selection reply owed to that client must not end up on the next connection
-    (which can get the same fd number): each next client must see exactly 05 02, then 01 00."""
+    (which can get the same fd number): each next client must see exactly 05 02, then 01 00.
+    (Own instance: 250 refusals must not count against the shared one's per-address limits.)"""
+    proxy = fresh_proxy()
     bad = []
     for i in range(250):
         s = connect(proxy.socks_port)
