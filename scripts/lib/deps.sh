@@ -3,8 +3,12 @@
 
 BUILD_PACKAGES="meson ninja-build pkg-config g++ cmake liburing-dev libssl-dev libmimalloc-dev
   rapidjson-dev libc-ares-dev libcrypt-dev doctest-dev libbenchmark-dev libcli11-dev openssl"
+# Peers the integration tests run against: dante (SOCKS5 upstream), tinyproxy (HTTP
+# upstream), stunnel (TLS in front of either), microsocks, prometheus (scrapes /metrics).
 TEST_PACKAGES="clang libclang-rt-14-dev curl python3 python3-pytest python3-socks whois
-  procps iproute2"
+  procps iproute2 passwd dante-server tinyproxy stunnel4 microsocks prometheus"
+# bench/compare also runs haproxy.
+BENCH_PACKAGES="haproxy dante-server tinyproxy microsocks"
 
 # install_missing PKG...: apt-get installs only what dpkg does not already have.
 install_missing() {

@@ -142,8 +142,10 @@ void Connection::pump(Direction& d, bool up) {
     if (errno == EAGAIN) break;
     return relay_error(errno);
   }
-  // Nothing left to move for now (or this event had its share): wait for more input.
-  if (d.pipe && d.in_pipe == 0) {
+  // This event had its share, or the source is drained. Bytes still in the pipe must not wait
+  // for more input (the peer may be waiting for them): resume when dst can take them.
+  if (d.in_pipe > 0) return submit_poll(out, dst, POLLOUT);
+  if (d.pipe) {
     w_.pipes().release(d.pipe);
     d.pipe = nullptr;
   }

@@ -175,10 +175,15 @@ void Connection::upstream_on_sent() {
 
 void Connection::upstream_on_recv(int res) {
   UpstreamSession& us = *upstream_;
-  if (res <= 0)
-    return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true,
-                                   res == 0 ? "closed during its handshake"
-                                            : "reset during its handshake");
+  if (res <= 0) {
+    // Closed after our CONNECT: the upstream was working; it is the target that failed (dante
+    // answers a refused target with a reset, and a TLS front end may drop the reply).
+    bool after_request = us.phase == UpstreamSession::Phase::request;
+    return upstream_attempt_failed(
+        after_request ? Failure{Result::refused, 0x05, 502}
+                      : Failure{Result::upstream_error, 0x01, 502},
+        !after_request, res == 0 ? "closed during its handshake" : "reset during its handshake");
+  }
   us.len += static_cast<uint32_t>(res);
   const UpstreamProxy& cfg = us.current()->config;
   auto more = [&] {
@@ -286,8 +291,8 @@ void Connection::upstream_next_attempt() {
   RoutePlan next = plan_on_failure(w_.snapshot(), upstream_->plan.on_failure, group_);
   switch (next.kind) {
     case RoutePlan::Kind::direct:
-      UP_WARN("user %s: every upstream attempt failed; on_failure direct: leaving directly",
-              user_.c_str());
+      UP_WARN("user %s: upstream %s failed; on_failure direct: leaving directly",
+              user_.c_str(), upstream_->current()->config.id.c_str());
       upstream_.reset();
       return dial();
     case RoutePlan::Kind::upstream:
