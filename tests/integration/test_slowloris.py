@@ -208,7 +208,8 @@ def test_slowloris_does_not_starve_normal_clients(instances, servers):
                    f"{med * 1e3:.1f} ms, max {worst * 1e3:.1f} ms over {len(during)} samples; "
                    f"proxy fds {fd0} -> peak {fd_peak}; attacker {stats}")
         print(summary)
-        assert worst < ABS_BOUND, f"a normal client waited {worst:.2f}s during the attack: {summary}"
+        assert worst < ABS_BOUND, \
+            f"a normal client waited {worst:.2f}s during the attack: {summary}"
         assert med <= max(REL_BOUND * base_med, REL_FLOOR), \
             f"normal clients are much slower during the attack: {summary}"
         # The handshake timeout bounded the slow clients (the first wave at ~10 s at least).
