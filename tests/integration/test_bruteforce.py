@@ -122,7 +122,10 @@ def test_many_failures_block_the_address_only(guarded, servers):
                     10.0, interval=0.2)
     f, b = counts()
     assert f is not None, "/metrics has no uringproxy_auth_failures_total"
-    assert b is not None, "/metrics has no uringproxy_auth_blocked_total"
+    assert f - fail0 >= BLOCK_AFTER, \
+        f"uringproxy_auth_failures_total rose by {f - fail0:g} after {ATTEMPTS} wrong logins"
+    assert b is not None, ("/metrics has no uringproxy_auth_blocked_total (auth_failures_total "
+                           f"rose by {f - fail0:g})")
     assert ok, (f"/metrics after {ATTEMPTS} wrong + 2 blocked logins: auth_failures_total "
                 f"+{f - fail0:g}, auth_blocked_total +{b - blocked0:g}")
     print(f"{ATTEMPTS} wrong logins in {took:.1f}s; failures +{f - fail0:g}, "
