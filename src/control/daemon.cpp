@@ -175,9 +175,10 @@ int run_daemon(const DaemonOptions& opts) {
   }
   HealthChecker checker;
   checker.update(*snapshots.current());
-  PasswordVerifier verifier(std::max(1u, nworkers / 2));
-
+  // Declared after the runtime so it is destroyed first: its threads finish their jobs (and
+  // post to the workers' mailboxes) while the workers still exist.
   Runtime rt;
+  PasswordVerifier verifier(std::max(1u, nworkers / 2));
   rt.users = &users;
   rt.auth_guard = &auth_guard;
   rt.max_connections = connection_cap(set.config);

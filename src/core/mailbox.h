@@ -14,15 +14,18 @@ namespace up {
 class Mailbox {
  public:
   Mailbox() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
-  ~Mailbox() { close(fd_); }
+  ~Mailbox() {
+    std::lock_guard lock(mu_);  // a poster may still be inside post()
+    close(fd_);
+  }
   Mailbox(const Mailbox&) = delete;
   Mailbox& operator=(const Mailbox&) = delete;
 
   void post(std::function<void()> fn) {
-    {
-      std::lock_guard lock(mu_);
-      items_.push_back(std::move(fn));
-    }
+    // The wake-up is written under the lock: once the worker has taken an item, its poster is
+    // done with the mailbox, so the worker may finish and the mailbox go away.
+    std::lock_guard lock(mu_);
+    items_.push_back(std::move(fn));
     uint64_t one = 1;
     ssize_t r = write(fd_, &one, sizeof one);
     (void)r;
