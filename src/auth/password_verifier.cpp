@@ -28,6 +28,16 @@ PasswordVerifier::~PasswordVerifier() {
   for (auto& t : threads_) t.join();
 }
 
+void PasswordVerifier::match_cost_of(const std::string& real_hash) {
+  if (real_hash.empty() || real_hash[0] != '$') return;
+  auto data = std::make_unique<crypt_data>();
+  // crypt(3) takes scheme, cost and salt from the setting prefix of a full hash.
+  const char* h = crypt_rn("uringproxy-dummy", real_hash.c_str(), data.get(), sizeof *data);
+  if (!h || h[0] != '$') return;
+  std::lock_guard lock(mu_);
+  dummy_hash_ = h;
+}
+
 void PasswordVerifier::submit(std::string password, std::string stored_hash, Done done) {
   {
     std::lock_guard lock(mu_);
@@ -54,14 +64,10 @@ void PasswordVerifier::run() {
       if (jobs_.empty()) return;  // stopping
       job = std::move(jobs_.front());
       jobs_.pop_front();
+      if (job.stored_hash.empty()) job.stored_hash = dummy_hash_;  // unknown user
+      else job.real = true;
     }
-    bool ok;
-    if (job.stored_hash.empty()) {
-      check(job.password, dummy_hash_);
-      ok = false;
-    } else {
-      ok = check(job.password, job.stored_hash);
-    }
+    bool ok = check(job.password, job.stored_hash) && job.real;
     OPENSSL_cleanse(job.password.data(), job.password.size());
     job.done(ok);
   }

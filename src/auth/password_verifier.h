@@ -23,6 +23,10 @@ class PasswordVerifier {
   // the answer takes the same time whether the user exists or not.
   void submit(std::string password, std::string stored_hash, Done done);
 
+  // Unknown users are checked against a dummy hash made with this hash's scheme and cost (a
+  // real user's), so a failure costs the same whether the user exists or not.
+  void match_cost_of(const std::string& real_hash);
+
   // Synchronous check, for tools and tests.
   static bool check(const std::string& password, const std::string& stored_hash);
 
@@ -31,6 +35,7 @@ class PasswordVerifier {
     std::string password;
     std::string stored_hash;
     Done done;
+    bool real = false;  // false: the dummy hash of an unknown user, never a success
   };
   void run();
 

@@ -179,6 +179,7 @@ int run_daemon(const DaemonOptions& opts) {
   // post to the workers' mailboxes) while the workers still exist.
   Runtime rt;
   PasswordVerifier verifier(std::max(1u, nworkers / 2));
+  if (!set.users.empty()) verifier.match_cost_of(set.users.front().password_hash);
   rt.users = &users;
   rt.auth_guard = &auth_guard;
   rt.max_connections = connection_cap(set.config);

@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "auth/password_verifier.h"
 #include "core/access_log.h"
 #include "core/clock.h"
 #include "core/connection.h"
@@ -331,6 +332,7 @@ size_t Management::commit(std::unique_ptr<Snapshot> snap, ConfigSet next) {
   if (next.config.limits.max_connections)
     rt_.max_connections.store(next.config.limits.max_connections);
   current_ = std::move(next);
+  if (!current_.users.empty()) rt_.verifier->match_cost_of(current_.users.front().password_hash);
   if (listeners_changed) sync_listeners();
   size_t closed = 0;
   for (const auto& u : kick) closed += kick_everywhere(u, Result::kicked);

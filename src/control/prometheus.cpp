@@ -5,6 +5,7 @@
 
 #include "control/management.h"
 #include "core/access_log.h"
+#include "core/runtime.h"
 #include "route/snapshot_store.h"
 
 namespace up {
@@ -101,6 +102,13 @@ std::string Management::render_metrics() {
 
   header(o, "uringproxy_auth_failures_total", "counter", "Failed logins.");
   sample(o, "uringproxy_auth_failures_total", s.auth_failures);
+
+  header(o, "uringproxy_auth_blocked_total", "counter",
+         "Logins refused because the client address is blocked after repeated failures.");
+  sample(o, "uringproxy_auth_blocked_total", rt_.auth_blocked.load());
+  header(o, "uringproxy_connections_refused_total", "counter",
+         "Connections closed at once because limits.max_connections was reached.");
+  sample(o, "uringproxy_connections_refused_total", rt_.refused_over_cap.load());
 
   header(o, "uringproxy_route_total", "counter",
          "Connections by route: direct, an upstream id, or reject.");
