@@ -53,6 +53,7 @@ void HealthChecker::run() {
         p.next_ms = u.health->marked_down_ms.load() + p.backoff_ms;
       }
       if (now < p.next_ms) continue;
+      std::string probed_id = id;  // `id` lives in the map, which update() may replace
       std::shared_ptr<const Upstream> keep = p.upstream;
       std::string target = target_;
       uint32_t timeout = timeout_ms_, interval = interval_ms_;
@@ -62,19 +63,19 @@ void HealthChecker::run() {
       lock.lock();
       if (stop_) return;
       now = monotonic_ms();
-      auto it = probes_.find(id);
+      auto it = probes_.find(probed_id);
       if (it == probes_.end() || it->second.upstream != keep) break;  // changed meanwhile
       Probe& q = it->second;
       if (err.empty()) {
         if (!keep->health->is_up())
-          UP_INFO("upstream %s is up again (health check passed)", id.c_str());
+          UP_INFO("upstream %s is up again (health check passed)", probed_id.c_str());
         keep->health->up.store(true, std::memory_order_release);
         q.backoff_ms = 0;
         q.next_ms = now + interval;
       } else {
         if (keep->health->is_up()) {
           keep->health->mark_down(now);
-          UP_WARN("upstream %s marked down: health check: %s", id.c_str(), err.c_str());
+          UP_WARN("upstream %s marked down: health check: %s", probed_id.c_str(), err.c_str());
           q.backoff_ms = 1000;
         } else {
           q.backoff_ms = std::min(q.backoff_ms * 2, std::max<uint32_t>(interval, 1000));
