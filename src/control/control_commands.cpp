@@ -197,8 +197,7 @@ std::string Management::cmd_user_list() {
   });
 }
 
-std::string Management::edit_users(const std::function<std::string(std::vector<User>&)>& edit,
-                                   const std::string& kick_user) {
+std::string Management::edit_users(const std::function<std::string(std::vector<User>&)>& edit) {
   ConfigSet next;
   Diagnostics d;
   if (!load_config_set(config_path_, next, d) || !d.ok())
@@ -222,7 +221,7 @@ std::string Management::edit_users(const std::function<std::string(std::vector<U
   if (!snap) return refuse("the edit does not load", errors);
   std::string err;
   if (!write_file_atomic(next.config.users_file, text, 0600, err)) return refuse(err);
-  (void)kick_user;  // commit() closes tunnels whose credentials changed or went away
+  // commit() closes the tunnels of users deleted, disabled or given a new password.
   last_closed_ = commit(std::move(snap), std::move(next));
   return "";
 }
@@ -230,7 +229,6 @@ std::string Management::edit_users(const std::function<std::string(std::vector<U
 std::string Management::cmd_user_edit(const std::string& cmd, const Args& a) {
   std::string name = str_arg(a, "username");
   if (name.empty()) return refuse(cmd + " needs \"username\"");
-  std::string why;
   std::string hash;
   if (cmd == "user.add" || cmd == "user.passwd") {
     std::string pw = str_arg(a, "password");
@@ -267,8 +265,7 @@ std::string Management::cmd_user_edit(const std::string& cmd, const Args& a) {
         if (cmd == "user.enable") it->enabled = true;
         if (cmd == "user.disable") it->enabled = false;
         return "";
-      },
-      name);
+      });
   OPENSSL_cleanse(hash.data(), hash.size());
   if (!r.empty()) return r;
   UP_INFO("%s %s: generation %llu", cmd.c_str(), name.c_str(),
@@ -294,8 +291,7 @@ std::string Management::cmd_set_proxy(const Args& a) {
           return "no upstream has id " + *proxy + " (uringproxyctl proxy list)";
         it->external_proxy_id = proxy;
         return "";
-      },
-      "");
+      });
   if (!r.empty()) return r;
   UP_INFO("set-proxy %s %s", name.c_str(), proxy ? proxy->c_str() : "none");
   return answer([&](Json& w) {

@@ -178,6 +178,10 @@ int run_daemon(const DaemonOptions& opts) {
   // Declared after the runtime so it is destroyed first: its threads finish their jobs (and
   // post to the workers' mailboxes) while the workers still exist.
   Runtime rt;
+  if (const char* relay = getenv("URINGPROXY_RELAY"); relay && std::string(relay) == "copy") {
+    rt.copy_relay = true;
+    UP_WARN("URINGPROXY_RELAY=copy: plain tunnels use recv/send (for measurement only)");
+  }
   PasswordVerifier verifier(std::max(1u, nworkers / 2));
   if (!set.users.empty()) verifier.match_cost_of(set.users.front().password_hash);
   rt.users = &users;

@@ -71,8 +71,7 @@ class Management {
   std::string cmd_connections(const Args& a);
   std::string cmd_kick(const Args& a);
   // Loads the files fresh (hand edits count), applies `edit`, writes the changed file, publishes.
-  std::string edit_users(const std::function<std::string(std::vector<User>&)>& edit,
-                         const std::string& kick_user);
+  std::string edit_users(const std::function<std::string(std::vector<User>&)>& edit);
   std::string edit_proxies(const std::function<std::string(std::vector<UpstreamProxy>&)>& edit);
 
   // --- metrics (prometheus.cpp)

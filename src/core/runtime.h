@@ -26,6 +26,9 @@ struct Runtime {
   std::atomic<uint32_t> max_connections{0};
   std::atomic<uint64_t> refused_over_cap{0};
   std::atomic<uint64_t> auth_blocked{0};
+  // URINGPROXY_RELAY=copy: plain tunnels use the recv/send relay instead of splice. For
+  // measuring the two against each other (bench/RESULTS.md), not for production.
+  bool copy_relay = false;
   std::atomic<bool> stopping{false};
   uint64_t stop_deadline_ms = 0;  // set before stopping becomes true
   std::vector<std::unique_ptr<Worker>> workers;

@@ -28,7 +28,8 @@ constexpr unsigned splice_flags = SPLICE_F_NONBLOCK | SPLICE_F_MOVE;
 }  // namespace
 
 void Connection::start_relay() {
-  if (tls_) return start_copy_relay();  // TLS bytes have to pass through user space
+  // TLS bytes have to pass through user space.
+  if (tls_ || w_.runtime().copy_relay) return start_copy_relay();
   state_ = State::relaying;
   set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
   if (hs_len_ > 0) {
