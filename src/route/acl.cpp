@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 
+#include <algorithm>
 #include <array>
 
 namespace up {
@@ -81,35 +82,71 @@ bool is_private_address(const uint8_t* addr, int family) {
   return false;
 }
 
+CidrSet::Key CidrSet::mask(const uint8_t* a, int bytes, uint8_t prefix) {
+  Key k{};
+  int full = prefix / 8, rest = prefix % 8;
+  memcpy(k.data(), a, std::min(full, bytes));
+  if (rest && full < bytes) k[full] = static_cast<uint8_t>(a[full] & (0xff << (8 - rest)));
+  return k;
+}
+
+size_t CidrSet::KeyHash::operator()(const Key& k) const {
+  uint64_t x, y;
+  memcpy(&x, k.data(), 8);
+  memcpy(&y, k.data() + 8, 8);
+  return std::hash<uint64_t>{}(x * 0x9E3779B97F4A7C15ull ^ (y + 0x632BE59BD9B4E019ull));
+}
+
+void CidrSet::add(const Cidr& c) {
+  auto& groups = c.family == AF_INET ? v4_ : v6_;
+  auto it = std::find_if(groups.begin(), groups.end(),
+                         [&](const ByPrefix& g) { return g.prefix == c.prefix; });
+  if (it == groups.end()) {
+    groups.push_back(ByPrefix{c.prefix, {}});
+    std::sort(groups.begin(), groups.end(),
+              [](const ByPrefix& a, const ByPrefix& b) { return a.prefix > b.prefix; });
+    it = std::find_if(groups.begin(), groups.end(),
+                      [&](const ByPrefix& g) { return g.prefix == c.prefix; });
+  }
+  it->masked.insert(mask(c.addr, c.family == AF_INET ? 4 : 16, c.prefix));
+}
+
+bool CidrSet::contains(const uint8_t* a, int family) const {
+  const auto& groups = family == AF_INET ? v4_ : v6_;
+  int bytes = family == AF_INET ? 4 : 16;
+  for (const ByPrefix& g : groups)
+    if (g.masked.count(mask(a, bytes, g.prefix))) return true;
+  return false;
+}
+
 void AclList::add(const std::string& entry) {
   Cidr c;
   if (Cidr::parse(entry, c)) {
-    cidrs.push_back(c);
+    cidrs.add(c);
     return;
   }
   std::string e;
   for (char ch : entry) e += static_cast<char>(tolower(static_cast<unsigned char>(ch)));
   if (e.rfind("*.", 0) == 0)
-    suffixes.push_back(e.substr(1));  // keeps the dot: ".example.com"
+    suffixes.insert(e.substr(1));  // keeps the dot: ".example.com"
   else
-    hosts.push_back(e);
+    hosts.insert(e);
 }
 
 bool AclList::matches_name(std::string_view host) const {
+  if (hosts.empty() && suffixes.empty()) return false;
   std::string h;
   for (char ch : host) h += static_cast<char>(tolower(static_cast<unsigned char>(ch)));
   if (!h.empty() && h.back() == '.') h.pop_back();  // "example.com." is example.com
-  for (const auto& x : hosts)
-    if (h == x) return true;
-  for (const auto& s : suffixes)
-    if (h.size() > s.size() && h.compare(h.size() - s.size(), s.size(), s) == 0) return true;
+  if (hosts.count(h)) return true;
+  // "a.b.example.com" is under "*.b.example.com" and "*.example.com" and "*.com".
+  for (size_t dot = h.find('.'); dot != std::string::npos; dot = h.find('.', dot + 1))
+    if (suffixes.count(h.substr(dot))) return true;
   return false;
 }
 
 bool AclList::matches_address(const uint8_t* a, int family) const {
-  for (const Cidr& c : cidrs)
-    if (c.contains(a, family)) return true;
-  return false;
+  return cidrs.contains(a, family);
 }
 
 Acl::Acl(bool deny_private, const std::vector<std::string>& allow,

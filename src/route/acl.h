@@ -10,9 +10,11 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "uringproxy/target.h"
@@ -27,11 +29,34 @@ struct Cidr {
   static bool parse(const std::string& text, Cidr& out);
 };
 
+// CIDRs grouped by prefix length, each group a hash set of masked addresses: a lookup costs
+// one hash probe per distinct prefix length, however long the list (10,000 entries cost what
+// ten do).
+class CidrSet {
+ public:
+  void add(const Cidr& c);
+  bool contains(const uint8_t* a, int family) const;
+  bool empty() const { return v4_.empty() && v6_.empty(); }
+
+ private:
+  using Key = std::array<uint8_t, 16>;
+  struct KeyHash {
+    size_t operator()(const Key& k) const;
+  };
+  struct ByPrefix {
+    uint8_t prefix;
+    std::unordered_set<Key, KeyHash> masked;
+  };
+  static Key mask(const uint8_t* a, int bytes, uint8_t prefix);
+  std::vector<ByPrefix> v4_;  // longest prefix first
+  std::vector<ByPrefix> v6_;
+};
+
 // One list of entries (allow or deny), parsed.
 struct AclList {
-  std::vector<Cidr> cidrs;
-  std::vector<std::string> hosts;     // lower-case
-  std::vector<std::string> suffixes;  // ".example.com" for "*.example.com"
+  CidrSet cidrs;
+  std::unordered_set<std::string> hosts;     // lower-case
+  std::unordered_set<std::string> suffixes;  // ".example.com" for "*.example.com"
   bool empty() const { return cidrs.empty() && hosts.empty() && suffixes.empty(); }
   void add(const std::string& entry);
   bool matches_name(std::string_view host) const;

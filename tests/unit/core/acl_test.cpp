@@ -126,3 +126,28 @@ TEST_CASE("per-user lists add to the global ones and touch nobody else") {
   CHECK(acl.check_target(target("192.0.2.9:80"), &carol) == V::allow);
   CHECK(acl.check_target(target("198.51.100.1:80"), &carol) == V::deny);  // only those
 }
+
+TEST_CASE("CIDR sets: prefix 0, host routes, odd prefixes and 10,000 entries") {
+  std::vector<std::string> deny;
+  for (int i = 0; i < 10000; ++i)
+    deny.push_back("10." + std::to_string(i / 256) + "." + std::to_string(i % 256) + ".0/24");
+  deny.push_back("203.0.113.7/32");
+  deny.push_back("2001:db8::/33");
+  up::Acl acl(false, {}, deny, {});
+  auto allowed = [&](const char* a) {
+    sockaddr_storage ss = addr(a);
+    return acl.address_allowed(reinterpret_cast<sockaddr*>(&ss));
+  };
+  CHECK_FALSE(allowed("10.0.0.1"));
+  CHECK_FALSE(allowed("10.39.15.200"));  // entry 9999 = 10.39.15.0/24
+  CHECK(allowed("10.39.16.1"));          // one past the last entry
+  CHECK_FALSE(allowed("203.0.113.7"));
+  CHECK(allowed("203.0.113.8"));
+  CHECK_FALSE(allowed("2001:db8:7fff::1"));  // inside /33
+  CHECK(allowed("2001:db8:8000::1"));        // outside /33
+  up::Acl all(false, {}, {"0.0.0.0/0"}, {});
+  sockaddr_storage any = addr("198.51.100.1");
+  CHECK_FALSE(all.address_allowed(reinterpret_cast<sockaddr*>(&any)));
+  sockaddr_storage v6 = addr("2001:db8::1");
+  CHECK(all.address_allowed(reinterpret_cast<sockaddr*>(&v6)));  // /0 of IPv4 only
+}
