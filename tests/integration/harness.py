@@ -215,7 +215,7 @@ class ProxyProcess:
                                      stdin=subprocess.DEVNULL, cwd=self.workdir, env=env)
         self.err = _OutputCollector(self.proc.stderr, self.workdir / "stderr.log")
         self.out = _OutputCollector(self.proc.stdout, self.workdir / "stdout.log")
-        line = self.err.wait_for(lambda ln: "ready" in ln, READY_TIMEOUT)
+        line = self.err.wait_for(lambda ln: "info: ready:" in ln, READY_TIMEOUT)
         if line is None:
             rc = self.proc.poll()
             self.kill()

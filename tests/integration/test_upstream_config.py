@@ -104,7 +104,7 @@ def test_reload_refuses_bad_proxies_file_and_applies_good_one(up_factory, ustack
     start = p.mark()
     U.write_proxies_file(p.workdir, proxies + [dict(proxies[0], port=ustack.dante_b.port)])
     p.signal(signal.SIGHUP)
-    line = p.err.wait_for(lambda ln: "reload" in ln.lower(), 20, start)
+    line = p.err.wait_for(lambda ln: "reloaded:" in ln or "reload refused" in ln, 20, start)
     assert line is not None and "refused" in line.lower(), \
         "no 'reload refused' line:\n" + "\n".join(p.stderr_lines(start))
     assert "p1" in p.output_text(start), "the refusal does not name the duplicate id"
@@ -114,7 +114,7 @@ def test_reload_refuses_bad_proxies_file_and_applies_good_one(up_factory, ustack
     start = p.mark()
     U.write_proxies_file(p.workdir, [socks("p1", ustack.dante_b.port, creds=False)], mode=0o644)
     p.signal(signal.SIGHUP)
-    line = p.err.wait_for(lambda ln: "reload" in ln.lower(), 20, start)
+    line = p.err.wait_for(lambda ln: "reloaded:" in ln or "reload refused" in ln, 20, start)
     assert line is not None and "refused" in line.lower(), "\n".join(p.stderr_lines(start))
     assert U.socks_try(p, "dan", pw("dan"), "127.0.0.1", target.port) == ("ok", U.DANTE_A_EXIT)
 
@@ -128,7 +128,7 @@ def test_reload_refuses_bad_proxies_file_and_applies_good_one(up_factory, ustack
     U.write_proxies_file(p.workdir, [socks("p1", ustack.dante_b.port, creds=False)])
     os.chmod(p.workdir / "external_proxy.json", 0o600)
     p.signal(signal.SIGHUP)
-    line = p.err.wait_for(lambda ln: "reload" in ln.lower(), 20, start)
+    line = p.err.wait_for(lambda ln: "reloaded:" in ln or "reload refused" in ln, 20, start)
     assert line is not None and "refused" not in line.lower(), "\n".join(p.stderr_lines(start))
     assert U.socks_try(p, "dan", pw("dan"), "127.0.0.1", target.port) == ("ok", U.DANTE_B_EXIT)
     echo_roundtrip(r.sock, b"after reload" * 1000)
