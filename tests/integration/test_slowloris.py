@@ -19,7 +19,11 @@ BYTE_INTERVAL = 2.0
 HANDSHAKE_TIMEOUT_MS = 10000
 ATTACK_SECONDS = 24.0      # measurement window under attack (covers two timeout waves)
 SAMPLE_EVERY = 0.4
-ABS_BOUND = 1.0            # a normal client is served within 1 s during the attack
+# A normal client is served within this during the attack. Not 1 s: when thousands of slow
+# clients reconnect at once a SYN can meet a full accept queue, and TCP's first SYN
+# retransmission alone is 1 s on Linux (seen at 1.38 s on a loaded CI machine). The median
+# check below is the one that says the proxy keeps serving normally.
+ABS_BOUND = 3.5
 REL_BOUND = 20.0           # ... and its median within 20x its baseline (floor below)
 REL_FLOOR = 0.05
 
