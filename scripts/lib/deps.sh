@@ -8,7 +8,7 @@ BUILD_PACKAGES="meson ninja-build pkg-config g++ cmake liburing-dev libssl-dev l
 TEST_PACKAGES="clang libclang-rt-14-dev curl python3 python3-pytest python3-socks whois
   procps iproute2 passwd dante-server tinyproxy stunnel4 microsocks prometheus"
 # bench/compare also runs haproxy.
-BENCH_PACKAGES="haproxy dante-server tinyproxy microsocks"
+BENCH_PACKAGES="haproxy dante-server tinyproxy microsocks stunnel4 v2ray"
 
 # install_missing PKG...: apt-get installs only what dpkg does not already have.
 install_missing() {
