@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -178,9 +179,24 @@ int run_daemon(const DaemonOptions& opts) {
   // Declared after the runtime so it is destroyed first: its threads finish their jobs (and
   // post to the workers' mailboxes) while the workers still exist.
   Runtime rt;
-  if (const char* relay = getenv("URINGPROXY_RELAY"); relay && std::string(relay) == "copy") {
-    rt.copy_relay = true;
-    UP_WARN("URINGPROXY_RELAY=copy: plain tunnels use recv/send (for measurement only)");
+  if (const char* relay = getenv("URINGPROXY_RELAY"); relay && *relay) {
+    std::string_view r = relay;
+    if (r == "splice" || r == "buffers") {
+      rt.relay = r == "splice" ? Runtime::Relay::splice : Runtime::Relay::buffers;
+      UP_WARN("URINGPROXY_RELAY=%s: plain tunnels use only that relay path (for measurement)",
+              relay);
+    } else if (r != "adaptive") {
+      UP_WARN("URINGPROXY_RELAY=%s ignored: expected adaptive, splice or buffers", relay);
+    }
+  }
+  if (const char* n = getenv("URINGPROXY_RELAY_BUFFERS"); n && *n) {
+    unsigned long v = strtoul(n, nullptr, 10);
+    if (v >= 1 && v <= 32768 && (v & (v - 1)) == 0) {
+      rt.relay_buffers = static_cast<unsigned>(v);
+      UP_WARN("URINGPROXY_RELAY_BUFFERS=%lu: relay buffers per worker (for tests)", v);
+    } else {
+      UP_WARN("URINGPROXY_RELAY_BUFFERS=%s ignored: expected a power of two, 1-32768", n);
+    }
   }
   PasswordVerifier verifier(std::max(1u, nworkers / 2));
   if (!set.users.empty()) verifier.match_cost_of(set.users.front().password_hash);

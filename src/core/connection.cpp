@@ -129,7 +129,7 @@ void Connection::submit_poll(Op op, int fd, unsigned events) {
 
 void Connection::on_completion(Op op, int res, uint32_t flags) {
   if (!(flags & IORING_CQE_F_MORE)) inflight_ &= ~bit(op);
-  if (state_ == State::closed) return;  // late or cancelled completion
+  if (state_ == State::closed) return buffer_reclaim(op, flags);  // late or cancelled
   if (retry_pending_) {
     // Old target operations of a failed upstream attempt finishing; then the next attempt.
     if (bit(op) & target_ops_mask) {
@@ -165,10 +165,16 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
     case Op::up_in:
     case Op::up_out:
     case Op::down_in:
-    case Op::down_out:
+    case Op::down_out: {
+      bool up = op == Op::up_in || op == Op::up_out;
+      Direction& d = up ? up_ : down_;
+      if (!d.spliced) {
+        if (op == Op::up_in || op == Op::down_in) return buffer_on_recv(d, up, res, flags);
+        return buffer_on_sent(d, up, res);
+      }
       if (res < 0) return relay_error(-res);
-      if (op == Op::up_in || op == Op::up_out) return pump(up_, true);
-      return pump(down_, false);
+      return pump(d, up);
+    }
     default:
       return;
   }
@@ -216,11 +222,11 @@ void Connection::on_send_done(Op op, int res) {
       if (copy_) return copy_on_sent(i == 0);
       if (i == 1) {  // bytes the client pipelined behind its handshake have reached the target
         drop_handshake_buffer();
-        return pump(up_, true);
+        return relay_in(up_, true);
       }
       // the upstream's first tunnel bytes (sent with its handshake reply) reached the client
       upstream_.reset();
-      return pump(down_, false);
+      return relay_in(down_, false);
     case State::forwarding:
       if (fwd_) fwd_->on_sent(i == 0);
       return;
@@ -298,6 +304,9 @@ void Connection::finish(Result r) {
     w_.keep_tls_session(route_->config.id, tls_->layer.session());
   close_fds(r == Result::reset);
   for (Direction* d : {&up_, &down_}) {
+    // A buffer still being sent is given back when that send's completion arrives.
+    Op out = d == &up_ ? Op::up_out : Op::down_out;
+    if (d->buf >= 0 && !(inflight_ & bit(out))) buffer_release(*d);
     if (!d->pipe) continue;
     if (d->in_pipe)
       w_.pipes().discard(d->pipe);

@@ -79,8 +79,17 @@ struct Failure {
   int http_status;
 };
 
-// One direction of a spliced tunnel: bytes go src -> pipe -> dst.
+// One direction of a plain tunnel. It starts on the small-message path (src -> provided
+// buffer -> dst with recv/send on the ring) and moves for good to splice (src -> pipe -> dst)
+// once a read fills a buffer: bulk bytes then never leave the kernel.
 struct Direction {
+  bool spliced = false;
+  // small-message path
+  bool bulk = false;      // the buffer in flight was full: splice once it is sent
+  int32_t buf = -1;       // the provided buffer held (read, not yet all sent), or -1
+  uint32_t buf_len = 0;   // bytes read into it
+  uint32_t buf_sent = 0;  // bytes of it sent so far
+  // splice path
   Pipe* pipe = nullptr;
   uint32_t in_pipe = 0;  // bytes sitting in the pipe
   bool eof = false;      // src said EOF
@@ -169,7 +178,8 @@ class alignas(32) Connection final : private DnsWaiter {
   void tls_handshake_step();
   void defer_completion(Op op, int res);
 
-  // --- relaying (relay/splice_relay.cpp; relay/copy_relay.cpp when the target side is TLS)
+  // --- relaying (relay/splice_relay.cpp and relay/buffer_relay.cpp; relay/copy_relay.cpp
+  // when the target side is TLS)
   void start_relay();
   void start_copy_relay();
   void copy_on_client_recv(int res);
@@ -177,7 +187,16 @@ class alignas(32) Connection final : private DnsWaiter {
   void copy_on_sent(bool to_client);
   void copy_read(bool up);
   void copy_retry();
-  void pump(Direction& d, bool up);
+  // The next read of a direction, on whichever path it is on.
+  void relay_in(Direction& d, bool up);
+  void pump(Direction& d, bool up);  // splice path (relay/splice_relay.cpp)
+  // small-message path (relay/buffer_relay.cpp)
+  void buffer_recv(bool up);
+  void buffer_send(Direction& d, bool up);
+  void buffer_on_recv(Direction& d, bool up, int res, uint32_t flags);
+  void buffer_on_sent(Direction& d, bool up, int res);
+  void buffer_release(Direction& d);
+  void buffer_reclaim(Op op, uint32_t flags);  // completions that arrive after finish()
   // Bytes this direction may move now under the user's bandwidth cap (SIZE_MAX if none);
   // 0 parks the direction until the next tick.
   size_t bandwidth_allowance(bool up);

@@ -26,9 +26,17 @@ struct Runtime {
   std::atomic<uint32_t> max_connections{0};
   std::atomic<uint64_t> refused_over_cap{0};
   std::atomic<uint64_t> auth_blocked{0};
-  // URINGPROXY_RELAY=copy: plain tunnels use the recv/send relay instead of splice. For
-  // measuring the two against each other (bench/RESULTS.md), not for production.
-  bool copy_relay = false;
+  // How plain tunnels relay (relay/splice_relay.cpp). URINGPROXY_RELAY=splice or =buffers
+  // pins one path, for measuring them against each other (bench/RESULTS.md).
+  enum class Relay : uint8_t {
+    adaptive,  // small reads through provided buffers (recv/send), bulk through splice
+    splice,    // readiness poll + splice(2) only
+    buffers,   // provided-buffer recv/send only
+  };
+  Relay relay = Relay::adaptive;
+  // Provided buffers per worker for the small-message path (a power of two);
+  // URINGPROXY_RELAY_BUFFERS lowers it so tests can run the pool dry.
+  unsigned relay_buffers = 256;
   std::atomic<bool> stopping{false};
   uint64_t stop_deadline_ms = 0;  // set before stopping becomes true
   std::vector<std::unique_ptr<Worker>> workers;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "auth/credential_cache.h"
+#include "core/buffer_ring.h"
 #include "core/mailbox.h"
 #include "core/ops.h"
 #include "core/pipe_pool.h"
@@ -59,6 +60,8 @@ class Worker final : private PollHooks {
   const Snapshot& snapshot() const { return *snap_; }
   uint64_t now_ms() const { return now_ms_; }
   PipePool& pipes() { return pipes_; }
+  // Provided buffers for the relay's small-message path; null if the kernel lacks them.
+  BufferRing* buffers() { return bufs_.get(); }
   DnsResolver& dns() { return *dns_; }
   CredentialCache& credentials() { return credentials_; }
   TimerWheel& timers() { return timers_; }
@@ -107,6 +110,7 @@ class Worker final : private PollHooks {
   const Snapshot* snap_ = nullptr;
   uint64_t now_ms_ = 0;
   PipePool pipes_;
+  std::unique_ptr<BufferRing> bufs_;
   std::unique_ptr<DnsResolver> dns_;
   CredentialCache credentials_;
   TimerWheel timers_;

@@ -1,5 +1,6 @@
 // The zero-copy relay: socket -> pipe -> socket with splice(2), driven by readiness polls on
-// the worker's ring. Each direction takes a pipe from the worker's pool only while bytes are in
+// the worker's ring. Directions start on the small-message path (relay/buffer_relay.cpp) and
+// come here once their bytes turn out to be bulk. Each direction takes a pipe from the worker's pool only while bytes are in
 // it, so idle tunnels hold none. One side's EOF shuts the other side's write half; the tunnel
 // ends when both directions are done (RFC 9293 half-close), or at once on an error (reset is
 // passed on as a reset).
@@ -29,8 +30,11 @@ constexpr unsigned splice_flags = SPLICE_F_NONBLOCK | SPLICE_F_MOVE;
 
 void Connection::start_relay() {
   // TLS bytes have to pass through user space.
-  if (tls_ || w_.runtime().copy_relay) return start_copy_relay();
+  if (tls_) return start_copy_relay();
   state_ = State::relaying;
+  // A user with a bandwidth cap splices from the start: its reads are sized by the cap.
+  bool spliced = !w_.buffers() || bandwidth_bps_ || w_.runtime().relay == Runtime::Relay::splice;
+  up_.spliced = down_.spliced = spliced;
   set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
   if (hs_len_ > 0) {
     // Bytes the client sent right behind its handshake go first; the up pump starts when
@@ -38,7 +42,7 @@ void Connection::start_relay() {
     submit_send_target(hs_.get(), hs_len_);
   } else {
     drop_handshake_buffer();
-    pump(up_, true);
+    relay_in(up_, true);
   }
   if (upstream_ && !upstream_->leftover.empty()) {
     // Tunnel bytes that came with the upstream's reply (a server that speaks first) go to
@@ -47,8 +51,13 @@ void Connection::start_relay() {
                        static_cast<uint32_t>(upstream_->leftover.size()));
   } else {
     upstream_.reset();
-    pump(down_, false);
+    relay_in(down_, false);
   }
+}
+
+void Connection::relay_in(Direction& d, bool up) {
+  if (d.spliced) return pump(d, up);
+  buffer_recv(up);
 }
 
 void Connection::relay_error(int err) {

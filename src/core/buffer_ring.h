@@ -1,0 +1,41 @@
+#pragma once
+// A ring of provided buffers (IORING_REGISTER_PBUF_RING, Linux 5.19): receives on the relay's
+// small-message path take a buffer only when bytes arrive, so an idle tunnel holds none and
+// the pool, not the tunnel count, bounds the memory. A recv that finds the ring empty fails
+// with ENOBUFS and its direction moves to splice, which needs no buffer.
+#include <liburing.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace up {
+
+class BufferRing {
+ public:
+  static constexpr uint16_t group = 0;  // the buffer group id used in SQEs
+
+  // Registers `count` (a power of two) buffers of `size` bytes with `ring`; on failure
+  // (an older kernel) ok() is false and error() says why.
+  BufferRing(io_uring& ring, unsigned count, uint32_t size);
+  ~BufferRing();
+  BufferRing(const BufferRing&) = delete;
+  BufferRing& operator=(const BufferRing&) = delete;
+
+  bool ok() const { return br_ != nullptr; }
+  int error() const { return error_; }
+  uint32_t buffer_size() const { return size_; }
+  char* data(uint16_t id) const { return base_ + size_t{id} * size_; }
+  // Hands buffer `id` back to the kernel for the next receive.
+  void put(uint16_t id);
+
+ private:
+  io_uring& ring_;
+  io_uring_buf_ring* br_ = nullptr;
+  char* base_ = nullptr;  // count * size bytes of buffers
+  size_t map_bytes_ = 0;  // the ring entries and the buffers, one mapping
+  unsigned count_;
+  uint32_t size_;
+  int error_ = 0;
+};
+
+}  // namespace up
