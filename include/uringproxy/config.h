@@ -62,10 +62,12 @@ struct LimitsConfig {
   uint64_t bandwidth_bps_per_user = 0;    // bits per second, 0 = unlimited
   uint32_t max_connections = 0;           // global cap across workers, 0 = derived from fd limit
   // Brute force: this many failed logins from one client address within the window block
-  // that address for auth_block_s (0 = never block).
+  // that address for auth_block_s (0 = never block, never slow down). Past half of them, each
+  // failure is answered auth_fail_delay_ms later than the one before (at most 2 s later).
   uint32_t auth_fail_block_after = 100;
   uint32_t auth_fail_window_s = 60;
   uint32_t auth_block_s = 300;
+  uint32_t auth_fail_delay_ms = 100;
 };
 
 struct Config {

@@ -1,5 +1,7 @@
 #include "auth/auth_guard.h"
 
+#include <algorithm>
+
 namespace up {
 
 bool AuthGuard::blocked(const Address& a, uint64_t now_ms) {
@@ -9,8 +11,9 @@ bool AuthGuard::blocked(const Address& a, uint64_t now_ms) {
   return it != s.entries.end() && it->second.blocked_until_ms > now_ms;
 }
 
-bool AuthGuard::record_failure(const Address& a, uint64_t now_ms, const AuthPolicy& p) {
-  if (p.block_after == 0) return false;
+FailureVerdict AuthGuard::record_failure(const Address& a, uint64_t now_ms,
+                                         const AuthPolicy& p) {
+  if (p.block_after == 0) return {};
   Shard& s = shard(a);
   std::lock_guard lock(s.mu);
   if (s.entries.size() >= max_entries_per_shard && !s.entries.count(a)) {
@@ -20,7 +23,7 @@ bool AuthGuard::record_failure(const Address& a, uint64_t now_ms, const AuthPoli
                    now_ms - it->second.window_start_ms > p.window_ms;
       it = stale ? s.entries.erase(it) : std::next(it);
     }
-    if (s.entries.size() >= max_entries_per_shard) return false;
+    if (s.entries.size() >= max_entries_per_shard) return {};
   }
   Entry& e = s.entries[a];
   if (now_ms - e.window_start_ms > p.window_ms) {
@@ -31,9 +34,11 @@ bool AuthGuard::record_failure(const Address& a, uint64_t now_ms, const AuthPoli
     e.blocked_until_ms = now_ms + p.block_ms;
     e.failures = 0;
     e.window_start_ms = now_ms;
-    return true;
+    return {true, 0};
   }
-  return false;
+  uint32_t half = p.block_after / 2;
+  if (e.failures <= half) return {};
+  return {false, std::min<uint64_t>(uint64_t{e.failures - half} * p.delay_step_ms, max_delay_ms)};
 }
 
 }  // namespace up

@@ -263,18 +263,13 @@ void read_limits(ObjectReader& root, Config& out) {
   LimitsConfig& l = out.limits;
   r.get_uint_as("handshake_timeout_ms", l.handshake_timeout_ms, 1, kMaxMs);
   r.get_uint_as("idle_timeout_ms", l.idle_timeout_ms, 1, UINT32_MAX);
-  if (r.get_uint_as("max_connections_per_user", l.max_connections_per_user, 0, UINT32_MAX) &&
-      l.max_connections_per_user != 0)
-    config::warn_unlanded(root.diag(), "limits.max_connections_per_user",
-                          "limits.max_connections_per_user");
-  if (r.get_uint_as("bandwidth_bps_per_user", l.bandwidth_bps_per_user, 0, UINT64_MAX) &&
-      l.bandwidth_bps_per_user != 0)
-    config::warn_unlanded(root.diag(), "limits.bandwidth_bps_per_user",
-                          "limits.bandwidth_bps_per_user");
+  r.get_uint_as("max_connections_per_user", l.max_connections_per_user, 0, UINT32_MAX);
+  r.get_uint_as("bandwidth_bps_per_user", l.bandwidth_bps_per_user, 0, UINT64_MAX);
   r.get_uint_as("max_connections", l.max_connections, 0, UINT32_MAX);
   r.get_uint_as("auth_fail_block_after", l.auth_fail_block_after, 0, UINT32_MAX);
   r.get_uint_as("auth_fail_window_s", l.auth_fail_window_s, 1, 86400);
   r.get_uint_as("auth_block_s", l.auth_block_s, 1, 86400 * 7);
+  r.get_uint_as("auth_fail_delay_ms", l.auth_fail_delay_ms, 0, 10000);
   r.finish();
 }
 

@@ -1,5 +1,4 @@
 // Credential checks for both protocols: cache hit on the worker, else crypt(3) off-thread.
-#include <arpa/inet.h>
 #include <string.h>
 
 #include "auth/auth_guard.h"
@@ -27,7 +26,7 @@ void Connection::authenticate(std::string_view user, std::string_view password) 
   if (w_.runtime().auth_guard->blocked(client_key(), w_.now_ms())) {
     // Too many failures from this address: refused whatever it sends, no hash is run.
     w_.runtime().auth_blocked.fetch_add(1, std::memory_order_relaxed);
-    return on_auth_failed();
+    return answer_auth_failed();
   }
   std::string_view base = name.base;
   const User* u = snap.find_user(base);
@@ -97,17 +96,25 @@ AuthGuard::Address Connection::client_key() const {
 void Connection::on_auth_failed() {
   const LimitsConfig& l = w_.snapshot().config.limits;
   AuthPolicy policy{l.auth_fail_block_after, uint64_t{l.auth_fail_window_s} * 1000,
-                    uint64_t{l.auth_block_s} * 1000};
-  if (w_.runtime().auth_guard->record_failure(client_key(), w_.now_ms(), policy)) {
-    char ip[INET6_ADDRSTRLEN] = "";
-    if (client_addr_.sin6_family == AF_INET)
-      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&client_addr_)->sin_addr, ip,
-                sizeof ip);
-    else
-      inet_ntop(AF_INET6, &client_addr_.sin6_addr, ip, sizeof ip);
-    UP_WARN("client %s blocked for %u s after %u failed logins within %u s", ip, l.auth_block_s,
-            l.auth_fail_block_after, l.auth_fail_window_s);
+                    uint64_t{l.auth_block_s} * 1000, l.auth_fail_delay_ms};
+  FailureVerdict v = w_.runtime().auth_guard->record_failure(client_key(), w_.now_ms(), policy);
+  if (v.blocked_now)
+    UP_WARN("client %s blocked for %u s after %u failed logins within %u s",
+            format_client(client_addr_).c_str(), l.auth_block_s, l.auth_fail_block_after,
+            l.auth_fail_window_s);
+  if (v.delay_ms > 0) {
+    // Slowed down: the answer waits on the timer (on_timeout), holding nothing but this
+    // connection; the client learns nothing sooner by closing.
+    result_ = Result::auth_failed;
+    state_ = State::failing;
+    auth_delayed_ = true;
+    set_deadline_in(static_cast<uint32_t>(v.delay_ms));
+    return;
   }
+  answer_auth_failed();
+}
+
+void Connection::answer_auth_failed() {
   if (protocol_ == Protocol::http) return fail({Result::auth_failed, 0x01, 407});
   static const uint8_t no[2] = {0x01, 0x01};
   reply_client(no, 2);  // RFC 1929: the server closes after a failure status

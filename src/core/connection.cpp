@@ -255,6 +255,11 @@ void Connection::on_timeout() {
       finish(Result::idle_timeout);
       return;
     case State::failing:
+      if (auth_delayed_) {
+        auth_delayed_ = false;
+        set_deadline_in(2000);  // as for any error reply
+        return answer_auth_failed();
+      }
       finish(result_);
       return;
     case State::closed:
@@ -347,7 +352,6 @@ void Connection::count_down(uint64_t n) {
   if (tally_) tally_->bytes_down += n;
 }
 
-namespace {
 std::string format_client(const sockaddr_in6& a) {
   char ip[INET6_ADDRSTRLEN] = "";
   char out[INET6_ADDRSTRLEN + 8] = "";
@@ -361,7 +365,6 @@ std::string format_client(const sockaddr_in6& a) {
   }
   return out;
 }
-}  // namespace
 
 ConnectionInfo Connection::describe(uint64_t now_ms) const {
   ConnectionInfo i;

@@ -72,6 +72,9 @@ enum class Result : uint8_t {
 };
 const char* to_string(Result r);
 
+// "1.2.3.4:5" or "[::1]:5", for logs and the connection list.
+std::string format_client(const sockaddr_in6& a);
+
 // The reply a failed dial earns, in both protocols' terms.
 struct Failure {
   Result result;
@@ -146,6 +149,7 @@ class alignas(32) Connection final : private DnsWaiter {
   void authenticate(std::string_view user, std::string_view password);
   void on_authenticated();
   void on_auth_failed();
+  void answer_auth_failed();  // the failure reply, now
   std::array<uint8_t, 16> client_key() const;  // the client address, IPv4 as v4-mapped
 
   // --- routing (upstream/upstream_dial.cpp): decide, then dial direct or via an upstream
@@ -240,6 +244,7 @@ class alignas(32) Connection final : private DnsWaiter {
   uint32_t async_ = 0;     // outstanding off-ring jobs
   State verifying_from_ = State::greeting;  // where a password check resumes
   bool resolving_ = false;
+  bool auth_delayed_ = false;  // a failed login's answer waits for the deadline (brute force)
 
   // handshake input; freed once relaying starts
   std::unique_ptr<char[]> hs_;

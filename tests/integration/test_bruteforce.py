@@ -1,5 +1,7 @@
-"""Issue 5: brute-force protection. Repeated failed logins from one client address lead to that
-address being refused for limits.auth_block_s, whatever it sends (SOCKS5 auth 0x01, HTTP 407),
+"""Issue 5: brute-force protection. Repeated failed logins from one client address are answered
+more and more slowly past half of limits.auth_fail_block_after (limits.auth_fail_delay_ms more
+each time), then lead to that address being refused for limits.auth_block_s, whatever it sends
+(SOCKS5 auth 0x01, HTTP 407),
 counted in /metrics; other client addresses authenticate normally; and a wrong password for an
 existing user costs about as much time as a login as a user that does not exist."""
 import statistics
@@ -20,13 +22,16 @@ THREADS = 16
 BLOCKED_SRC = "127.0.0.1"
 OTHER_SRC = "127.0.0.5"
 PROBE_SRC = "127.0.0.7"
+SLOW_SRC = "127.0.0.11"
+DELAY_MS = 100
 
 
 @pytest.fixture(scope="module")
 def _guarded(instances, servers):
     p = start_proxy(instances, {"workers": 2,
                                 "limits": {"auth_fail_block_after": BLOCK_AFTER,
-                                           "auth_fail_window_s": 60, "auth_block_s": 300}},
+                                           "auth_fail_window_s": 60, "auth_block_s": 300,
+                                           "auth_fail_delay_ms": DELAY_MS}},
                     users("victim", "other"), metrics=True)
     yield p
     stop_proxy(p)
@@ -60,6 +65,42 @@ def test_failures_below_threshold_do_not_block(guarded, servers):
         assert echo_ok(r.sock)
     finally:
         r.close()
+
+
+def _timed_wrong_login(p, i, src):
+    t0 = time.monotonic()
+    kind, got = _wrong_login(p, i, src)
+    return kind, got, time.monotonic() - t0
+
+
+def test_failures_past_half_the_limit_are_answered_later(guarded, servers):
+    p = guarded
+    half = BLOCK_AFTER // 2
+    for i in range(half):
+        kind, got = _wrong_login(p, i, SLOW_SRC)
+        assert got == (0x01 if kind == "socks5" else 407), f"wrong password {i} ({kind}): {got}"
+    # Failure half+k waits k * DELAY_MS before its answer. The worker's timers tick every
+    # 100 ms, so allow one tick early; no upper bound (a busy machine only adds).
+    took = []
+    for k in range(1, 7):
+        kind, got, dt = _timed_wrong_login(p, half + k, SLOW_SRC)
+        assert got == (0x01 if kind == "socks5" else 407), \
+            f"slowed wrong login {half + k} ({kind}): {got}"
+        took.append(dt)
+        assert dt >= (k * DELAY_MS - 100) / 1000, \
+            f"failure {half + k} was answered after {dt * 1e3:.0f} ms, want >= {k * DELAY_MS} ms"
+    print("slowed failures answered after (ms):", [round(t * 1e3) for t in took])
+    # Still not blocked (half + 6 < BLOCK_AFTER), and other addresses are not slowed: the right
+    # password from another address logs in, and so does the right one from SLOW_SRC.
+    assert half + 6 < BLOCK_AFTER
+    for src in (OTHER_SRC, SLOW_SRC):
+        r = socks5(p.socks_port, "127.0.0.1", servers.echo.port, "victim", password("victim"),
+                   src=src)
+        try:
+            assert r.auth_status == 0 and r.rep == 0, f"right password from {src}: {r}"
+            assert echo_ok(r.sock)
+        finally:
+            r.close()
 
 
 def test_many_failures_block_the_address_only(guarded, servers):
