@@ -23,6 +23,7 @@ void HealthChecker::update(const Snapshot& s) {
   std::lock_guard lock(mu_);
   interval_ms_ = std::max<uint32_t>(100, s.config.health_check.interval_ms);
   timeout_ms_ = std::max<uint32_t>(100, s.config.health_check.timeout_ms);
+  backoff_ms_ = std::max<uint32_t>(100, s.config.upstream.backoff_ms);
   target_ = s.config.health_check.target;
   std::map<std::string, Probe> next;
   for (const auto& [id, u] : s.upstreams) {
@@ -48,15 +49,15 @@ void HealthChecker::run() {
       if (!u.config.enabled) continue;
       bool up = u.health->is_up();
       if (!up && p.backoff_ms == 0) {
-        // Freshly marked down by a worker: first re-probe one second after the failure.
-        p.backoff_ms = 1000;
+        // Freshly marked down by a worker: first re-probe backoff_ms after the failure.
+        p.backoff_ms = backoff_ms_;
         p.next_ms = u.health->marked_down_ms.load() + p.backoff_ms;
       }
       if (now < p.next_ms) continue;
       std::string probed_id = id;  // `id` lives in the map, which update() may replace
       std::shared_ptr<const Upstream> keep = p.upstream;
       std::string target = target_;
-      uint32_t timeout = timeout_ms_, interval = interval_ms_;
+      uint32_t timeout = timeout_ms_, interval = interval_ms_, backoff = backoff_ms_;
       probed = true;
       lock.unlock();  // a probe blocks for up to timeout_ms
       std::string err = probe_upstream(*keep, target, timeout);
@@ -76,9 +77,9 @@ void HealthChecker::run() {
         if (keep->health->is_up()) {
           keep->health->mark_down(now);
           UP_WARN("upstream %s marked down: health check: %s", probed_id.c_str(), err.c_str());
-          q.backoff_ms = 1000;
+          q.backoff_ms = backoff;
         } else {
-          q.backoff_ms = std::min(q.backoff_ms * 2, std::max<uint32_t>(interval, 1000));
+          q.backoff_ms = std::min(q.backoff_ms * 2, std::max(interval, backoff));
         }
         q.next_ms = now + q.backoff_ms;
       }

@@ -1,7 +1,8 @@
 #pragma once
 // Health checks, on their own thread (management side): every enabled upstream is probed each
 // health_check.interval_ms; one marked down (by a probe or by a worker whose attempt failed) is
-// re-probed with exponential backoff, 1 s, 2 s, 4 s ... up to the interval, and comes back when
+// re-probed with exponential backoff from upstream.backoff_ms (1 s, 2 s, 4 s ... by default) up
+// to the interval, and comes back when
 // a probe passes. Workers only ever read the `up` flag.
 #include <condition_variable>
 #include <map>
@@ -37,6 +38,7 @@ class HealthChecker {
   std::map<std::string, Probe> probes_;  // by upstream id
   uint32_t interval_ms_ = 10000;
   uint32_t timeout_ms_ = 3000;
+  uint32_t backoff_ms_ = 1000;  // the first re-probe after a failure
   std::string target_;
   std::thread thread_;
 };
