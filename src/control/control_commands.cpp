@@ -11,6 +11,7 @@
 
 #include "config/user_fields.h"
 #include "control/atomic_file.h"
+#include "control/control_request.h"
 #include "control/management.h"
 #include "core/clock.h"
 #include "core/connection.h"
@@ -99,13 +100,11 @@ const char* type_name(UpstreamType t) { return to_string(t); }
 }  // namespace
 
 std::string Management::handle(const std::string& line) {
-  rapidjson::Document d;
-  d.Parse(line.c_str(), line.size());
-  if (d.HasParseError())
-    return refuse(std::string("invalid JSON at offset ") + std::to_string(d.GetErrorOffset()) +
-                  ": " + rapidjson::GetParseError_En(d.GetParseError()));
-  if (!d.IsObject() || !has_str(d, "cmd")) return refuse("a request is {\"cmd\": \"...\", ...}");
-  std::string cmd = d["cmd"].GetString();
+  std::string error;
+  std::optional<ControlRequest> req = parse_control_request(line, error);
+  if (!req) return refuse(error);
+  const std::string& cmd = req->cmd;
+  const Args& d = req->args;
   if (cmd == "status") return cmd_status();
   if (cmd == "reload") return cmd_reload();
   if (cmd == "stats") return cmd_stats();

@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "auth/password_verifier.h"
+#include "control/control_request.h"
 #include "core/access_log.h"
 #include "core/clock.h"
 #include "core/connection.h"
@@ -27,7 +28,6 @@
 namespace up {
 
 namespace {
-constexpr size_t max_request_bytes = 64 * 1024;
 constexpr uint64_t idle_client_ms = 30000;
 
 bool mkdirs(const std::string& dir, mode_t mode) {
@@ -281,7 +281,7 @@ void Management::serve(int fd) {
     if (clients_.find(fd) == clients_.end()) return;
   }
   if (c.in.size() > max_request_bytes) {
-    write_all(fd, "{\"ok\":false,\"error\":\"request longer than 65536 bytes\"}\n");
+    write_all(fd, "{\"ok\":false,\"error\":\"" + request_too_long_error() + "\"}\n");
     close_client(fd);
   }
 }
