@@ -4,6 +4,7 @@
 // count and, per direction, a GCRA "theoretical arrival time" that every worker advances with
 // a CAS after moving bytes. Entries live as long as the daemon (keyed by username), so
 // snapshots and connections can hold plain pointers.
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -18,13 +19,22 @@ class RateLimiter {
  public:
   static constexpr uint64_t burst_ns = 100'000'000;  // 100 ms worth of bytes
 
-  // Bytes that may go now at `bps` bits per second.
+  static constexpr uint64_t max_quantum = 64 * 1024;
+
+  // Bytes that may go now at `bps` bits per second; 0 until a worthwhile slice has built up
+  // (a quarter of the burst, at most 64 KiB), so a tunnel at its cap moves fewer, larger
+  // chunks and waits for the worker's tick in between instead of spinning on crumbs.
   uint64_t allowance(uint64_t now_ns, uint64_t bps) const {
     uint64_t tat = tat_ns_.load(std::memory_order_relaxed);
     uint64_t ahead = tat > now_ns ? tat - now_ns : 0;
     if (ahead >= burst_ns) return 0;
-    return static_cast<uint64_t>(static_cast<unsigned __int128>(burst_ns - ahead) * bps /
-                                 8'000'000'000ull);
+    uint64_t bytes = bytes_in(burst_ns - ahead, bps);
+    uint64_t quantum = std::min(max_quantum, std::max<uint64_t>(1, bytes_in(burst_ns / 4, bps)));
+    return bytes >= quantum ? bytes : 0;
+  }
+
+  static uint64_t bytes_in(uint64_t ns, uint64_t bps) {
+    return static_cast<uint64_t>(static_cast<unsigned __int128>(ns) * bps / 8'000'000'000ull);
   }
 
   void consume(uint64_t now_ns, uint64_t bytes, uint64_t bps) {
