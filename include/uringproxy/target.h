@@ -1,5 +1,7 @@
 #pragma once
 // Where a client wants to go: a literal address or a name to resolve, and a port.
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -14,6 +16,8 @@ struct Target {
   uint16_t port = 0;      // host order
 
   bool is_literal() const { return kind != Kind::domain; }
+  // A literal target's address (port 0) in `out`; returns its length.
+  socklen_t to_sockaddr(sockaddr_storage& out) const;
   // "host:port", with brackets around IPv6 ("[::1]:443"), as logged and sent upstream.
   std::string to_string() const;
 };

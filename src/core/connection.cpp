@@ -269,6 +269,23 @@ void Connection::on_timeout() {
 
 void Connection::abort(Result r) { finish(r); }
 
+void Connection::cancel_ops(uint32_t mask) {
+  for (unsigned op = first_conn_op; op < static_cast<unsigned>(Op::count); ++op) {
+    if (!(inflight_ & mask & (1u << op))) continue;
+    io_uring_sqe* s = w_.sqe();
+    io_uring_prep_cancel64(s, pack(this, static_cast<Op>(op)), 0);
+    io_uring_sqe_set_data64(s, pack(nullptr, Op::ignored));
+    s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  }
+}
+
+void Connection::cancel_resolve() {
+  if (!resolving_) return;
+  // The name being resolved: the upstream's while an upstream route is dialled, else the target's.
+  w_.dns().cancel(upstream_ ? upstream_->current()->config.address : target_.host, this);
+  resolving_ = false;
+}
+
 void Connection::release_route() {
   if (counted_active_) route_->health->active.fetch_sub(1, std::memory_order_relaxed);
   counted_active_ = false;
@@ -294,17 +311,8 @@ void Connection::finish(Result r) {
   // Cancel what is still outstanding. Pending requests hold their own file references, so the
   // fds can be closed at once; buffers they may still write into (handshake, forwarding, TLS)
   // live until the connection is freed, after the last completion.
-  for (unsigned op = first_conn_op; op < static_cast<unsigned>(Op::count); ++op) {
-    if (!(inflight_ & (1u << op))) continue;
-    io_uring_sqe* s = w_.sqe();
-    io_uring_prep_cancel64(s, pack(this, static_cast<Op>(op)), 0);
-    io_uring_sqe_set_data64(s, pack(nullptr, Op::ignored));
-    s->flags |= IOSQE_CQE_SKIP_SUCCESS;
-  }
-  if (resolving_) {
-    w_.dns().cancel(upstream_ ? upstream_->current()->config.address : target_.host, this);
-    resolving_ = false;
-  }
+  cancel_ops(~0u);
+  cancel_resolve();
   if (tls_ && !tls_->handshaking && route_)
     w_.keep_tls_session(route_->config.id, tls_->layer.session());
   close_fds(r == Result::reset);

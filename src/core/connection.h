@@ -171,6 +171,8 @@ class alignas(32) Connection final : private DnsWaiter {
   void on_dialed();  // the route is ready: reply to the client and relay
   void fail(const Failure& f);
   void close_target();
+  void cancel_ops(uint32_t mask);  // the outstanding ring operations among `mask` (bit = Op)
+  void cancel_resolve();           // a DNS lookup in flight, if any
   void release_route();  // forget the upstream (and its least_conn count)
 
   // --- TLS to the upstream (upstream/tls_io.cpp): ciphertext on the ring, plaintext above

@@ -148,4 +148,18 @@ bool parse_authority(std::string_view authority, uint16_t default_port, Target& 
   return true;
 }
 
+socklen_t Target::to_sockaddr(sockaddr_storage& out) const {
+  memset(&out, 0, sizeof out);
+  if (kind == Kind::ipv4) {
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&out);
+    v4->sin_family = AF_INET;
+    memcpy(&v4->sin_addr, ip, 4);
+    return sizeof(sockaddr_in);
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out);
+  v6->sin6_family = AF_INET6;
+  memcpy(&v6->sin6_addr, ip, 16);
+  return sizeof(sockaddr_in6);
+}
+
 }  // namespace up

@@ -185,16 +185,8 @@ Acl::Verdict Acl::check_target(const Target& t, const UserAcl* user) const {
       return Verdict::allow;  // still subject to the address stage's denies and private ranges
     return Verdict::check_addresses;
   }
-  sockaddr_storage ss{};
-  if (t.kind == Target::Kind::ipv4) {
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-    v4->sin_family = AF_INET;
-    memcpy(&v4->sin_addr, t.ip, 4);
-  } else {
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    v6->sin6_family = AF_INET6;
-    memcpy(&v6->sin6_addr, t.ip, 16);
-  }
+  sockaddr_storage ss;
+  t.to_sockaddr(ss);
   return address_allowed(reinterpret_cast<sockaddr*>(&ss), user, false) ? Verdict::allow
                                                                           : Verdict::deny;
 }

@@ -39,17 +39,7 @@ void Connection::dial() {
   set_deadline_in(w_.snapshot().config.upstream.connect_timeout_ms);
   if (target_.is_literal()) {
     ResolvedAddress a{};
-    if (target_.kind == Target::Kind::ipv4) {
-      auto* sin = reinterpret_cast<sockaddr_in*>(&a.addr);
-      sin->sin_family = AF_INET;
-      memcpy(&sin->sin_addr, target_.ip, 4);
-      a.len = sizeof(sockaddr_in);
-    } else {
-      auto* sin6 = reinterpret_cast<sockaddr_in6*>(&a.addr);
-      sin6->sin6_family = AF_INET6;
-      memcpy(&sin6->sin6_addr, target_.ip, 16);
-      a.len = sizeof(sockaddr_in6);
-    }
+    a.len = target_.to_sockaddr(a.addr);
     return on_resolved(ARES_SUCCESS, {a});
   }
   resolving_ = true;
@@ -147,10 +137,7 @@ void Connection::on_dialed() {
 
 void Connection::fail(const Failure& f) {
   if (state_ == State::closed) return;
-  if (resolving_) {
-    w_.dns().cancel(upstream_ ? upstream_->current()->config.address : target_.host, this);
-    resolving_ = false;
-  }
+  cancel_resolve();
   close_target();
   result_ = f.result;
   state_ = State::failing;
@@ -168,13 +155,7 @@ void Connection::fail(const Failure& f) {
 void Connection::close_target() {
   // Operations still in flight on the target hold their own file reference; cancel them so
   // they complete (their buffers stay alive until the connection is freed or they are done).
-  for (unsigned op = first_conn_op; op < static_cast<unsigned>(Op::count); ++op) {
-    if (!(inflight_ & target_ops_mask & (1u << op))) continue;
-    io_uring_sqe* s = w_.sqe();
-    io_uring_prep_cancel64(s, pack(this, static_cast<Op>(op)), 0);
-    io_uring_sqe_set_data64(s, pack(nullptr, Op::ignored));
-    s->flags |= IOSQE_CQE_SKIP_SUCCESS;
-  }
+  cancel_ops(target_ops_mask);
   if (tls_ && !tls_->handshaking && route_)
     w_.keep_tls_session(route_->config.id, tls_->layer.session());
   if (tfd_ >= 0) {

@@ -99,17 +99,7 @@ void Connection::dial_upstream() {
   Target where;
   if (set_host(cfg.address, where) && where.is_literal()) {
     ResolvedAddress a{};
-    if (where.kind == Target::Kind::ipv4) {
-      auto* sin = reinterpret_cast<sockaddr_in*>(&a.addr);
-      sin->sin_family = AF_INET;
-      memcpy(&sin->sin_addr, where.ip, 4);
-      a.len = sizeof(sockaddr_in);
-    } else {
-      auto* sin6 = reinterpret_cast<sockaddr_in6*>(&a.addr);
-      sin6->sin6_family = AF_INET6;
-      memcpy(&sin6->sin6_addr, where.ip, 16);
-      a.len = sizeof(sockaddr_in6);
-    }
+    a.len = where.to_sockaddr(a.addr);
     return on_resolved(ARES_SUCCESS, {a});
   }
   resolving_ = true;
@@ -270,10 +260,7 @@ void Connection::upstream_attempt_failed(const Failure& f, bool mark_down, const
     UP_WARN("upstream %s (%s:%u) marked down: %s", u->config.id.c_str(),
             u->config.address.c_str(), u->config.port, why);
   }
-  if (resolving_) {
-    w_.dns().cancel(u->config.address, this);
-    resolving_ = false;
-  }
+  cancel_resolve();
   close_target();
   upstream_failure_ = f;
   // The next attempt reuses the target operations: wait until the old ones have completed.
