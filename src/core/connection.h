@@ -203,9 +203,9 @@ class alignas(32) Connection final : private DnsWaiter {
   void buffer_on_sent(Direction& d, bool up, int res);
   void buffer_release(Direction& d);
   void buffer_reclaim(Op op, uint32_t flags);  // completions that arrive after finish()
-  // Bytes this direction may move now under the user's bandwidth cap (SIZE_MAX if none);
-  // 0 parks the direction until the next tick.
-  size_t bandwidth_allowance(bool up);
+  // Bytes this direction may move now under the user's bandwidth cap (SIZE_MAX if none), it
+  // `wants` at most that many; 0 parks the direction until the next tick.
+  size_t bandwidth_allowance(bool up, size_t wants);
   void bandwidth_consume(bool up, size_t n);
   void relay_error(int err);
   void maybe_finish_relay();

@@ -70,7 +70,7 @@ void Connection::copy_on_sent(bool to_client) {
 void Connection::copy_read(bool up) {
   uint32_t want = CopyRelay::buf_cap;
   if (bandwidth_bps_) {
-    size_t allowed = bandwidth_allowance(up);
+    size_t allowed = bandwidth_allowance(up, want);
     if (allowed == 0) {
       (up ? copy_->up_throttled : copy_->down_throttled) = true;
       return w_.wait_for_pipe(this);  // retried on the next tick

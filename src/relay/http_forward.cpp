@@ -4,6 +4,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "core/connection.h"
 #include "core/worker.h"
 
@@ -107,6 +109,7 @@ void HttpForward::on_sent(bool to_client) {
       return pump_request_body();
     case Phase::req_body:
       c.count_up(in_flight_);
+      c.bandwidth_consume(true, in_flight_);
       c.consume_handshake(in_flight_);
       in_flight_ = 0;
       return pump_request_body();
@@ -122,6 +125,7 @@ void HttpForward::on_sent(bool to_client) {
       return pump_response_body();
     case Phase::resp_body:
       c.count_down(in_flight_);
+      c.bandwidth_consume(false, in_flight_);
       memmove(obuf_.get(), obuf_.get() + in_flight_, olen_ - in_flight_);
       olen_ -= in_flight_;
       in_flight_ = 0;
@@ -140,8 +144,10 @@ void HttpForward::pump_request_body() {
       return c.submit_recv_target(obuf_.get(), obuf_cap);
     }
     if (c.hs_len_ == 0) return c.submit_recv_client();
+    size_t avail = body_allowance(true, c.hs_len_);
+    if (avail == 0) return;
     size_t used = 0;
-    if (req_body_.feed({c.hs_.get(), c.hs_len_}, used) == http::Parse::error)
+    if (req_body_.feed({c.hs_.get(), avail}, used) == http::Parse::error)
       return reject(400);
     if (used == 0) continue;  // body complete at this boundary
     in_flight_ = static_cast<uint32_t>(used);
@@ -224,13 +230,32 @@ void HttpForward::pump_response_body() {
   for (;;) {
     if (resp_body_.done()) return response_done();
     if (olen_ == 0) return c.submit_recv_target(obuf_.get(), obuf_cap);
+    size_t avail = body_allowance(false, olen_);
+    if (avail == 0) return;
     size_t used = 0;
-    if (resp_body_.feed({obuf_.get(), olen_}, used) == http::Parse::error)
+    if (resp_body_.feed({obuf_.get(), avail}, used) == http::Parse::error)
       return c.finish(Result::upstream_error);
     if (used == 0) continue;
     in_flight_ = static_cast<uint32_t>(used);
     return c.submit_send_client(obuf_.get(), in_flight_);
   }
+}
+
+size_t HttpForward::body_allowance(bool up, size_t have) {
+  size_t allowed = c.bandwidth_allowance(up, have);
+  if (allowed == 0) {
+    throttled_ = true;
+    c.w_.wait_for_pipe(&c);
+    return 0;
+  }
+  return std::min(have, allowed);
+}
+
+void HttpForward::retry() {
+  if (!throttled_) return;
+  throttled_ = false;
+  if (phase_ == Phase::req_body) return pump_request_body();
+  if (phase_ == Phase::resp_body) return pump_response_body();
 }
 
 void HttpForward::response_done() {

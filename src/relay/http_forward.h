@@ -24,6 +24,7 @@ struct HttpForward {
   void on_client_recv(int res);
   void on_target_recv(int res);
   void on_sent(bool to_client);
+  void retry();  // the user's bandwidth cap has room again
 
  private:
   enum class Phase : uint8_t {
@@ -42,6 +43,9 @@ struct HttpForward {
   void pump_response_body();
   void response_done();
   void reject(int status);
+  // How many body bytes may go on now under the user's bandwidth cap (`have` if uncapped);
+  // 0 parks the body until the worker's next tick (retry()).
+  size_t body_allowance(bool up, size_t have);
 
   Connection& c;
   Phase phase_ = Phase::head;
@@ -58,6 +62,7 @@ struct HttpForward {
   bool interim_ = false;           // a 1xx response is on its way to the client
   bool resp_until_close_ = false;  // response body ends when the origin closes
   bool origin_keep_ = true;        // the origin connection may serve the next request
+  bool throttled_ = false;         // a body waits for the bandwidth cap
   uint32_t in_flight_ = 0;    // bytes of a body chunk being sent
   std::unique_ptr<char[]> obuf_;  // origin input
   uint32_t olen_ = 0;

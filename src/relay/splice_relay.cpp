@@ -19,6 +19,7 @@
 #include "core/clock.h"
 #include "core/worker.h"
 #include "relay/copy_relay.h"
+#include "relay/http_forward.h"
 #include "upstream/upstream_session.h"
 
 namespace up {
@@ -67,6 +68,7 @@ void Connection::relay_error(int err) {
 
 void Connection::retry_pipe() {
   if (copy_) return copy_retry();
+  if (fwd_) return fwd_->retry();
   if (up_.wants_pipe || up_.throttled) {
     up_.wants_pipe = up_.throttled = false;
     pump(up_, true);
@@ -78,10 +80,10 @@ void Connection::retry_pipe() {
   }
 }
 
-size_t Connection::bandwidth_allowance(bool up) {
+size_t Connection::bandwidth_allowance(bool up, size_t wants) {
   if (!bandwidth_bps_) return SIZE_MAX;
   RateLimiter& r = up ? limits_->up : limits_->down;
-  return r.allowance(monotonic_us() * 1000, bandwidth_bps_);
+  return r.allowance(monotonic_us() * 1000, bandwidth_bps_, wants);
 }
 
 void Connection::bandwidth_consume(bool up, size_t n) {
@@ -128,7 +130,7 @@ void Connection::pump(Direction& d, bool up) {
     if (bandwidth_bps_) {
       // The user's cap holds across all their tunnels and workers; at it, this direction
       // waits for the next tick. Below it, bytes still never leave the kernel.
-      size_t allowed = bandwidth_allowance(up);
+      size_t allowed = bandwidth_allowance(up, want);
       if (allowed == 0) {
         w_.pipes().release(d.pipe);
         d.pipe = nullptr;

@@ -22,15 +22,16 @@ class RateLimiter {
   static constexpr uint64_t max_quantum = 64 * 1024;
 
   // Bytes that may go now at `bps` bits per second; 0 until a worthwhile slice has built up
-  // (a quarter of the burst, at most 64 KiB), so a tunnel at its cap moves fewer, larger
-  // chunks and waits for the worker's tick in between instead of spinning on crumbs.
-  uint64_t allowance(uint64_t now_ns, uint64_t bps) const {
+  // (a quarter of the burst, at most 64 KiB, or all the caller `wants`), so a tunnel at its
+  // cap moves fewer, larger chunks and waits for the worker's tick in between instead of
+  // spinning on crumbs.
+  uint64_t allowance(uint64_t now_ns, uint64_t bps, uint64_t wants = UINT64_MAX) const {
     uint64_t tat = tat_ns_.load(std::memory_order_relaxed);
     uint64_t ahead = tat > now_ns ? tat - now_ns : 0;
     if (ahead >= burst_ns) return 0;
     uint64_t bytes = bytes_in(burst_ns - ahead, bps);
     uint64_t quantum = std::min(max_quantum, std::max<uint64_t>(1, bytes_in(burst_ns / 4, bps)));
-    return bytes >= quantum ? bytes : 0;
+    return bytes >= std::min(quantum, wants) ? bytes : 0;
   }
 
   static uint64_t bytes_in(uint64_t ns, uint64_t bps) {

@@ -13,7 +13,8 @@ from limits_helpers import (SinkServer, SourceServer, check_after_test, download
                             echo_ok, linger0, hostport, http_connect_as, http_get_as, password,
                             proxy_fixture, socks5, start_proxy, stop_proxy, upload_for, users,
                             wait_until, watched)
-from clients import connect, stream_end
+from clients import HttpConn, connect, http_request, stream_end
+from servers import _TcpServer
 
 pytestmark = pytest.mark.uringproxy_only
 
@@ -287,6 +288,70 @@ def test_bandwidth_cap_holds_across_tunnels_and_protocols(bw_own, flows):
     print(msg)
     assert LO <= total_slow <= HI, f"the cap is not per user across tunnels: {msg}"
     assert r_fast > 5 * total_slow, f"the uncapped user was slowed down: {msg}"
+
+
+class _BodyOrigin(_TcpServer):
+    """A plain-HTTP origin: GET /N answers N bytes (Content-Length); POST answers how many body
+    bytes it read. Keep-alive, one request at a time."""
+
+    def handle(self, c):
+        c.settimeout(60)
+        f = c.makefile("rb")
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            method, target = line.split()[:2]
+            length = 0
+            while (h := f.readline()) not in (b"\r\n", b""):
+                k, _, v = h.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    length = int(v)
+            if method == b"GET":
+                body = b"\x5a" * int(target.rsplit(b"/", 1)[1])
+            else:
+                got = 0
+                while got < length:
+                    got += len(f.read(min(262144, length - got)))
+                body = str(got).encode()
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def _forward(p, origin, user, method, n):
+    """One forwarded request of `n` body bytes; returns (response body, seconds)."""
+    url = f"http://127.0.0.1:{origin.port}/{n if method == 'GET' else 0}"
+    c = HttpConn(p.http_port, timeout=60)
+    try:
+        t0 = time.monotonic()
+        c.send(http_request(method, url, host_header=f"127.0.0.1:{origin.port}",
+                            body=b"\xa5" * n if method == "POST" else None,
+                            auth=(user, password(user))))
+        r = c.read_response()
+        took = time.monotonic() - t0
+    finally:
+        c.close()
+    assert r.status == 200, f"{user} {method}: {r.status}"
+    return r.body, took
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_bandwidth_cap_holds_for_forwarded_http(bw_own, method):
+    """Plain-HTTP forwarding (absolute URI) is capped like a tunnel: bodies both ways."""
+    p = bw_own
+    origin = _BodyOrigin()
+    n = int(4 * CAP_BYTES)  # about 4 s for the capped user
+    try:
+        body_slow, t_slow = _forward(p, origin, "slow", method, n)
+        body_fast, t_fast = _forward(p, origin, "fast", method, n)
+    finally:
+        origin.close()
+    want = b"\x5a" * n if method == "GET" else str(n).encode()
+    assert body_slow == want and body_fast == want, f"{method}: body changed on the way"
+    r_slow, r_fast = n / t_slow, n / t_fast
+    msg = f"{method} capped {r_slow / 1e6:.2f} MB/s, uncapped {r_fast / 1e6:.2f} MB/s"
+    print(msg)
+    assert LO <= r_slow <= HI, f"forwarded HTTP escapes the 1 MB/s cap: {msg}"
+    assert r_fast > 5 * r_slow, f"the uncapped user was slowed down: {msg}"
 
 
 @pytest.mark.parametrize("which", ["own", "default"])
