@@ -76,10 +76,7 @@ void Connection::on_authenticated() {
   static const uint8_t ok[2] = {0x01, 0x00};
   reply_client(ok, 2);
   state_ = State::request;
-  if (hs_len_ > 0)
-    on_client_data();
-  else
-    submit_recv_client();
+  next_handshake_message();
 }
 
 AuthGuard::Address Connection::client_key() const {

@@ -142,6 +142,8 @@ class alignas(32) Connection final : private DnsWaiter {
 
   // --- handshake (core/socks5_session.cpp, core/http_session.cpp)
   void on_client_data();
+  void read_more_handshake();     // the message is incomplete: read on, within the buffer
+  void next_handshake_message();  // parse what the client pipelined, or read
   void socks5_greeting();
   void socks5_userpass();
   void socks5_request();

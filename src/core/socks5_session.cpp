@@ -32,13 +32,22 @@ void Connection::on_client_data() {
   }
 }
 
+void Connection::read_more_handshake() {
+  if (hs_len_ == hs_cap_) return finish(Result::bad_request);  // no valid message is that long
+  submit_recv_client();
+}
+
+void Connection::next_handshake_message() {
+  if (hs_len_ > 0) return on_client_data();  // pipelined behind the last one
+  submit_recv_client();
+}
+
 void Connection::socks5_greeting() {
   socks5::Greeting g;
   size_t used = 0;
   switch (socks5::parse_greeting(bytes(hs_.get(), hs_len_), g, used)) {
     case socks5::Parse::need_more:
-      if (hs_len_ == hs_cap_) return finish(Result::bad_request);
-      return submit_recv_client();
+      return read_more_handshake();
     case socks5::Parse::error:
       return finish(Result::bad_request);
     case socks5::Parse::done:
@@ -59,10 +68,7 @@ void Connection::socks5_greeting() {
     return;
   }
   state_ = method == socks5::method_userpass ? State::userpass : State::request;
-  if (hs_len_ > 0)
-    on_client_data();
-  else
-    submit_recv_client();
+  next_handshake_message();
 }
 
 void Connection::socks5_userpass() {
@@ -70,8 +76,7 @@ void Connection::socks5_userpass() {
   size_t used = 0;
   switch (socks5::parse_userpass(bytes(hs_.get(), hs_len_), cred, used)) {
     case socks5::Parse::need_more:
-      if (hs_len_ == hs_cap_) return finish(Result::bad_request);
-      return submit_recv_client();
+      return read_more_handshake();
     case socks5::Parse::error:
       return finish(Result::bad_request);
     case socks5::Parse::done:
@@ -89,8 +94,7 @@ void Connection::socks5_request() {
   size_t used = 0;
   switch (socks5::parse_request(bytes(hs_.get(), hs_len_), req, used, reply)) {
     case socks5::Parse::need_more:
-      if (hs_len_ == hs_cap_) return finish(Result::bad_request);
-      return submit_recv_client();
+      return read_more_handshake();
     case socks5::Parse::error: {
       Result r = reply == socks5::Reply::general_failure ? Result::bad_request
                                                          : Result::unsupported;
