@@ -53,18 +53,23 @@ def _wrong_login(p, i, src):
     return ("http", st if st is not None else "closed")
 
 
+def _right_login(p, servers, src, what):
+    """The right password from `src` logs in over SOCKS5 and the tunnel echoes."""
+    r = socks5(p.socks_port, "127.0.0.1", servers.echo.port, "victim", password("victim"),
+               src=src)
+    try:
+        assert r.auth_status == 0 and r.rep == 0, f"{what}: {r}"
+        assert echo_ok(r.sock)
+    finally:
+        r.close()
+
+
 def test_failures_below_threshold_do_not_block(guarded, servers):
     p = guarded
     for i in range(10):
         kind, got = _wrong_login(p, i, PROBE_SRC)
         assert got == (0x01 if kind == "socks5" else 407), f"wrong password {i} ({kind}): {got}"
-    r = socks5(p.socks_port, "127.0.0.1", servers.echo.port, "victim", password("victim"),
-               src=PROBE_SRC)
-    try:
-        assert r.auth_status == 0 and r.rep == 0, f"10 failures (< {BLOCK_AFTER}) blocked: {r}"
-        assert echo_ok(r.sock)
-    finally:
-        r.close()
+    _right_login(p, servers, PROBE_SRC, f"10 failures (< {BLOCK_AFTER}) blocked")
 
 
 def _timed_wrong_login(p, i, src):
@@ -94,13 +99,7 @@ def test_failures_past_half_the_limit_are_answered_later(guarded, servers):
     # password from another address logs in, and so does the right one from SLOW_SRC.
     assert half + 6 < BLOCK_AFTER
     for src in (OTHER_SRC, SLOW_SRC):
-        r = socks5(p.socks_port, "127.0.0.1", servers.echo.port, "victim", password("victim"),
-                   src=src)
-        try:
-            assert r.auth_status == 0 and r.rep == 0, f"right password from {src}: {r}"
-            assert echo_ok(r.sock)
-        finally:
-            r.close()
+        _right_login(p, servers, src, f"right password from {src}")
 
 
 def test_many_failures_block_the_address_only(guarded, servers):
@@ -135,13 +134,7 @@ def test_many_failures_block_the_address_only(guarded, servers):
     assert st == 407, f"blocked address, another user's right password over HTTP: {st}"
 
     # Another client address is not affected.
-    r = socks5(p.socks_port, "127.0.0.1", servers.echo.port, "victim", password("victim"),
-               src=OTHER_SRC)
-    try:
-        assert r.auth_status == 0 and r.rep == 0, f"{OTHER_SRC} refused too: {r}"
-        assert echo_ok(r.sock)
-    finally:
-        r.close()
+    _right_login(p, servers, OTHER_SRC, f"{OTHER_SRC} refused too")
     c, st = http_connect_as(p.http_port, "127.0.0.1", servers.echo.port, "victim",
                             password("victim"), src=OTHER_SRC)
     try:
