@@ -92,6 +92,7 @@ struct Direction {
   int32_t buf = -1;       // the provided buffer held (read, not yet all sent), or -1
   uint32_t buf_len = 0;   // bytes read into it
   uint32_t buf_sent = 0;  // bytes of it sent so far
+  uint32_t buf_asked = 0;  // bytes the recv asked for (less than a buffer under a bandwidth cap)
   // splice path
   Pipe* pipe = nullptr;
   uint32_t in_pipe = 0;  // bytes sitting in the pipe
@@ -199,7 +200,7 @@ class alignas(32) Connection final : private DnsWaiter {
   void relay_in(Direction& d, bool up);
   void pump(Direction& d, bool up);  // splice path (relay/splice_relay.cpp)
   // small-message path (relay/buffer_relay.cpp)
-  void buffer_recv(bool up);
+  void buffer_recv(Direction& d, bool up);
   void buffer_send(Direction& d, bool up);
   void buffer_on_recv(Direction& d, bool up, int res, uint32_t flags);
   void buffer_on_sent(Direction& d, bool up, int res);

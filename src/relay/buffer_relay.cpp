@@ -1,22 +1,34 @@
 // The small-message path of a plain tunnel: recv into a provided buffer, send it on, recv
 // again; all of it on the ring, so a request/response exchange costs no syscall of its own
 // (readiness poll plus two splice(2) calls through a pipe cost three). A read that fills its
-// buffer means bulk, and that direction moves to splice (relay/splice_relay.cpp) for good;
-// so does one that finds the worker's buffers all in use (ENOBUFS).
+// buffer (or all that a bandwidth cap allowed) means bulk, and that direction moves to splice
+// (relay/splice_relay.cpp) for good; so does one that finds the worker's buffers all in use
+// (ENOBUFS).
 //
 // A buffer is held from the recv that fills it until the send that empties it completes;
 // an idle tunnel holds none. After finish(), completions still give their buffers back.
 #include <errno.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+
 #include "core/connection.h"
 #include "core/worker.h"
 
 namespace up {
 
-void Connection::buffer_recv(bool up) {
+void Connection::buffer_recv(Direction& d, bool up) {
+  d.buf_asked = w_.buffers()->buffer_size();
+  if (bandwidth_bps_) {
+    size_t allowed = bandwidth_allowance(up, d.buf_asked);
+    if (allowed == 0) {  // at the cap: wait for the next tick (retry_pipe)
+      d.throttled = true;
+      return w_.wait_for_pipe(this);
+    }
+    d.buf_asked = static_cast<uint32_t>(std::min<size_t>(d.buf_asked, allowed));
+  }
   io_uring_sqe* s = w_.sqe();
-  io_uring_prep_recv(s, up ? cfd_ : tfd_, nullptr, w_.buffers()->buffer_size(), 0);
+  io_uring_prep_recv(s, up ? cfd_ : tfd_, nullptr, d.buf_asked, 0);
   s->flags |= IOSQE_BUFFER_SELECT;
   s->buf_group = BufferRing::group;
   Op op = up ? Op::up_in : Op::down_in;
@@ -47,8 +59,8 @@ void Connection::buffer_on_recv(Direction& d, bool up, int res, uint32_t flags) 
   d.buf = static_cast<int32_t>(flags >> IORING_CQE_BUFFER_SHIFT);
   d.buf_len = static_cast<uint32_t>(res);
   d.buf_sent = 0;
-  d.bulk = d.buf_len == w_.buffers()->buffer_size() &&
-           w_.runtime().relay != Runtime::Relay::buffers;
+  d.bulk = d.buf_len == d.buf_asked && w_.runtime().relay != Runtime::Relay::buffers;
+  bandwidth_consume(up, d.buf_len);
   set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
   buffer_send(d, up);
 }
@@ -66,7 +78,7 @@ void Connection::buffer_on_sent(Direction& d, bool up, int res) {
     d.spliced = true;
     return pump(d, up);
   }
-  buffer_recv(up);
+  buffer_recv(d, up);
 }
 
 void Connection::buffer_release(Direction& d) {

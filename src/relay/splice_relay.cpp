@@ -33,8 +33,7 @@ void Connection::start_relay() {
   // TLS bytes have to pass through user space.
   if (tls_) return start_copy_relay();
   state_ = State::relaying;
-  // A user with a bandwidth cap splices from the start: its reads are sized by the cap.
-  bool spliced = !w_.buffers() || bandwidth_bps_ || w_.runtime().relay == Runtime::Relay::splice;
+  bool spliced = !w_.buffers() || w_.runtime().relay == Runtime::Relay::splice;
   up_.spliced = down_.spliced = spliced;
   set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
   if (hs_len_ > 0) {
@@ -58,7 +57,7 @@ void Connection::start_relay() {
 
 void Connection::relay_in(Direction& d, bool up) {
   if (d.spliced) return pump(d, up);
-  buffer_recv(up);
+  buffer_recv(d, up);
 }
 
 void Connection::relay_error(int err) {
@@ -71,12 +70,12 @@ void Connection::retry_pipe() {
   if (fwd_) return fwd_->retry();
   if (up_.wants_pipe || up_.throttled) {
     up_.wants_pipe = up_.throttled = false;
-    pump(up_, true);
+    relay_in(up_, true);
   }
   if (state_ == State::closed) return;
   if (down_.wants_pipe || down_.throttled) {
     down_.wants_pipe = down_.throttled = false;
-    pump(down_, false);
+    relay_in(down_, false);
   }
 }
 
