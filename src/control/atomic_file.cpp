@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <libgen.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -11,14 +12,39 @@
 
 namespace up {
 
-bool write_file_atomic(const std::string& path, const std::string& content, mode_t new_mode,
-                       std::string& err) {
+namespace {
+constexpr const char* temp_suffix = ".tmp.XXXXXX";  // mkstemp's template
+
+std::string dir_of(const std::string& path) {
   std::vector<char> buf(path.begin(), path.end());
   buf.push_back('\0');
-  std::string dir = dirname(buf.data());
+  return dirname(buf.data());
+}
+}  // namespace
+
+size_t remove_stale_temporaries(const std::string& path) {
+  if (path.empty()) return 0;
+  std::string dir = dir_of(path);
+  std::string prefix = path.substr(path.find_last_of('/') + 1) + ".tmp.";
+  const size_t want_len = prefix.size() + 6;  // mkstemp fills in six characters
+  DIR* d = opendir(dir.c_str());
+  if (!d) return 0;
+  size_t removed = 0;
+  while (dirent* e = readdir(d)) {
+    std::string_view name = e->d_name;
+    if (name.size() != want_len || name.substr(0, prefix.size()) != prefix) continue;
+    if (unlinkat(dirfd(d), e->d_name, 0) == 0) ++removed;
+  }
+  closedir(d);
+  return removed;
+}
+
+bool write_file_atomic(const std::string& path, const std::string& content, mode_t new_mode,
+                       std::string& err) {
+  std::string dir = dir_of(path);
   struct stat st;
   bool existed = stat(path.c_str(), &st) == 0;
-  std::string tmp = path + ".tmp.XXXXXX";
+  std::string tmp = path + temp_suffix;
   int fd = mkstemp(tmp.data());
   if (fd < 0) {
     err = "cannot create a temporary file next to " + path + ": " + strerror(errno);

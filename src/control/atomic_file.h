@@ -11,4 +11,8 @@ namespace up {
 bool write_file_atomic(const std::string& path, const std::string& content, mode_t new_mode,
                        std::string& err);
 
+// Deletes the temporary files a crash in the middle of write_file_atomic(path) left behind
+// (they hold a full or partial copy of the file, secrets included); returns how many.
+size_t remove_stale_temporaries(const std::string& path);
+
 }  // namespace up

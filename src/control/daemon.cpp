@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/ring.h"
 #include "core/worker.h"
+#include "control/atomic_file.h"
 #include "control/management.h"
 #include "route/health_checker.h"
 #include "route/snapshot_store.h"
@@ -153,6 +154,11 @@ int run_daemon(const DaemonOptions& opts) {
   unsigned nworkers = opts.workers >= 0 ? static_cast<unsigned>(opts.workers)
                                         : set.config.workers;
   if (nworkers == 0) nworkers = static_cast<unsigned>(cpus.size());
+
+  // Edits interrupted by a crash (kill -9, power loss) leave their temporary copies behind.
+  for (const std::string& f : {set.config.users_file, set.config.proxies_file})
+    if (size_t n = remove_stale_temporaries(f))
+      UP_INFO("removed %zu temporary file(s) an interrupted edit of %s left", n, f.c_str());
 
   AccessLog access_log;
   std::string err;
