@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <set>
 
-#include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
