@@ -38,8 +38,8 @@ void Connection::buffer_recv(Direction& d, bool up) {
 
 void Connection::buffer_send(Direction& d, bool up) {
   io_uring_sqe* s = w_.sqe();
-  io_uring_prep_send(s, up ? tfd_ : cfd_, w_.buffers()->data(static_cast<uint16_t>(d.buf)) + d.buf_sent,
-                     d.buf_len - d.buf_sent, MSG_NOSIGNAL);
+  const char* data = w_.buffers()->data(static_cast<uint16_t>(d.buf)) + d.buf_sent;
+  io_uring_prep_send(s, up ? tfd_ : cfd_, data, d.buf_len - d.buf_sent, MSG_NOSIGNAL);
   Op op = up ? Op::up_out : Op::down_out;
   io_uring_sqe_set_data64(s, pack(this, op));
   mark(op);

@@ -1,7 +1,7 @@
 // The zero-copy relay: socket -> pipe -> socket with splice(2), driven by readiness polls on
 // the worker's ring. Directions start on the small-message path (relay/buffer_relay.cpp) and
-// come here once their bytes turn out to be bulk. Each direction takes a pipe from the worker's pool only while bytes are in
-// it, so idle tunnels hold none. One side's EOF shuts the other side's write half; the tunnel
+// come here once their bytes turn out to be bulk. Each direction takes a pipe from the
+// worker's pool only while bytes are in it, so idle tunnels hold none. One side's EOF shuts the other side's write half; the tunnel
 // ends when both directions are done (RFC 9293 half-close), or at once on an error (reset is
 // passed on as a reset).
 //
