@@ -173,6 +173,7 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
         return buffer_on_sent(d, up, res);
       }
       if (res < 0) return relay_error(-res);
+      if (op == Op::up_out || op == Op::down_out) return on_dst_writable(d, up, res);
       return pump(d, up);
     }
     default:

@@ -96,6 +96,10 @@ struct Direction {
   // splice path
   Pipe* pipe = nullptr;
   uint32_t in_pipe = 0;  // bytes sitting in the pipe
+  // dst's peer half-closed: writability is awaited by sending the pipe's first bytes (below)
+  std::unique_ptr<char[]> nudge;
+  uint32_t nudge_len = 0;   // bytes taken out of the pipe into `nudge`
+  uint32_t nudge_sent = 0;  // of them, sent (a send of them is in flight while < nudge_len)
   bool eof = false;      // src said EOF
   bool done = false;     // EOF forwarded (dst shut down for writing)
   bool wants_pipe = false;
@@ -199,6 +203,8 @@ class alignas(32) Connection final : private DnsWaiter {
   // The next read of a direction, on whichever path it is on.
   void relay_in(Direction& d, bool up);
   void pump(Direction& d, bool up);  // splice path (relay/splice_relay.cpp)
+  void on_dst_writable(Direction& d, bool up, int res);  // a POLLOUT wait (or nudge) is done
+  void nudge_send(Direction& d, bool up);
   // small-message path (relay/buffer_relay.cpp)
   void buffer_recv(Direction& d, bool up);
   void buffer_send(Direction& d, bool up);

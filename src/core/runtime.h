@@ -36,7 +36,7 @@ struct Runtime {
   Relay relay = Relay::adaptive;
   // Provided buffers per worker for the small-message path (a power of two);
   // URINGPROXY_RELAY_BUFFERS lowers it so tests can run the pool dry.
-  unsigned relay_buffers = 256;
+  unsigned relay_buffers = 128;
   std::atomic<bool> stopping{false};
   uint64_t stop_deadline_ms = 0;  // set before stopping becomes true
   std::vector<std::unique_ptr<Worker>> workers;

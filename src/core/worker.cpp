@@ -26,7 +26,8 @@ constexpr size_t idle_pipes_kept = 64;
 constexpr int pipe_bytes = 1 << 20;  // fewer splice calls per GB; pages are only held in flight
 // Provided buffers for small relay reads (Runtime::relay_buffers of them). A read that fills
 // one means bulk: that direction moves to splice, so a buffer is held only for a message in
-// flight; 256 x 16 KiB = 4 MiB of address space per worker, resident as used.
+// flight (sends mostly complete at once), so the pool is small: 128 x 16 KiB = 2 MiB per worker,
+// resident once the ring has cycled through it.
 constexpr uint32_t relay_buffer_bytes = 16 * 1024;
 }  // namespace
 

@@ -46,6 +46,8 @@ void Connection::buffer_send(Direction& d, bool up) {
 }
 
 void Connection::buffer_on_recv(Direction& d, bool up, int res, uint32_t flags) {
+  if (res <= 0 && (flags & IORING_CQE_F_BUFFER))  // a buffer with no bytes: give it back
+    w_.buffers()->put(static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
   if (res == -ENOBUFS) {  // every buffer of this worker is in flight: splice needs none
     d.spliced = true;
     return pump(d, up);

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -161,6 +162,41 @@ void Connection::pump(Direction& d, bool up) {
     d.pipe = nullptr;
   }
   submit_poll(in, src, POLLIN);
+}
+
+// io_uring reports EPOLLRDHUP whatever a poll asked for. Once dst's peer has half-closed (an
+// HTTP/1.0-style client that shut its side after the request, say), a POLLOUT wait completes
+// at once even while dst is full, and polling again would spin. There, the pipe's first bytes
+// are read out and sent with IORING_OP_SEND, whose own wait copes with a half-closed peer;
+// when that send is done, dst has room and splicing resumes. Order is kept: the rest of the
+// pipe goes only after them.
+void Connection::on_dst_writable(Direction& d, bool up, int res) {
+  if (d.nudge_sent < d.nudge_len) {  // a nudge send completed; res is bytes sent
+    if (res == 0) return relay_error(EIO);
+    d.nudge_sent += static_cast<uint32_t>(res);
+    up ? count_up(static_cast<uint64_t>(res)) : count_down(static_cast<uint64_t>(res));
+    if (d.nudge_sent < d.nudge_len) return nudge_send(d, up);
+    d.nudge_len = d.nudge_sent = 0;
+    return pump(d, up);
+  }
+  if (res & (POLLOUT | POLLERR | POLLHUP) || d.in_pipe == 0) return pump(d, up);
+  constexpr uint32_t nudge_cap = 4096;
+  if (!d.nudge) d.nudge = std::make_unique<char[]>(nudge_cap);
+  ssize_t n = read(d.pipe->rd, d.nudge.get(), std::min(d.in_pipe, nudge_cap));
+  if (n <= 0) return relay_error(n < 0 ? errno : EIO);
+  d.in_pipe -= static_cast<uint32_t>(n);
+  d.nudge_len = static_cast<uint32_t>(n);
+  d.nudge_sent = 0;
+  nudge_send(d, up);
+}
+
+void Connection::nudge_send(Direction& d, bool up) {
+  io_uring_sqe* s = w_.sqe();
+  io_uring_prep_send(s, up ? tfd_ : cfd_, d.nudge.get() + d.nudge_sent, d.nudge_len - d.nudge_sent,
+                     MSG_NOSIGNAL);
+  Op op = up ? Op::up_out : Op::down_out;
+  io_uring_sqe_set_data64(s, pack(this, op));
+  mark(op);
 }
 
 void Connection::maybe_finish_relay() {
