@@ -563,6 +563,48 @@ def check_streams(got, streams, sent, what):
             f"(all sent: {sent})")
 
 
+def exhaust_pool(r, tgt, start, upload):
+    """N_TUNNELS tunnels whose receiving end does not read: the writers fill until the pool is
+    held, then the receivers read every byte, both sides shut down and the access log counts
+    what was sent. upload: clients write to targets; else targets write to clients."""
+    if upload:
+        pairs = [pair(r.p, tgt, c_sndbuf=WRITER_SNDBUF) for _ in range(N_TUNNELS)]
+    else:
+        pairs = [pair(r.p, tgt, c_rcvbuf=4096, t_sndbuf=WRITER_SNDBUF, c_mss=SMALL_MSS)
+                 for _ in range(N_TUNNELS)]
+    clients = [c for c, _ in pairs]
+    targets = [t for _, t in pairs]
+    what = "upload" if upload else "download"
+    try:
+        ports = [client_port(c) for c in clients]
+        r.wait_ops({OP_RECV: 2 * N_TUNNELS}, f"{what}: every direction of every tunnel on buffers")
+        streams = [stream((1000 if upload else 2000) + i, FILL_CAP) for i in range(N_TUNNELS)]
+        if upload:
+            writers, readers = clients, targets
+            watch = [(r.p.socks_port, port) for port in ports]
+        else:
+            writers, readers = targets, clients
+            watch = [(t.getpeername()[1], tgt.port) for t in targets]
+        sent = fill_until_held(r, writers, watch, streams, what)
+        for w in writers:
+            w.shutdown(socket.SHUT_WR)
+        check_streams(read_all_to_eof(readers), streams, sent, what)
+        r.wait_ops(idle_directions(N_TUNNELS), f"{what}s done, the ways back waiting")
+        for x in readers:
+            x.shutdown(socket.SHUT_WR)
+        for w in writers:
+            assert cl.recv_all(w) == b"", f"bytes on the way back of a {what}"
+        for i, port in enumerate(ports):
+            line = log_for(r.p, port, start)
+            want = ("ok", sent[i], 0) if upload else ("ok", 0, sent[i])
+            assert log_summary(line) == want, line
+        r.wait_ops({}, f"{what} tunnels closed: nothing left on the ring")
+    finally:
+        for c, t in pairs:
+            c.close()
+            t.close()
+
+
 @pytest.mark.parametrize("mode", ["buffers", "adaptive"])
 def test_pool_exhaustion_moves_to_splice(relay, servers, mode):
     """Two buffers, six tunnels whose receiver does not read: two tunnels end up holding the
@@ -576,61 +618,8 @@ def test_pool_exhaustion_moves_to_splice(relay, servers, mode):
     tgt = Target(rcvbuf=4096, mss=SMALL_MSS)
     pairs = []
     try:
-        # upload: the targets do not read
-        for _ in range(N_TUNNELS):
-            pairs.append(pair(r.p, tgt, c_sndbuf=WRITER_SNDBUF))
-        clients = [c for c, _ in pairs]
-        targets = [t for _, t in pairs]
-        ports = [client_port(c) for c in clients]
-        r.wait_ops({OP_RECV: 2 * N_TUNNELS}, "every direction of every tunnel on buffers")
-        up = [stream(1000 + i, FILL_CAP) for i in range(N_TUNNELS)]
-        sent = fill_until_held(r, clients, [(r.p.socks_port, port) for port in ports], up,
-                               "upload")
-        for c in clients:
-            c.shutdown(socket.SHUT_WR)
-        check_streams(read_all_to_eof(targets), up, sent, "upload")
-        r.wait_ops(idle_directions(N_TUNNELS), "uploads done, the ways back waiting")
-        for t in targets:
-            t.shutdown(socket.SHUT_WR)
-        for c in clients:
-            assert cl.recv_all(c) == b"", "bytes on the way back of an upload"
-        for i, port in enumerate(ports):
-            line = log_for(r.p, port, start)
-            assert log_summary(line) == ("ok", sent[i], 0), line
-        r.wait_ops({}, "upload tunnels closed: nothing left on the ring")
-        for c, t in pairs:
-            c.close()
-            t.close()
-        del up
-
-        # download: the clients do not read (small receive buffers)
-        pairs = []
-        for _ in range(N_TUNNELS):
-            pairs.append(pair(r.p, tgt, c_rcvbuf=4096, t_sndbuf=WRITER_SNDBUF, c_mss=SMALL_MSS))
-        clients = [c for c, _ in pairs]
-        targets = [t for _, t in pairs]
-        ports = [client_port(c) for c in clients]
-        r.wait_ops({OP_RECV: 2 * N_TUNNELS}, "every direction of every new tunnel on buffers")
-        down = [stream(2000 + i, FILL_CAP) for i in range(N_TUNNELS)]
-        sent = fill_until_held(r, targets, [(t.getpeername()[1], tgt.port) for t in targets],
-                               down, "download")
-        for t in targets:
-            t.shutdown(socket.SHUT_WR)
-        check_streams(read_all_to_eof(clients), down, sent, "download")
-        r.wait_ops(idle_directions(N_TUNNELS), "downloads done, the ways up waiting")
-        for c in clients:
-            c.shutdown(socket.SHUT_WR)
-        for t in targets:
-            assert cl.recv_all(t) == b"", "bytes on the way up of a download"
-        for i, port in enumerate(ports):
-            line = log_for(r.p, port, start)
-            assert log_summary(line) == ("ok", 0, sent[i]), line
-        r.wait_ops({}, "download tunnels closed: nothing left on the ring")
-        del down
-        for c, t in pairs:
-            c.close()
-            t.close()
-        pairs = []
+        exhaust_pool(r, tgt, start, upload=True)    # the targets do not read
+        exhaust_pool(r, tgt, start, upload=False)   # the clients do not read (small buffers)
 
         # Both buffers came back: two new tunnels can hold one each, at once.
         pairs = hold(r, tgt, 2)

@@ -10,22 +10,13 @@
 
 #include "control/control_request.h"
 
+#include "../../control_request_legacy.h"
 #include "../proto/fuzz_assert.h"
 
 namespace {
 
-const char kShape[] = "a request is {\"cmd\": \"...\", ...}";
-
-// The old Management::handle up to dispatch: the refusal, or "" and the document.
-std::string legacy(const std::string& line, rapidjson::Document& doc) {
-  doc.Parse(line.c_str(), line.size());
-  if (doc.HasParseError())
-    return std::string("invalid JSON at offset ") + std::to_string(doc.GetErrorOffset()) + ": " +
-           rapidjson::GetParseError_En(doc.GetParseError());
-  const rapidjson::Value& d = doc;
-  if (!d.IsObject() || !d.HasMember("cmd") || !d["cmd"].IsString()) return kShape;
-  return "";
-}
+using up::testing::legacy_refusal;
+constexpr const char* kShape = up::testing::kRequestShape;
 
 // Member by member in order: rapidjson's operator== looks keys up, so it calls two equal
 // objects with a duplicate key different.
@@ -78,7 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The same verdict as before, where the old code could not be fooled by a NUL.
   if (size > up::max_request_bytes || line.find('\0') != std::string::npos) return 0;
   rapidjson::Document old;
-  std::string want = legacy(line, old);
+  std::string want = legacy_refusal(line, old);
   if (!want.empty()) {
     FUZZ_ASSERT(!req && error == want);
     return 0;

@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include "../../control_request_legacy.h"
+
 #include <cstring>
 #include <optional>
 #include <string>
@@ -15,7 +17,7 @@ using up::parse_control_request;
 
 namespace {
 
-const std::string kShape = "a request is {\"cmd\": \"...\", ...}";
+const std::string kShape = up::testing::kRequestShape;
 
 struct Parsed {
   std::optional<ControlRequest> req;
@@ -46,18 +48,12 @@ std::string refusal(std::string_view line) {
   return p.error;
 }
 
-// What Management::handle did before the parser stood alone: the refusal it gave, or "" and
-// the command it dispatched on.
+// The old Management::handle's answer: its refusal, or "" and the command it dispatched on.
 std::string legacy(const std::string& line, std::string& cmd) {
   rapidjson::Document doc;
-  doc.Parse(line.c_str(), line.size());
-  if (doc.HasParseError())
-    return std::string("invalid JSON at offset ") + std::to_string(doc.GetErrorOffset()) + ": " +
-           rapidjson::GetParseError_En(doc.GetParseError());
-  const rapidjson::Value& d = doc;
-  if (!d.IsObject() || !d.HasMember("cmd") || !d["cmd"].IsString()) return kShape;
-  cmd = d["cmd"].GetString();
-  return "";
+  std::string refusal = up::testing::legacy_refusal(line, doc);
+  if (refusal.empty()) cmd = doc["cmd"].GetString();
+  return refusal;
 }
 
 std::string str(const rapidjson::Value& v, const char* key) {
