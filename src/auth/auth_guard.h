@@ -1,9 +1,9 @@
 #pragma once
 // Brute-force protection: failed logins are counted per client address; past half the limit
 // each failure is answered later (a password guesser gets fewer tries per second), and an
-// address with too many failures within the window is refused for a while, whatever it sends. Shared by
-// all workers, sharded so concurrent logins rarely meet on one lock; touched once per login,
-// never per byte.
+// address with too many failures within the window is refused for a while, whatever it
+// sends. Shared by all workers, sharded so concurrent logins rarely meet on one lock; touched
+// once per login, never per byte.
 #include <array>
 #include <cstdint>
 #include <cstring>

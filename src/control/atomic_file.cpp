@@ -8,12 +8,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <string_view>
 #include <vector>
 
 namespace up {
 
 namespace {
-constexpr const char* temp_suffix = ".tmp.XXXXXX";  // mkstemp's template
+constexpr std::string_view temp_suffix = ".tmp.XXXXXX";  // mkstemp fills in the X's
 
 std::string dir_of(const std::string& path) {
   std::vector<char> buf(path.begin(), path.end());
@@ -25,8 +26,9 @@ std::string dir_of(const std::string& path) {
 size_t remove_stale_temporaries(const std::string& path) {
   if (path.empty()) return 0;
   std::string dir = dir_of(path);
-  std::string prefix = path.substr(path.find_last_of('/') + 1) + ".tmp.";
-  const size_t want_len = prefix.size() + 6;  // mkstemp fills in six characters
+  std::string_view fixed = temp_suffix.substr(0, temp_suffix.find('X'));
+  std::string prefix = path.substr(path.find_last_of('/') + 1) + std::string(fixed);
+  const size_t want_len = prefix.size() + temp_suffix.size() - fixed.size();
   DIR* d = opendir(dir.c_str());
   if (!d) return 0;
   size_t removed = 0;
@@ -44,7 +46,7 @@ bool write_file_atomic(const std::string& path, const std::string& content, mode
   std::string dir = dir_of(path);
   struct stat st;
   bool existed = stat(path.c_str(), &st) == 0;
-  std::string tmp = path + temp_suffix;
+  std::string tmp = path + std::string(temp_suffix);
   int fd = mkstemp(tmp.data());
   if (fd < 0) {
     err = "cannot create a temporary file next to " + path + ": " + strerror(errno);

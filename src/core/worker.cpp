@@ -25,9 +25,9 @@ constexpr size_t max_pipes_per_worker = 1024;
 constexpr size_t idle_pipes_kept = 64;
 constexpr int pipe_bytes = 1 << 20;  // fewer splice calls per GB; pages are only held in flight
 // Provided buffers for small relay reads (Runtime::relay_buffers of them). A read that fills
-// one means bulk: that direction moves to splice, so a buffer is held only for a message in
-// flight (sends mostly complete at once), so the pool is small: 128 x 16 KiB = 2 MiB per worker,
-// resident once the ring has cycled through it.
+// one means bulk and moves its direction to splice; otherwise a buffer is held only while its
+// send is in flight, which is mostly no time at all. A small pool does: 128 x 16 KiB = 2 MiB
+// per worker, resident once the ring has cycled through it.
 constexpr uint32_t relay_buffer_bytes = 16 * 1024;
 }  // namespace
 

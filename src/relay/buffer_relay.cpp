@@ -55,7 +55,7 @@ void Connection::buffer_on_recv(Direction& d, bool up, int res, uint32_t flags) 
   if (res < 0) return relay_error(-res);
   if (res == 0) {  // EOF: pass it on as a half-close; the tunnel ends when both are done
     shutdown(up ? tfd_ : cfd_, SHUT_WR);
-    d.eof = d.done = true;
+    d.done = true;
     return maybe_finish_relay();
   }
   d.buf = static_cast<int32_t>(flags >> IORING_CQE_BUFFER_SHIFT);
