@@ -137,6 +137,10 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
       return;
     }
   }
+  if (fwd_ && fwd_->draining() && (bit(op) & target_ops_mask)) {
+    if (!(inflight_ & target_ops_mask)) fwd_->target_drained();
+    return;
+  }
   // While an error reply goes out, only that send matters.
   if (state_ == State::failing && op != Op::client_send) return;
   switch (op) {
@@ -328,18 +332,32 @@ void Connection::finish(Result r) {
       w_.pipes().release(d->pipe);
     d->pipe = nullptr;
   }
-  if (counted_active_) {
-    route_->health->active.fetch_sub(1, std::memory_order_relaxed);
-    counted_active_ = false;
-  }
   w_.timers().disarm(&timer);
   timer.deadline_ms = 0;
-  WorkerStats& st = w_.stats();
-  if (r == Result::auth_failed) ++st.auth_failures;
+  if (r == Result::auth_failed) ++w_.stats().auth_failures;
+  settle_user();
+  release_route();
+}
+
+void Connection::settle_user() {
   if (tally_) --tally_->connections_active;
   if (limits_) limits_->active.fetch_sub(1, std::memory_order_relaxed);
-  ++st.routes[std::string(route_name())];
+  tally_ = nullptr;
+  limits_ = nullptr;
+  bandwidth_bps_ = 0;
+  ++w_.stats().routes[std::string(route_name())];
   write_access_log();
+}
+
+void Connection::change_user() {
+  close_target();
+  settle_user();
+  release_route();
+  refused_by_route_ = false;
+  name_allowed_ = false;
+  bytes_up_ = bytes_down_ = 0;
+  started_ms_ = w_.now_ms();
+  result_ = Result::ok;
 }
 
 std::string_view Connection::route_name() const {

@@ -237,6 +237,13 @@ class alignas(32) Connection final : private DnsWaiter {
   void drop_handshake_buffer();
   void consume_handshake(uint32_t n);
   void finish(Result r);
+  // The user's share of this connection ends (access-log line, per-user counters, connection
+  // limit): at finish, and when a keep-alive HTTP client sends the next request as another user.
+  void settle_user();
+  // A forwarded request from a user other than the previous one: everything the previous user
+  // held (origin connection, route, counters) is closed out first, so the new user is
+  // authorised, routed, limited and counted from scratch (see relay/http_forward.cpp).
+  void change_user();
   void count_up(uint64_t n);
   void count_down(uint64_t n);
   void close_fds(bool reset);

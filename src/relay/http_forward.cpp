@@ -8,6 +8,7 @@
 
 #include "core/connection.h"
 #include "core/worker.h"
+#include "upstream/upstream_session.h"
 
 namespace up {
 
@@ -64,29 +65,57 @@ void HttpForward::on_client_data() {
   bool have = !cred.empty() && http::parse_basic_credentials(cred, user, pass);
   c.consume_handshake(static_cast<uint32_t>(head.head_len));
   if (!have && c.w_.snapshot().config.auth_required) return reject(407);
+  // Each request is the sender's own: another user on the same client connection (in turn
+  // or pipelined) never inherits the previous user's origin connection, route or counters.
+  if (user != owner_) {
+    if (served_) c.change_user();
+    origin_.clear();
+    owner_ = std::move(user);
+  }
+  served_ = true;
   phase_ = Phase::auth;
-  c.authenticate(user, pass);  // -> on_authenticated(), or a 407 from the connection
+  c.authenticate(owner_, pass);  // -> on_authenticated(), or a 407 from the connection
 }
 
 void HttpForward::on_authenticated() {
   c.state_ = State::forwarding;
   c.target_ = next_;
-  std::string key = next_.to_string();
-  if (c.tfd_ >= 0 && key == origin_) {
+  // The open origin connection was routed and ACL-checked for this user, this origin and
+  // this snapshot; if any of them changed it is not reused (fail closed).
+  if (c.tfd_ >= 0 && !origin_.empty() && next_.to_string() == origin_ &&
+      c.w_.snapshot().generation == generation_) {
     reused_ = true;
     return send_request_head();
   }
+  redial();
+}
+
+void HttpForward::redial() {
   c.close_target();
   c.release_route();
   origin_.clear();
   reused_ = false;
   phase_ = Phase::dialing;
+  // The previous origin's TLS session and upstream handshake state must not carry over to
+  // the next socket, and their buffers live until the cancelled operations complete.
+  if (c.inflight_ & Connection::target_ops_mask) {
+    draining_ = true;  // -> target_drained()
+    return;
+  }
+  target_drained();
+}
+
+void HttpForward::target_drained() {
+  draining_ = false;
+  c.tls_.reset();
+  c.upstream_.reset();
   c.route_and_dial();
 }
 
 void HttpForward::on_dialed() {
   c.state_ = State::forwarding;
   origin_ = next_.to_string();
+  generation_ = c.w_.snapshot().generation;
   c.set_deadline_in(c.w_.snapshot().config.limits.idle_timeout_ms);
   send_request_head();
 }
@@ -179,11 +208,7 @@ void HttpForward::on_target_recv(int res) {
     if (phase_ == Phase::resp_head) {
       if (olen_ == 0 && reused_ && !request_has_body_) {
         // The origin closed its idle keep-alive connection as we reused it: one fresh try.
-        c.close_target();
-        origin_.clear();
-        reused_ = false;
-        phase_ = Phase::dialing;
-        return c.route_and_dial();
+        return redial();
       }
       return reject(502);
     }

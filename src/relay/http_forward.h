@@ -25,6 +25,10 @@ struct HttpForward {
   void on_target_recv(int res);
   void on_sent(bool to_client);
   void retry();  // the user's bandwidth cap has room again
+  // A redial waits for the old origin's cancelled operations; the connection reports each
+  // target completion here meanwhile.
+  bool draining() const { return draining_; }
+  void target_drained();
 
  private:
   enum class Phase : uint8_t {
@@ -37,6 +41,7 @@ struct HttpForward {
     resp_sent,  // response head going to the client
     resp_body,  // response body passing through
   };
+  void redial();  // close the origin connection, route and dial afresh
   void send_request_head();
   void pump_request_body();
   void parse_response_head();
@@ -51,6 +56,10 @@ struct HttpForward {
   Phase phase_ = Phase::head;
   std::string out_;  // rewritten head (to origin) or response head (to client)
   std::string origin_;        // "host:port" of the open origin connection
+  uint64_t generation_ = 0;   // snapshot it was routed and ACL-checked by
+  std::string owner_;         // the username (with any group) of the request in flight
+  bool served_ = false;       // a request has been handled on this connection
+  bool draining_ = false;     // a redial waits for the old origin's operations
   std::string method_;        // of the request in flight (HEAD has no response body)
   Target next_;               // origin of the request in flight
   http::BodyTracker req_body_;
