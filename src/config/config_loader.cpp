@@ -104,7 +104,6 @@ void read_listeners(ObjectReader& root, const std::string& dir, Config& out) {
       ok = get_path(t, "key", dir, files.key, true) && ok;
       t.finish();
       if (ok) l.tls = files;
-      config::warn_unlanded(fd, "listeners[].tls", r.field("tls"));
     } else if (l.protocol == Protocol::vless && r.has("protocol") && !r.has("tls")) {
       r.error("protocol", "\"vless\" needs TLS; add \"tls\": {\"cert\": ..., \"key\": ...}");
     }

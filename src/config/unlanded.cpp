@@ -16,7 +16,6 @@ struct UnlandedField {
 };
 
 constexpr UnlandedField kUnlanded[] = {
-    {"listeners[].tls", "TLS listeners are", "this listener will not start"},
     {"listeners[].protocol=vless", "VLESS listeners are", "this listener will not start"},
 };
 

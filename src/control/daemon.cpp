@@ -24,6 +24,7 @@
 #include "control/management.h"
 #include "route/health_checker.h"
 #include "route/snapshot_store.h"
+#include "tls/ktls_probe.h"
 #include "uringproxy/config.h"
 
 namespace up {
@@ -119,6 +120,13 @@ int check_config(const std::string& config_path) {
   bool ok = load_config_set(config_path, set, diag);
   for (const auto& w : diag.warnings) fprintf(stderr, "warning: %s\n", w.c_str());
   for (const auto& e : diag.errors) fprintf(stderr, "error: %s\n", e.c_str());
+  if (ok && diag.ok()) {
+    // What only building a snapshot reads: TLS certificates, keys and CA files.
+    HealthBoard health;
+    UserBoard users;
+    if (!build_snapshot(set, 1, health, users, diag.errors))
+      for (const auto& e : diag.errors) fprintf(stderr, "error: %s\n", e.c_str());
+  }
   if (!ok || !diag.ok()) {
     fprintf(stderr, "%s: %zu error(s); the configuration was not accepted\n",
             config_path.c_str(), diag.errors.size());
@@ -212,6 +220,9 @@ int run_daemon(const DaemonOptions& opts) {
   rt.snapshots = &snapshots;
   rt.verifier = &verifier;
   rt.access_log = &access_log;
+  KtlsSupport ktls = probe_ktls();
+  rt.ktls = ktls.available;
+  UP_INFO("kTLS: %s", ktls.why.c_str());
 
   std::mutex mu;
   std::condition_variable cv;

@@ -44,6 +44,24 @@ void sample(std::string& o, const std::string& name_and_labels, uint64_t v) {
   o += '\n';
 }
 
+void histogram(std::string& o, const char* name, const char* help, const Histogram& h) {
+  header(o, name, "histogram", help);
+  std::string base(name);
+  uint64_t cumulative = 0;
+  char le[32];
+  for (size_t i = 0; i < Histogram::bounds_us.size(); ++i) {
+    cumulative += h.buckets[i];
+    snprintf(le, sizeof le, "%g", static_cast<double>(Histogram::bounds_us[i]) / 1e6);
+    sample(o, base + "_bucket{le=\"" + le + "\"}", cumulative);
+  }
+  cumulative += h.buckets.back();
+  sample(o, base + "_bucket{le=\"+Inf\"}", cumulative);
+  char sum[64];
+  snprintf(sum, sizeof sum, "%.6f", static_cast<double>(h.sum_us) / 1e6);
+  o += base + "_sum " + sum + "\n";
+  sample(o, base + "_count", h.count);
+}
+
 }  // namespace
 
 std::string Management::render_metrics() {
@@ -125,24 +143,26 @@ std::string Management::render_metrics() {
     sample(o, "uringproxy_upstream_up{proxy=\"" + label(id) + "\"}",
            snap->find_upstream(id)->available() ? 1 : 0);
 
-  header(o, "uringproxy_connect_duration_seconds", "histogram",
-         "Time from route decision to a usable target (direct connect or upstream handshake).");
-  uint64_t cumulative = 0;
-  char le[32];
-  for (size_t i = 0; i < WorkerStats::connect_bounds_us.size(); ++i) {
-    cumulative += s.connect_buckets[i];
-    snprintf(le, sizeof le, "%g", static_cast<double>(WorkerStats::connect_bounds_us[i]) / 1e6);
-    sample(o, std::string("uringproxy_connect_duration_seconds_bucket{le=\"") + le + "\"}",
-           cumulative);
+  histogram(o, "uringproxy_connect_duration_seconds",
+            "Time from route decision to a usable target (direct connect or upstream handshake).",
+            s.connect);
+
+  header(o, "uringproxy_tls_handshakes_total", "counter",
+         "TLS listener handshakes by result: ok, resumed, failed, timeout.");
+  keys.clear();
+  for (const auto& [k, v] : s.tls_handshakes) keys.push_back(k);
+  std::sort(keys.begin(), keys.end());
+  for (const auto& k : keys) {
+    size_t tab = k.find('\t');
+    sample(o, "uringproxy_tls_handshakes_total{listener=\"" + label(k.substr(0, tab)) +
+                  "\",result=\"" + label(k.substr(tab + 1)) + "\"}",
+           s.tls_handshakes[k]);
   }
-  cumulative += s.connect_buckets.back();
-  sample(o, "uringproxy_connect_duration_seconds_bucket{le=\"+Inf\"}", cumulative);
-  char sum[64];
-  snprintf(sum, sizeof sum, "%.6f", static_cast<double>(s.connect_sum_us) / 1e6);
-  o += "uringproxy_connect_duration_seconds_sum ";
-  o += sum;
-  o += '\n';
-  sample(o, "uringproxy_connect_duration_seconds_count", s.connect_count);
+  histogram(o, "uringproxy_tls_handshake_duration_seconds",
+            "Time from accept to a finished TLS handshake on a TLS listener.", s.tls_handshake);
+  header(o, "uringproxy_ktls_available", "gauge",
+         "1 if the kernel has the TLS ULP (kTLS); 0: TLS is relayed in user space.");
+  sample(o, "uringproxy_ktls_available", rt_.ktls ? 1 : 0);
 
   header(o, "uringproxy_config_generation", "gauge", "Generation of the configuration in force.");
   sample(o, "uringproxy_config_generation", generation_);

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "core/access_log.h"
+#include "core/clock.h"
+#include "core/tls_io.h"
 #include "core/worker.h"
 #include "relay/copy_relay.h"
 #include "relay/http_forward.h"
@@ -39,6 +41,7 @@ const char* to_string(Result r) {
     case Result::client_closed: return "client_closed";
     case Result::kicked: return "kicked";
     case Result::limited: return "limited";
+    case Result::tls_failed: return "tls_failed";
     case Result::error: return "error";
   }
   return "error";
@@ -53,6 +56,13 @@ Connection::Connection(Worker& w, int client_fd, const ListenerConfig& listener,
       started_ms_(w.now_ms()) {
   state_ = protocol_ == Protocol::http ? State::http_head : State::greeting;
   timer.owner = this;
+  if (listener.tls) {
+    // The context of the snapshot this connection was accepted under; none means the listener
+    // is not (or no longer) configured with TLS here, and the client is closed (fail closed).
+    ctls_ = std::make_unique<TlsIo>();
+    ctls_->listener = listener.name;
+    tls_ctx_ = w.snapshot().find_listener_tls(listener.name);
+  }
 }
 
 Connection::~Connection() = default;
@@ -60,7 +70,17 @@ Connection::~Connection() = default;
 void Connection::start() {
   socklen_t len = sizeof client_addr_;
   getpeername(cfd_, reinterpret_cast<sockaddr*>(&client_addr_), &len);
+  // The handshake timeout covers a TLS listener's TLS handshake too.
   set_deadline_in(w_.snapshot().config.limits.handshake_timeout_ms);
+  if (!ctls_) return begin_session();
+  ctls_->started_us = monotonic_us();
+  if (!tls_ctx_ || !ctls_->layer.start_server(tls_ctx_.get()))
+    return tls_handshake_failed(Side::client, "no TLS context");
+  tls_ctx_.reset();  // the SSL holds its own reference
+  tls_handshake_step(Side::client);
+}
+
+void Connection::begin_session() {
   ensure_handshake_buffer(protocol_ == Protocol::http ? http::max_head_bytes + 1 : socks5_buffer);
   submit_recv_client();
 }
@@ -94,22 +114,6 @@ void Connection::consume_handshake(uint32_t n) {
 
 void Connection::submit_recv_client() { submit_recv_client(hs_.get() + hs_len_, hs_cap_ - hs_len_); }
 
-void Connection::submit_recv_client(char* buf, uint32_t len) {
-  io_uring_sqe* s = w_.sqe();
-  io_uring_prep_recv(s, cfd_, buf, len, 0);
-  io_uring_sqe_set_data64(s, pack(this, Op::client_recv));
-  mark(Op::client_recv);
-}
-
-void Connection::submit_send_client(const char* data, uint32_t len) {
-  send_ptr_[0] = data;
-  send_left_[0] = len;
-  io_uring_sqe* s = w_.sqe();
-  io_uring_prep_send(s, cfd_, data, len, MSG_NOSIGNAL);
-  io_uring_sqe_set_data64(s, pack(this, Op::client_send));
-  mark(Op::client_send);
-}
-
 void Connection::reply_client(const uint8_t* data, uint32_t len) {
   if (reply_len_ + len > sizeof reply_) {  // cannot happen with SOCKS5's reply sizes
     finish(Result::error);
@@ -117,7 +121,7 @@ void Connection::reply_client(const uint8_t* data, uint32_t len) {
   }
   memcpy(reply_ + reply_len_, data, len);
   reply_len_ += len;
-  if (!(inflight_ & bit(Op::client_send))) submit_send_client(reply_, reply_len_);
+  if (!client_send_pending()) submit_send_client(reply_, reply_len_);
 }
 
 void Connection::submit_poll(Op op, int fd, unsigned events) {
@@ -142,7 +146,7 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
     return;
   }
   // While an error reply goes out, only that send matters.
-  if (state_ == State::failing && op != Op::client_send) return;
+  if (state_ == State::failing && op != Op::client_send && op != Op::client_tls_send) return;
   switch (op) {
     case Op::client_recv:
       if (copy_) return copy_on_client_recv(res);
@@ -161,9 +165,13 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
     case Op::target_recv:
       return on_target_recv(res);
     case Op::tls_send:
-      return tls_on_ring_send(res);
+      return tls_on_ring_send(Side::target, res);
     case Op::tls_recv:
-      return tls_on_ring_recv(res);
+      return tls_on_ring_recv(Side::target, res);
+    case Op::client_tls_send:
+      return tls_on_ring_send(Side::client, res);
+    case Op::client_tls_recv:
+      return tls_on_ring_recv(Side::client, res);
     case Op::connect:
       return on_connect(res);
     case Op::up_in:
@@ -241,6 +249,10 @@ void Connection::on_send_done(Op op, int res) {
 }
 
 void Connection::on_timeout() {
+  if (ctls_ && ctls_->handshaking && state_ != State::closed) {
+    count_tls_handshake("timeout");
+    return finish(Result::handshake_timeout);
+  }
   switch (state_) {
     case State::greeting:
     case State::userpass:

@@ -10,6 +10,7 @@
 // writes the access-log line. Memory: an idle relaying tunnel holds only this struct (the
 // handshake buffer and the pipes are given back), see docs/internals.md.
 #include <netinet/in.h>
+#include <openssl/types.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -68,12 +69,16 @@ enum class Result : uint8_t {
   client_closed,
   kicked,  // closed by the operator: kick, user deleted or disabled, password changed
   limited,  // over a connection limit
+  tls_failed,  // a TLS listener's client did not complete the TLS handshake
   error,
 };
 const char* to_string(Result r);
 
 // "1.2.3.4:5" or "[::1]:5", for logs and the connection list.
 std::string format_client(const sockaddr_in6& a);
+
+// The two ends of a connection, each a plain or TLS transport (core/transport.cpp).
+enum class Side : uint8_t { client = 0, target = 1 };
 
 // The reply a failed dial earns, in both protocols' terms.
 struct Failure {
@@ -182,14 +187,26 @@ class alignas(32) Connection final : private DnsWaiter {
   void cancel_resolve();           // a DNS lookup in flight, if any
   void release_route();  // forget the upstream (and its least_conn count)
 
-  // --- TLS to the upstream (upstream/tls_io.cpp): ciphertext on the ring, plaintext above
-  void tls_on_ring_send(int res);
-  void tls_on_ring_recv(int res);
-  void tls_flush();
-  void tls_want_ciphertext();
-  void tls_deliver_read();
-  void tls_handshake_step();
+  // --- transports (core/transport.cpp): plaintext above, plain or TLS ciphertext on the ring
+  void submit_send(Side s, const char* data, uint32_t len);
+  void submit_recv(Side s, char* buf, uint32_t len);
+  void ring_send(Side s, const char* data, uint32_t len);
+  void ring_recv(Side s, char* buf, uint32_t len);
+  void half_close(Side s);  // EOF to that side: close_notify on TLS, else shutdown(SHUT_WR)
+  void tls_on_ring_send(Side s, int res);
+  void tls_on_ring_recv(Side s, int res);
+  void tls_flush(Side s);
+  void tls_want_ciphertext(Side s);
+  void tls_deliver_read(Side s);
+  void tls_handshake_step(Side s);
+  void tls_handshake_failed(Side s, const char* why);
+  void count_tls_handshake(const char* result);  // a TLS listener's handshake ended so
   void defer_completion(Op op, int res);
+  TlsIo* tls(Side s) const { return s == Side::client ? ctls_.get() : tls_.get(); }
+  int fd(Side s) const { return s == Side::client ? cfd_ : tfd_; }
+  // Once the client's transport is ready (at once, or after a TLS listener's handshake):
+  // the listener's protocol begins.
+  void begin_session();
 
   // --- relaying (relay/splice_relay.cpp and relay/buffer_relay.cpp; relay/copy_relay.cpp
   // when the target side is TLS)
@@ -221,14 +238,12 @@ class alignas(32) Connection final : private DnsWaiter {
 
   // --- I/O helpers (core/connection.cpp)
   void submit_recv_client();  // into the handshake buffer
-  void submit_recv_client(char* buf, uint32_t len);
-  void submit_send_client(const char* data, uint32_t len);
+  void submit_recv_client(char* buf, uint32_t len) { submit_recv(Side::client, buf, len); }
+  void submit_send_client(const char* data, uint32_t len) { submit_send(Side::client, data, len); }
+  void submit_send_target(const char* data, uint32_t len) { submit_send(Side::target, data, len); }
+  void submit_recv_target(char* buf, uint32_t len) { submit_recv(Side::target, buf, len); }
+  bool client_send_pending() const { return send_left_[0] > 0; }
   void reply_client(const uint8_t* data, uint32_t len);
-  // Target I/O is plaintext: through TLS when the route has it (tls_io.cpp).
-  void submit_send_target(const char* data, uint32_t len);
-  void submit_recv_target(char* buf, uint32_t len);
-  void ring_send_target(const char* data, uint32_t len);
-  void ring_recv_target(char* buf, uint32_t len);
   void on_target_recv(int res);
   void submit_poll(Op op, int fd, unsigned events);
   void on_send_done(Op op, int res);
@@ -289,6 +304,8 @@ class alignas(32) Connection final : private DnsWaiter {
   std::unique_ptr<HttpForward> fwd_;
   std::unique_ptr<UpstreamSession> upstream_;  // while an upstream route is being set up
   std::unique_ptr<TlsIo> tls_;                 // target side is TLS (socks5s, https)
+  std::unique_ptr<TlsIo> ctls_;                // client side is TLS (a TLS listener)
+  std::shared_ptr<SSL_CTX> tls_ctx_;           // the listener's, until start() uses it
   std::unique_ptr<CopyRelay> copy_;            // user-space relay (TLS routes)
   std::shared_ptr<const Upstream> route_;      // the upstream this tunnel uses, if any
   bool counted_active_ = false;                // counted in route_->health->active

@@ -26,6 +26,8 @@ enum class Op : uint8_t {
   down_out,  // relay: client writable
   tls_send,  // ciphertext to a TLS upstream
   tls_recv,  // ciphertext from a TLS upstream
+  client_tls_send,  // ciphertext to a client of a TLS listener
+  client_tls_recv,  // ciphertext from a client of a TLS listener
   count
 };
 static_assert(static_cast<int>(Op::count) <= 32);

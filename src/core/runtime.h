@@ -37,6 +37,7 @@ struct Runtime {
   // Provided buffers per worker for the small-message path (a power of two);
   // URINGPROXY_RELAY_BUFFERS lowers it so tests can run the pool dry.
   unsigned relay_buffers = 128;
+  bool ktls = false;  // the kernel has the TLS ULP (tls/ktls_probe.h)
   std::atomic<bool> stopping{false};
   uint64_t stop_deadline_ms = 0;  // set before stopping becomes true
   std::vector<std::unique_ptr<Worker>> workers;

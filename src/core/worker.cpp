@@ -52,7 +52,7 @@ std::string listener_key(const ListenerConfig& lc) {
   return lc.name + '\t' + lc.listen.text + '\t' + to_string(lc.protocol);
 }
 bool runs_here(const ListenerConfig& lc) {
-  return !lc.tls && lc.protocol != Protocol::vless;  // not landed yet; warned at load
+  return lc.protocol != Protocol::vless;  // not landed yet; warned at load
 }
 }  // namespace
 

@@ -16,12 +16,30 @@ struct UserTally {
   uint64_t bytes_down = 0;
 };
 
-struct WorkerStats {
-  // Upper bounds of uringproxy_connect_duration_seconds, in microseconds.
-  static constexpr std::array<uint64_t, 13> connect_bounds_us = {
+// A latency histogram in microseconds, exported in seconds (Prometheus histogram).
+struct Histogram {
+  static constexpr std::array<uint64_t, 13> bounds_us = {
       1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
       10000000};
+  std::array<uint64_t, bounds_us.size() + 1> buckets{};  // last: +Inf
+  uint64_t sum_us = 0;
+  uint64_t count = 0;
 
+  void observe(uint64_t us) {
+    size_t i = 0;
+    while (i < bounds_us.size() && us > bounds_us[i]) ++i;
+    ++buckets[i];
+    sum_us += us;
+    ++count;
+  }
+  void merge(const Histogram& o) {
+    for (size_t i = 0; i < buckets.size(); ++i) buckets[i] += o.buckets[i];
+    sum_us += o.sum_us;
+    count += o.count;
+  }
+};
+
+struct WorkerStats {
   uint64_t connections_total = 0;
   uint64_t connections_active = 0;
   uint64_t bytes_up = 0;
@@ -30,17 +48,11 @@ struct WorkerStats {
   StringMap<uint64_t> accepted;  // "listener\tprotocol" -> connections
   StringMap<UserTally> users;
   StringMap<uint64_t> routes;    // route name -> connections
-  std::array<uint64_t, connect_bounds_us.size() + 1> connect_buckets{};  // last: +Inf
-  uint64_t connect_sum_us = 0;
-  uint64_t connect_count = 0;
+  Histogram connect;             // route decision to a usable target
+  StringMap<uint64_t> tls_handshakes;  // "listener\tresult" -> TLS listener handshakes
+  Histogram tls_handshake;       // accept to a finished TLS handshake
 
-  void observe_connect(uint64_t us) {
-    size_t i = 0;
-    while (i < connect_bounds_us.size() && us > connect_bounds_us[i]) ++i;
-    ++connect_buckets[i];
-    connect_sum_us += us;
-    ++connect_count;
-  }
+  void observe_connect(uint64_t us) { connect.observe(us); }
 
   void merge(const WorkerStats& o) {
     connections_total += o.connections_total;
@@ -57,9 +69,9 @@ struct WorkerStats {
       t.bytes_down += v.bytes_down;
     }
     for (const auto& [k, v] : o.routes) routes[k] += v;
-    for (size_t i = 0; i < connect_buckets.size(); ++i) connect_buckets[i] += o.connect_buckets[i];
-    connect_sum_us += o.connect_sum_us;
-    connect_count += o.connect_count;
+    connect.merge(o.connect);
+    for (const auto& [k, v] : o.tls_handshakes) tls_handshakes[k] += v;
+    tls_handshake.merge(o.tls_handshake);
   }
 };
 

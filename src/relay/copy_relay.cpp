@@ -30,12 +30,7 @@ void Connection::copy_on_client_recv(int res) {
   if (res < 0) return relay_error(-res);
   if (res == 0) {
     copy_->up_done = true;
-    if (tls_) {
-      tls_->layer.shutdown();  // close_notify
-      tls_flush();
-    } else {
-      shutdown(tfd_, SHUT_WR);
-    }
+    half_close(Side::target);
     return maybe_finish_relay();
   }
   count_up(static_cast<uint64_t>(res));
@@ -48,7 +43,7 @@ void Connection::copy_on_target_recv(int res) {
   if (res < 0) return relay_error(-res);
   if (res == 0) {
     copy_->down_done = true;
-    shutdown(cfd_, SHUT_WR);
+    half_close(Side::client);
     return maybe_finish_relay();
   }
   count_down(static_cast<uint64_t>(res));

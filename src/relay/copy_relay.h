@@ -1,6 +1,7 @@
 #pragma once
-// The user-space relay, for tunnels whose target side is TLS (socks5s and https upstreams):
-// one buffer per direction, recv -> send -> recv, so a slow reader holds back its writer.
+// The user-space relay, for tunnels with a TLS side (a TLS listener's client, or a socks5s or
+// https upstream): one buffer per direction, recv -> send -> recv, so a slow reader holds back
+// its writer.
 #include <cstdint>
 #include <memory>
 

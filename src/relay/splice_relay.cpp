@@ -32,7 +32,7 @@ constexpr unsigned splice_flags = SPLICE_F_NONBLOCK | SPLICE_F_MOVE;
 
 void Connection::start_relay() {
   // TLS bytes have to pass through user space.
-  if (tls_) return start_copy_relay();
+  if (tls_ || ctls_) return start_copy_relay();
   state_ = State::relaying;
   bool spliced = !w_.buffers() || w_.runtime().relay == Runtime::Relay::splice;
   up_.spliced = down_.spliced = spliced;

@@ -1,5 +1,6 @@
 #include "route/snapshot.h"
 
+#include "tls/listener_tls.h"
 #include "upstream/tls_layer.h"
 
 namespace up {
@@ -38,6 +39,15 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, uint64_t generati
       g.name = p.group;
       g.members.push_back(u);
     }
+  }
+  for (size_t i = 0; i < set.config.listeners.size(); ++i) {
+    const ListenerConfig& l = set.config.listeners[i];
+    if (!l.tls) continue;
+    std::string err;
+    auto ctx = make_listener_tls_context(
+        l, "listeners[" + std::to_string(i) + "] (" + l.name + ").tls", err);
+    if (!ctx) errors.push_back(err);
+    s->listener_tls.emplace(l.name, std::move(ctx));
   }
   for (auto& [name, g] : s->groups) {
     if (auto it = set.config.groups.find(name); it != set.config.groups.end()) {

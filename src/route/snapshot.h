@@ -50,6 +50,7 @@ struct Snapshot {
   Acl acl;
   StringMap<UserAcl> user_acls;       // only users with their own allow/deny
   StringMap<UserShared*> user_state;  // every user; owned by the UserBoard
+  StringMap<std::shared_ptr<SSL_CTX>> listener_tls;  // by listener name, TLS listeners only
 
   const User* find_user(std::string_view name) const {
     auto it = users.find(name);
@@ -66,6 +67,10 @@ struct Snapshot {
   UserShared* find_user_state(std::string_view name) const {
     auto it = user_state.find(name);
     return it == user_state.end() ? nullptr : it->second;
+  }
+  std::shared_ptr<SSL_CTX> find_listener_tls(std::string_view name) const {
+    auto it = listener_tls.find(name);
+    return it == listener_tls.end() ? nullptr : it->second;
   }
   const Group* find_group(std::string_view name) const {
     auto it = groups.find(name);

@@ -144,7 +144,7 @@ void Connection::fail(const Failure& f) {
   set_deadline_in(2000);  // a client that will not read its error reply is not waited for
   if (protocol_ == Protocol::http) {
     std::string_view r = http::status_response(f.http_status);
-    if (inflight_ & (1u << static_cast<unsigned>(Op::client_send))) return finish(f.result);
+    if (client_send_pending()) return finish(f.result);
     return submit_send_client(r.data(), static_cast<uint32_t>(r.size()));
   }
   uint8_t out[22];

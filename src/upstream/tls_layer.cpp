@@ -26,16 +26,32 @@ void configure_client_ssl(SSL* ssl, SSL_CTX* ctx, const std::string& server_name
 }
 
 bool TlsLayer::start(SSL_CTX* ctx, const std::string& server_name, SSL_SESSION* resume) {
+  if (!attach(ctx)) return false;
+  SSL_set_connect_state(ssl_);
+  configure_client_ssl(ssl_, ctx, server_name);
+  if (resume) SSL_set_session(ssl_, resume);
+  return true;
+}
+
+bool TlsLayer::start_server(SSL_CTX* ctx) {
+  if (!attach(ctx)) return false;
+  SSL_set_accept_state(ssl_);
+  return true;
+}
+
+bool TlsLayer::attach(SSL_CTX* ctx) {
   ssl_ = SSL_new(ctx);
   if (!ssl_) return false;
   in_ = BIO_new(BIO_s_mem());
   out_ = BIO_new(BIO_s_mem());
-  if (!in_ || !out_) return false;
+  if (!in_ || !out_) {
+    BIO_free(in_);
+    BIO_free(out_);
+    in_ = out_ = nullptr;
+    return false;
+  }
   BIO_set_mem_eof_return(in_, -1);  // empty input means "wait", not EOF
   SSL_set_bio(ssl_, in_, out_);
-  SSL_set_connect_state(ssl_);
-  configure_client_ssl(ssl_, ctx, server_name);
-  if (resume) SSL_set_session(ssl_, resume);
   return true;
 }
 

@@ -1,7 +1,7 @@
 #pragma once
-// TLS to an upstream proxy, with OpenSSL on memory BIOs: this object never touches a socket.
-// The connection moves ciphertext between the socket (its ring) and these BIOs; the upper
-// layers (upstream handshake, relay, HTTP forwarding) see plaintext.
+// TLS with OpenSSL on memory BIOs, as a client (to an upstream proxy) or a server (a TLS
+// listener): this object never touches a socket. The connection moves ciphertext between the
+// socket (its ring) and these BIOs; the upper layers see plaintext (core/transport.cpp).
 #include <openssl/ssl.h>
 
 #include <cstddef>
@@ -22,6 +22,8 @@ class TlsLayer {
   // Client mode with SNI and host-name verification (when the context verifies);
   // `resume` (may be null) is a session from an earlier connection to the same upstream.
   bool start(SSL_CTX* ctx, const std::string& server_name, SSL_SESSION* resume);
+  // Server mode, for a TLS listener's client.
+  bool start_server(SSL_CTX* ctx);
 
   Step handshake();
   // Plaintext in: always consumed whole (the write BIO grows). False on a fatal error.
@@ -44,6 +46,8 @@ class TlsLayer {
   std::string error_text() const;
 
  private:
+  bool attach(SSL_CTX* ctx);  // the SSL and its two memory BIOs
+
   SSL* ssl_ = nullptr;
   BIO* in_ = nullptr;   // socket -> SSL
   BIO* out_ = nullptr;  // SSL -> socket

@@ -118,7 +118,7 @@ void Connection::upstream_connected() {
       u.config.tls.server_name.empty() ? u.config.address : u.config.tls.server_name;
   if (!tls_->layer.start(u.tls.get(), name, w_.tls_session(u.config.id)))
     return upstream_attempt_failed({Result::error, 0x01, 502}, false, "TLS set-up failed");
-  tls_handshake_step();
+  tls_handshake_step(Side::target);
 }
 
 // Sends the message of the current phase; its answer arrives in upstream_on_recv.

@@ -6,8 +6,8 @@
 #include <memory>
 #include <string>
 
+#include "core/tls_io.h"
 #include "route/route_selector.h"
-#include "upstream/tls_layer.h"
 
 namespace up {
 
@@ -24,22 +24,6 @@ struct UpstreamSession {
   std::string leftover;  // tunnel bytes that arrived with the upstream's reply
 
   const std::shared_ptr<const Upstream>& current() const { return plan.attempts[attempt]; }
-};
-
-// Plaintext-over-ciphertext bookkeeping for a TLS target (see upstream/tls_io.cpp).
-struct TlsIo {
-  TlsLayer layer;
-  static constexpr uint32_t buf_cap = 16 * 1024;
-  std::unique_ptr<char[]> in{new char[buf_cap]};   // ciphertext from the socket
-  std::unique_ptr<char[]> out{new char[buf_cap]};  // ciphertext to the socket
-  uint32_t out_len = 0;
-  uint32_t out_off = 0;
-  bool sending = false;          // a ciphertext send is in flight
-  bool recving = false;          // a ciphertext recv is in flight
-  uint32_t upper_send = 0;       // plaintext bytes whose send completes once flushed
-  char* upper_buf = nullptr;     // where a pending plaintext read goes
-  uint32_t upper_cap = 0;
-  bool handshaking = true;
 };
 
 }  // namespace up

@@ -88,14 +88,15 @@ TEST_CASE("config syntax: edit distance for suggestions") {
 }
 
 TEST_CASE("config syntax: the unlanded-feature table") {
-  CHECK(config::is_unlanded("listeners[].tls"));
+  CHECK(config::is_unlanded("listeners[].protocol=vless"));
+  CHECK(!config::is_unlanded("listeners[].tls"));  // landed
   CHECK(!config::is_unlanded("acl.deny_private"));
   Diagnostics d;
   config::FileDiagnostics fd("uringproxy.json", d);
-  config::warn_unlanded(fd, "listeners[].tls", "listeners[2].tls");
+  config::warn_unlanded(fd, "listeners[].protocol=vless", "listeners[2].protocol");
   config::warn_unlanded(fd, "not-a-field", "x");
   REQUIRE(d.warnings.size() == 1);
-  CHECK(d.warnings[0] == "uringproxy.json: listeners[2].tls: accepted, but TLS listeners are not "
-                         "implemented yet; this listener will not start");
+  CHECK(d.warnings[0] == "uringproxy.json: listeners[2].protocol: accepted, but VLESS listeners "
+                         "are not implemented yet; this listener will not start");
   CHECK(d.errors.empty());
 }
