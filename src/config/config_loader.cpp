@@ -107,8 +107,6 @@ void read_listeners(ObjectReader& root, const std::string& dir, Config& out) {
     } else if (l.protocol == Protocol::vless && r.has("protocol") && !r.has("tls")) {
       r.error("protocol", "\"vless\" needs TLS; add \"tls\": {\"cert\": ..., \"key\": ...}");
     }
-    if (l.protocol == Protocol::vless && proto == "vless")
-      config::warn_unlanded(fd, "listeners[].protocol=vless", r.field("protocol"));
     r.finish();
     if (!l.listen.text.empty()) out.listeners.push_back(std::move(l));
   }

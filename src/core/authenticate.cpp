@@ -72,7 +72,7 @@ void Connection::on_authenticated() {
     ++tally_->connections_active;
   }
   if (fwd_) return fwd_->on_authenticated();
-  if (protocol_ == Protocol::http) return route_and_dial();  // CONNECT
+  if (protocol_ != Protocol::socks5) return route_and_dial();  // CONNECT, VLESS
   static const uint8_t ok[2] = {0x01, 0x00};
   reply_client(ok, 2);
   state_ = State::request;
@@ -112,7 +112,7 @@ void Connection::on_auth_failed() {
 }
 
 void Connection::answer_auth_failed() {
-  if (protocol_ == Protocol::http) return fail({Result::auth_failed, 0x01, 407});
+  if (protocol_ != Protocol::socks5) return fail({Result::auth_failed, 0x01, 407});
   static const uint8_t no[2] = {0x01, 0x01};
   reply_client(no, 2);  // RFC 1929: the server closes after a failure status
   result_ = Result::auth_failed;

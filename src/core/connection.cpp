@@ -54,7 +54,9 @@ Connection::Connection(Worker& w, int client_fd, const ListenerConfig& listener,
       protocol_(listener.protocol),
       listener_index_(listener_index),
       started_ms_(w.now_ms()) {
-  state_ = protocol_ == Protocol::http ? State::http_head : State::greeting;
+  state_ = protocol_ == Protocol::http    ? State::http_head
+           : protocol_ == Protocol::vless ? State::vless_header
+                                          : State::greeting;
   timer.owner = this;
   if (listener.tls) {
     // The context of the snapshot this connection was accepted under; none means the listener
@@ -258,6 +260,7 @@ void Connection::on_timeout() {
     case State::userpass:
     case State::request:
     case State::http_head:
+    case State::vless_header:
     case State::verifying:
       finish(Result::handshake_timeout);
       return;

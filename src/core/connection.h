@@ -4,6 +4,8 @@
 //   socks5:  greeting -> userpass -> request -> [verifying] -> dialing -> replying -> relaying
 //   http:    http_head -> [verifying] -> dialing -> replying -> relaying            (CONNECT)
 //                                     -> forwarding (absolute URI, keep-alive loop)
+//   vless:   vless_header -> dialing -> replying (00 00) -> relaying
+//   (a TLS listener runs its TLS handshake first, in the protocol's first state)
 //   any:     failing (sending an error reply) -> closed
 //
 // Each state has one handler; every way a tunnel ends goes through finish(result), which
@@ -41,6 +43,7 @@ enum class State : uint8_t {
   userpass,
   request,
   http_head,
+  vless_header,
   verifying,
   dialing,
   replying,
@@ -158,6 +161,7 @@ class alignas(32) Connection final : private DnsWaiter {
   void socks5_userpass();
   void socks5_request();
   void http_head();
+  void vless_header();  // core/vless_session.cpp
   void authenticate(std::string_view user, std::string_view password);
   void on_authenticated();
   void on_auth_failed();

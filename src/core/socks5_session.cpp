@@ -27,6 +27,9 @@ void Connection::on_client_data() {
     case State::http_head:
       http_head();
       return;
+    case State::vless_header:
+      vless_header();
+      return;
     default:
       return;  // bytes pipelined behind the handshake wait in hs_ for the relay
   }

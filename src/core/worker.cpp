@@ -51,9 +51,7 @@ namespace {
 std::string listener_key(const ListenerConfig& lc) {
   return lc.name + '\t' + lc.listen.text + '\t' + to_string(lc.protocol);
 }
-bool runs_here(const ListenerConfig& lc) {
-  return lc.protocol != Protocol::vless;  // not landed yet; warned at load
-}
+bool runs_here(const ListenerConfig&) { return true; }
 }  // namespace
 
 bool Worker::open_listener(size_t i, std::string& err) {

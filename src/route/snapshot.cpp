@@ -15,6 +15,7 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, uint64_t generati
   for (const User& u : set.users) {
     s->users.emplace(u.username, u);
     s->user_state.emplace(u.username, user_board.get(u.username));
+    if (!u.uuid.empty()) s->uuid_users.emplace(u.uuid, u.username);
     if (!u.allow.empty() || !u.deny.empty()) {
       UserAcl& a = s->user_acls[u.username];
       for (const auto& e : u.allow) a.allow.add(e);

@@ -51,6 +51,7 @@ struct Snapshot {
   StringMap<UserAcl> user_acls;       // only users with their own allow/deny
   StringMap<UserShared*> user_state;  // every user; owned by the UserBoard
   StringMap<std::shared_ptr<SSL_CTX>> listener_tls;  // by listener name, TLS listeners only
+  StringMap<std::string> uuid_users;  // VLESS id (canonical text) -> username
 
   const User* find_user(std::string_view name) const {
     auto it = users.find(name);
@@ -67,6 +68,10 @@ struct Snapshot {
   UserShared* find_user_state(std::string_view name) const {
     auto it = user_state.find(name);
     return it == user_state.end() ? nullptr : it->second;
+  }
+  const User* find_user_by_uuid(std::string_view uuid) const {
+    auto it = uuid_users.find(uuid);
+    return it == uuid_users.end() ? nullptr : find_user(it->second);
   }
   std::shared_ptr<SSL_CTX> find_listener_tls(std::string_view name) const {
     auto it = listener_tls.find(name);

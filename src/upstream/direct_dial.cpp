@@ -16,6 +16,7 @@
 #include "upstream/upstream_session.h"
 #include "uringproxy/http.h"
 #include "uringproxy/socks5.h"
+#include "uringproxy/vless.h"
 
 namespace up {
 
@@ -126,6 +127,10 @@ void Connection::on_dialed() {
     std::string_view ok = http::status_response(200);
     return submit_send_client(ok.data(), static_cast<uint32_t>(ok.size()));
   }
+  if (protocol_ == Protocol::vless) {
+    uint8_t header[2];
+    return reply_client(header, static_cast<uint32_t>(vless::encode_response(header)));
+  }
   sockaddr_storage bound{};
   socklen_t len = sizeof bound;
   getsockname(tfd_, reinterpret_cast<sockaddr*>(&bound), &len);
@@ -142,6 +147,7 @@ void Connection::fail(const Failure& f) {
   result_ = f.result;
   state_ = State::failing;
   set_deadline_in(2000);  // a client that will not read its error reply is not waited for
+  if (protocol_ == Protocol::vless) return finish(f.result);  // VLESS has no error reply
   if (protocol_ == Protocol::http) {
     std::string_view r = http::status_response(f.http_status);
     if (client_send_pending()) return finish(f.result);
