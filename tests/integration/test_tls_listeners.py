@@ -7,6 +7,7 @@ handshakes at once."""
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -318,3 +319,184 @@ def test_failed_and_timed_out_handshakes_are_counted(tlsproxy):
     def grew(result):
         return handshakes(t).get(key % result, 0) > before.get(key % result, 0)
     assert wait_until(lambda: grew("failed") and grew("timeout"), 10), (before, handshakes(t))
+
+
+# --- bad input and odd clients ----------------------------------------------------------------
+def socks_echo_ok(sock, servers, write=lambda s, b: s.sendall(b)):
+    write(sock, socks5_greeting((0x02,)))
+    assert recv_exact(sock, 2) == b"\x05\x02"
+    write(sock, socks5_auth(*ALICE))
+    assert recv_exact(sock, 2) == b"\x01\x00"
+    write(sock, socks5_request("127.0.0.1", servers.echo.port))
+    rep, _, _ = read_socks5_reply(sock)
+    assert rep == 0
+    write(sock, b"odd-client")
+    assert recv_exact(sock, 10) == b"odd-client"
+
+
+def test_client_hello_trickled_one_byte_at_a_time(tlsproxy, servers):
+    """The handshake driven by hand over memory BIOs, every ciphertext byte its own send."""
+    ctx = client_ctx(tlsproxy.cert)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="proxy.test")
+    raw = socket.create_connection(("127.0.0.1", tlsproxy.socks_tls_port), timeout=TIMEOUT)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        while True:
+            try:
+                obj.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            data = out.read()
+            for i in range(len(data)):
+                raw.send(data[i:i + 1])
+            if done:
+                break
+            d = raw.recv(65536)
+            assert d, "closed during the handshake"
+            inc.write(d)
+
+        def write(_, b):
+            obj.write(b)
+            raw.sendall(out.read())
+
+        class Reader:
+            def recv(self, n):
+                while True:
+                    try:
+                        return obj.read(n)
+                    except ssl.SSLWantReadError:
+                        d = raw.recv(65536)
+                        if not d:
+                            return b""
+                        inc.write(d)
+        socks_echo_ok(Reader(), servers, write=lambda _s, b: write(None, b))
+    finally:
+        raw.close()
+
+
+def test_one_byte_records_and_unrequested_client_cert(tlsproxy, servers):
+    ctx = client_ctx(tlsproxy.cert)
+    ctx.load_cert_chain(str(tlsproxy.cert), str(tlsproxy.key))  # nobody asked for it
+    s = tls_connect(tlsproxy.socks_tls_port, ctx)
+
+    def one_byte_records(sock, b):
+        for i in range(len(b)):
+            sock.sendall(b[i:i + 1])  # each write is its own TLS record
+    try:
+        socks_echo_ok(s, servers, write=one_byte_records)
+    finally:
+        s.close()
+
+
+def test_close_during_handshake_leaks_nothing(tlsproxy, servers):
+    p = tlsproxy.p
+    ctx = client_ctx(tlsproxy.cert)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="proxy.test")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = out.read()
+    # Warm up, so lazily made per-worker state is not counted as a leak.
+    for _ in range(3):
+        with tls_connect(tlsproxy.https_port, client_ctx()):
+            pass
+    assert wait_until(lambda: p.fd_count() > 0, 5)
+    before = p.fd_count()
+    for cut in (1, 5, len(hello) // 2, len(hello)):
+        s = socket.create_connection(("127.0.0.1", tlsproxy.socks_tls_port), timeout=TIMEOUT)
+        s.sendall(hello[:cut])
+        s.close()
+    assert wait_until(lambda: p.fd_count() <= before, 15), (before, p.fd_table())
+    s = tls_connect(tlsproxy.socks_tls_port, client_ctx(tlsproxy.cert))
+    try:
+        socks_echo_ok(s, servers)
+    finally:
+        s.close()
+
+
+def test_renegotiation_is_refused_and_others_served(tlsproxy, servers):
+    # s_client's "R" asks for a TLS 1.2 renegotiation; the listener has none.
+    r = subprocess.run(["openssl", "s_client", "-tls1_2", "-connect",
+                        f"127.0.0.1:{tlsproxy.https_port}", "-servername", "proxy.test"],
+                       input=b"R\n", capture_output=True, timeout=60)
+    text = (r.stdout + r.stderr).decode(errors="replace")
+    assert "RENEGOTIATING" in text, text[-2000:]
+    assert "Secure Renegotiation IS NOT supported" in text or "no renegotiation" in text.lower() \
+        or r.returncode != 0, text[-2000:]
+    assert tlsproxy.p.alive()
+    s = tls_connect(tlsproxy.socks_tls_port, client_ctx(tlsproxy.cert))
+    try:
+        socks_echo_ok(s, servers)
+    finally:
+        s.close()
+
+
+def test_stunnel_client_in_front_of_plain_socks5_client(tlsproxy, servers, tmp_path):
+    stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
+    if not stunnel:
+        pytest.skip("stunnel is not installed")
+    port = free_port()
+    conf = tmp_path / "stunnel-client.conf"
+    conf.write_text(f"foreground = yes\npid =\n[c]\nclient = yes\n"
+                    f"accept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{tlsproxy.socks_tls_port}\n"
+                    f"CAfile = {tlsproxy.cert}\nverifyPeer = yes\ncheckHost = proxy.test\n")
+    proc = subprocess.Popen([stunnel, str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        assert wait_until(up, 20), "stunnel did not start"
+        url = f"http://127.0.0.1:{servers.origin.port}/bytes/500000"
+        r = curl(["--socks5", f"127.0.0.1:{port}", "--proxy-user", "alice:" + ALICE[1],
+                  "-o", "-", "-w", "\n%{http_code}", url])
+        body, _, code = r.stdout.rpartition(b"\n")
+        assert r.returncode == 0 and code == b"200" and len(body) == 500000, r.stderr
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_cert_rotation_under_load_keeps_open_tunnels(tlsproxy, servers):
+    """Tunnels open across a certificate change carry on with their session; new handshakes
+    see the new certificate."""
+    t = tlsproxy
+    tunnels = []
+    for _ in range(8):
+        s, rep = socks_over_tls(t.socks_tls_port, t.cert, "127.0.0.1", servers.echo.port)
+        assert rep == 0
+        tunnels.append(s)
+    other_cert, other_key = make_pair(t.dir, "rotated")
+    try:
+        t.p.config["listeners"] = t.listeners(other_cert, other_key)
+        t.p.write_files()
+        t.p.signal(signal.SIGHUP)
+        new = file_fingerprint(other_cert)
+        deadline = time.monotonic() + 20
+        rounds = 0
+        while time.monotonic() < deadline:
+            for i, s in enumerate(tunnels):
+                msg = f"round {rounds} tunnel {i}".encode()
+                s.sendall(msg)
+                assert recv_exact(s, len(msg)) == msg
+            rounds += 1
+            if cert_fingerprint(t.socks_tls_port) == new:
+                break
+        assert cert_fingerprint(t.socks_tls_port) == new
+        for i, s in enumerate(tunnels):
+            s.sendall(b"after")
+            assert recv_exact(s, 5) == b"after", f"tunnel {i} broke across the rotation"
+    finally:
+        for s in tunnels:
+            s.close()
+        t.p.config["listeners"] = t.listeners(t.cert, t.key)
+        t.p.write_files()
+        t.p.signal(signal.SIGHUP)
+        assert wait_until(lambda: cert_fingerprint(t.https_port) == file_fingerprint(t.cert), 20)
