@@ -46,6 +46,7 @@ BufferRing::~BufferRing() {
 }
 
 void BufferRing::put(uint16_t id) {
+  --held_;
   io_uring_buf_ring_add(br_, data(id), size_, id, io_uring_buf_ring_mask(count_), 0);
   io_uring_buf_ring_advance(br_, 1);
 }

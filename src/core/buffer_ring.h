@@ -2,7 +2,8 @@
 // A ring of provided buffers (IORING_REGISTER_PBUF_RING, Linux 5.19): receives on the relay's
 // small-message path take a buffer only when bytes arrive, so an idle tunnel holds none and
 // the pool, not the tunnel count, bounds the memory. A recv that finds the ring empty fails
-// with ENOBUFS and its direction moves to splice, which needs no buffer.
+// with ENOBUFS and its direction moves to splice, which needs no buffer, until the ring has
+// room again.
 #include <liburing.h>
 
 #include <cstddef>
@@ -25,8 +26,13 @@ class BufferRing {
   int error() const { return error_; }
   uint32_t buffer_size() const { return size_; }
   char* data(uint16_t id) const { return base_ + size_t{id} * size_; }
+  // A completion carried buffer `id` out of the ring; every one is matched by a put().
+  void taken() { ++held_; }
   // Hands buffer `id` back to the kernel for the next receive.
   void put(uint16_t id);
+  // Whether a receive could get a buffer now, as far as the completions handled so far tell
+  // (one the kernel took for a completion not yet handled still counts as free).
+  bool has_free() const { return held_ < count_; }
 
  private:
   io_uring& ring_;
@@ -34,6 +40,7 @@ class BufferRing {
   char* base_ = nullptr;  // count * size bytes of buffers
   size_t map_bytes_ = 0;  // the ring entries and the buffers, one mapping
   unsigned count_;
+  unsigned held_ = 0;  // buffers out of the ring (taken, not yet put back)
   uint32_t size_;
   int error_ = 0;
 };

@@ -92,9 +92,13 @@ struct Failure {
 
 // One direction of a plain tunnel. It starts on the small-message path (src -> provided
 // buffer -> dst with recv/send on the ring) and moves for good to splice (src -> pipe -> dst)
-// once a read fills a buffer: bulk bytes then never leave the kernel.
+// once a read fills a buffer: bulk bytes then never leave the kernel. A direction that found
+// the buffer pool empty splices too, until it is idle and the pool has room again.
 struct Direction {
   bool spliced = false;
+  // On splice only because the buffer pool ran dry (ENOBUFS), not because of bulk: back to
+  // the small-message path once idle with the pool having room again.
+  bool on_loan = false;
   // small-message path
   bool bulk = false;      // the buffer in flight was full: splice once it is sent
   int32_t buf = -1;       // the provided buffer held (read, not yet all sent), or -1

@@ -2,8 +2,8 @@
 // again; all of it on the ring, so a request/response exchange costs no syscall of its own
 // (readiness poll plus two splice(2) calls through a pipe cost three). A read that fills its
 // buffer (or all that a bandwidth cap allowed) means bulk, and that direction moves to splice
-// (relay/splice_relay.cpp) for good; so does one that finds the worker's buffers all in use
-// (ENOBUFS).
+// (relay/splice_relay.cpp) for good. One that finds the worker's buffers all in use (ENOBUFS)
+// splices "on loan": when it is idle again and the pool has room, it comes back here.
 //
 // A buffer is held from the recv that fills it until the send that empties it completes;
 // an idle tunnel holds none. After finish(), completions still give their buffers back.
@@ -46,10 +46,12 @@ void Connection::buffer_send(Direction& d, bool up) {
 }
 
 void Connection::buffer_on_recv(Direction& d, bool up, int res, uint32_t flags) {
+  if (flags & IORING_CQE_F_BUFFER) w_.buffers()->taken();
   if (res <= 0 && (flags & IORING_CQE_F_BUFFER))  // a buffer with no bytes: give it back
     w_.buffers()->put(static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
   if (res == -ENOBUFS) {  // every buffer of this worker is in flight: splice needs none
     d.spliced = true;
+    d.on_loan = true;
     return pump(d, up);
   }
   if (res < 0) return relay_error(-res);
@@ -92,6 +94,7 @@ void Connection::buffer_release(Direction& d) {
 void Connection::buffer_reclaim(Op op, uint32_t flags) {
   // A recv that picked a buffer as it was being cancelled.
   if (flags & IORING_CQE_F_BUFFER) {
+    w_.buffers()->taken();
     w_.buffers()->put(static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
     return;
   }

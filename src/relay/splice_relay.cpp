@@ -144,6 +144,7 @@ void Connection::pump(Direction& d, bool up) {
       d.in_pipe = static_cast<uint32_t>(n);
       bandwidth_consume(up, static_cast<size_t>(n));
       drained_src = static_cast<size_t>(n) < want;
+      if (!drained_src) d.on_loan = false;  // bulk: splice for good
       set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
       continue;
     }
@@ -160,6 +161,12 @@ void Connection::pump(Direction& d, bool up) {
   if (d.pipe) {
     w_.pipes().release(d.pipe);
     d.pipe = nullptr;
+  }
+  if (d.on_loan && w_.buffers()->has_free()) {
+    // Idle, and the pool that ran dry has room again: small messages go back to buffers.
+    d.on_loan = false;
+    d.spliced = false;
+    return buffer_recv(d, up);
   }
   submit_poll(in, src, POLLIN);
 }

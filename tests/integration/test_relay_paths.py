@@ -641,6 +641,39 @@ def test_pool_exhaustion_moves_to_splice(relay, servers, mode):
     echo_tunnels(r, servers.echo.port, 50, random.Random(7))
 
 
+@pytest.mark.parametrize("mode", ["buffers", "adaptive"])
+def test_splice_on_loan_returns_to_buffers(relay, servers, mode):
+    """A direction that found the pool empty splices only while it has to: once the buffers
+    are back and it is idle, its next small message goes through a buffer again."""
+    r = relay(mode, buffers=2)
+    r.wait_ops({}, "idle before the test")
+    tgt = Target(rcvbuf=4096, mss=SMALL_MSS)
+    s = None
+    try:
+        held = hold(r, tgt, 2)  # both buffers held in blocked sends
+        s = open_tunnel(r.p, servers.echo.port)
+        # Both directions find the pool empty: one small echo goes through splice.
+        cl.echo_roundtrip(s, b"on loan")
+        r.wait_ops(lambda o: o.get(OP_SEND, 0) == 2 and o.get(OP_POLL_ADD, 0) == 2,
+                   "the new tunnel's directions splice while the pool is empty")
+        for c, t in held:  # as end_held, with our tunnel still open
+            rst_close(t)
+            assert cl.stream_end(c) in ("eof", "reset"), "client not told its tunnel ended"
+            c.close()
+        r.wait_ops({OP_POLL_ADD: 2}, "the holders ended, the pool whole again")
+        # The next echo wakes each direction once more; idle again, they go back to buffers.
+        cl.echo_roundtrip(s, b"back to buffers")
+        r.wait_ops({OP_RECV: 2}, "both directions back on buffers")
+        for _ in range(5):
+            cl.echo_roundtrip(s, os.urandom(1000))
+        r.wait_ops({OP_RECV: 2}, "still on buffers after more small echoes")
+    finally:
+        if s:
+            s.close()
+        tgt.close()
+    r.wait_ops({}, "the tunnel closed")
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. small, bulk, small on one tunnel
 BULK = 8 << 20
