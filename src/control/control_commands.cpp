@@ -1,6 +1,7 @@
 // Control requests (docs/control-protocol.md): one JSON object in, one out.
 #include <crypt.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include <algorithm>
 #include <set>
@@ -24,6 +25,20 @@
 namespace up {
 
 namespace {
+
+// A random (version 4) UUID, for `user add` without --uuid.
+std::string random_uuid() {
+  uint8_t b[16];
+  if (RAND_bytes(b, sizeof b) != 1) return std::string();
+  b[6] = static_cast<uint8_t>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<uint8_t>((b[8] & 0x3f) | 0x80);
+  char out[37];
+  snprintf(out, sizeof out,
+           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+           b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+           b[15]);
+  return out;
+}
 
 using Json = rapidjson::Writer<rapidjson::StringBuffer>;
 
@@ -236,6 +251,7 @@ std::string Management::cmd_user_edit(const std::string& cmd, const Args& a) {
     if (hash.empty()) return refuse("cannot hash the password (libcrypt yescrypt failed)");
   }
   last_closed_ = 0;
+  std::string added_uuid;
   std::string r = edit_users(
       [&](std::vector<User>& users) -> std::string {
         auto it = std::find_if(users.begin(), users.end(),
@@ -247,6 +263,14 @@ std::string Management::cmd_user_edit(const std::string& cmd, const Args& a) {
           User u;
           u.username = name;
           u.password_hash = hash;
+          // The VLESS id: the one given, else a fresh random (version 4) one.
+          std::string given = str_arg(a, "uuid");
+          if (given.empty()) given = random_uuid();
+          if (!config::normalise_uuid(given, u.uuid))
+            return "uuid: \"" + given + "\" is not a UUID (8-4-4-4-12 hex digits)";
+          for (const User& other : users)
+            if (other.uuid == u.uuid) return "uuid " + u.uuid + " is already " + other.username + "'s";
+          added_uuid = u.uuid;
           if (has_str(a, "proxy")) u.external_proxy_id = str_arg(a, "proxy");
           if (auto g = a.FindMember("groups"); g != a.MemberEnd() && g->value.IsArray()) {
             std::vector<std::string> groups;
@@ -271,6 +295,7 @@ std::string Management::cmd_user_edit(const std::string& cmd, const Args& a) {
   return answer([&](Json& w) {
     put(w, "generation", generation_);
     if (cmd != "user.add" && cmd != "user.enable") put(w, "closed", last_closed_);
+    if (cmd == "user.add") put(w, "uuid", added_uuid);
   });
 }
 

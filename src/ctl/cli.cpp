@@ -31,6 +31,7 @@ struct Args {
   bool password_stdin = false;
   std::string proxy;   // user add --proxy
   std::vector<std::string> groups;  // user add --group (repeatable)
+  std::string uuid;    // user add --uuid
   std::string type, address, username, group, label;  // proxy add
   uint16_t port = 0;
   bool no_test = false;
@@ -124,6 +125,8 @@ struct Tree {
     add->add_option("--group", a.groups, "a group the user may use (repeatable)")
         ->type_name("G")
         ->allow_extra_args(false);
+    add->add_option("--uuid", a.uuid, "the user's VLESS id (default: a new random one, shown)")
+        ->type_name("UUID");
     add->callback([this] {
       timeout_ms = kDefaultTimeoutMs;
       chosen = [this](std::string& error) -> std::unique_ptr<Request> {
@@ -132,6 +135,7 @@ struct Tree {
         auto r = std::make_unique<Request>("user.add");
         r->str("username", a.name).str("password", pw).str_or_null("proxy", id_or_none(a.proxy));
         if (!a.groups.empty()) r->strings("groups", a.groups);
+        if (!a.uuid.empty()) r->str("uuid", a.uuid);
         wipe(pw);
         return r;
       };

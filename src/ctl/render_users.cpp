@@ -39,6 +39,8 @@ void render_user_edit(const std::string& cmd, const Value& request, const Value&
                             ? "direct routing"
                             : "external proxy " + get_str(request, "proxy");
     fprintf(out, "✓ Added user %s (%s)\n", name.c_str(), route.c_str());
+    std::string uuid = get_str(answer, "uuid");
+    if (!uuid.empty()) fprintf(out, "  VLESS id: %s\n", uuid.c_str());
   } else if (cmd == "user.del") {
     fprintf(out, "✓ Deleted user %s%s\n", name.c_str(), closed.c_str());
   } else if (cmd == "user.passwd") {

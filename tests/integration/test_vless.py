@@ -197,3 +197,29 @@ def test_v2ray_vless_clients_are_their_users(vproxy, servers, tmp_path):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def test_user_add_gives_a_vless_id_that_works(vproxy, servers):
+    from ctl_helpers import run_ctl
+    cfg = str(vproxy.config_path)
+    r = run_ctl(["--config", cfg, "user", "add", "newv", "--password-stdin"],
+                input="newv-password-1\n")
+    assert r.rc == 0, r
+    ids = [ln.split()[-1] for ln in r.lines() if "VLESS id:" in ln]
+    assert len(ids) == 1 and uuid.UUID(ids[0]).version == 4, r
+    given = str(uuid.uuid4())
+    r = run_ctl(["--config", cfg, "--json", "user", "add", "givenv", "--password-stdin",
+                 "--uuid", given.upper()], input="givenv-password-1\n")
+    assert r.rc == 0 and r.json()["uuid"] == given, r
+    r = run_ctl(["--config", cfg, "user", "add", "dupv", "--password-stdin", "--uuid", given],
+                input="dupv-password-1\n")
+    assert r.rc == 1 and "givenv" in r.err, r
+    listed = run_ctl(["--config", cfg, "--json", "user", "list"]).json()["users"]
+    assert {u["username"]: u["uuid"] for u in listed}["newv"] == ids[0]
+    for uid in (ids[0], given):
+        s = tls_open(vproxy.vless_port)
+        try:
+            s.sendall(header(uid, "127.0.0.1", servers.echo.port) + b"new")
+            assert recv_exact(s, 5) == b"\x00\x00new"
+        finally:
+            s.close()
