@@ -215,8 +215,8 @@ TEST_CASE("request head: malformed is 400") {
 TEST_CASE("request head: two Proxy-Authorization headers are a 400, whoever they name") {
   const std::string alice = "Proxy-Authorization: Basic YWxpY2U6c2VjcmV0\r\n";  // alice:secret
   const std::string bob = "proxy-authorization: Basic Ym9iOnNlY3JldA==\r\n";    // bob:secret
-  for (const std::string& line : {"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n",
-                                  "GET http://h/ HTTP/1.1\r\nHost: h\r\n"}) {
+  for (std::string line :
+       {"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n", "GET http://h/ HTTP/1.1\r\nHost: h\r\n"}) {
     CAPTURE(line);
     CHECK(request_error(line + alice + bob + "\r\n") == 400);
     CHECK(request_error(line + alice + "X: 1\r\n" + alice + "\r\n") == 400);  // even the same
