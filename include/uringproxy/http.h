@@ -30,8 +30,9 @@ struct RequestHead {
   size_t head_len = 0;      // bytes up to and including the blank line
 };
 
-// error_status on error: 400 malformed (also bare LF handling aside, obs-fold, bad version),
-// 431 head larger than max_head_bytes or more than max_headers headers.
+// error_status on error: 400 malformed (also bare LF handling aside, obs-fold, bad version,
+// more than one Host or Proxy-Authorization), 431 head larger than max_head_bytes or more than
+// max_headers headers.
 // need_more is returned only while in.size() < max_head_bytes.
 Parse parse_request_head(std::span<const char> in, RequestHead& out, int& error_status);
 
@@ -42,6 +43,8 @@ struct ResponseHead {
   std::vector<Header> headers;
   size_t head_len = 0;
 };
+// Error also when, without Transfer-Encoding, Content-Length is malformed or its values differ
+// (a proxy answers 502: the body's end is unknown).
 Parse parse_response_head(std::span<const char> in, ResponseHead& out);
 
 // Case-insensitive lookup of the first header with that name; empty view if absent.
@@ -92,10 +95,12 @@ bool parse_absolute_uri(std::string_view uri, Target& target, std::string& origi
 // The request head to send to an origin server: request line in origin form, headers minus
 // hop-by-hop ones (Connection and the tokens it lists, Keep-Alive, Proxy-Connection,
 // Proxy-Authorization, Proxy-Authenticate, TE, Trailer, Upgrade), Transfer-Encoding and
-// Content-Length kept since the body passes through unchanged; Host added when absent.
+// Content-Length kept since the body passes through unchanged (repeated identical
+// Content-Length values folded into one header); Host added when absent.
 std::string rewrite_forward_head(const RequestHead& head, std::string_view origin_form,
                                  const Target& target);
-// The response head to send back to the client: hop-by-hop headers removed the same way, and
+// The response head to send back to the client: hop-by-hop headers removed the same way,
+// Content-Length folded into one header (or dropped beside Transfer-Encoding), and
 // "Connection: close" added when close_after is set.
 std::string rewrite_response_head(const ResponseHead& head, bool close_after);
 

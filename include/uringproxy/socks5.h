@@ -43,7 +43,8 @@ struct Credentials {
   std::string_view username;  // views into the input buffer
   std::string_view password;
 };
-// VER=1 ULEN UNAME PLEN PASSWD; error if VER != 1 or ULEN == 0.
+// VER=1 ULEN UNAME PLEN PASSWD; error if VER != 1, ULEN == 0 or either field holds a NUL (the
+// server answers a failure status and closes).
 Parse parse_userpass(std::span<const uint8_t> in, Credentials& out, size_t& consumed);
 
 enum class Command : uint8_t { connect = 1, bind = 2, udp_associate = 3 };

@@ -48,6 +48,8 @@ void PasswordVerifier::submit(std::string password, std::string stored_hash, Don
 
 bool PasswordVerifier::check(const std::string& password, const std::string& stored_hash) {
   if (stored_hash.empty() || stored_hash[0] != '$') return false;
+  // crypt(3) would read only up to a NUL: "secret\0junk" must not pass for "secret".
+  if (password.find('\0') != std::string::npos) return false;
   auto data = std::make_unique<crypt_data>();
   const char* h = crypt_rn(password.c_str(), stored_hash.c_str(), data.get(), sizeof *data);
   if (!h || h[0] == '*') return false;

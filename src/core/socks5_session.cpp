@@ -80,8 +80,16 @@ void Connection::socks5_userpass() {
   switch (socks5::parse_userpass(bytes(hs_.get(), hs_len_), cred, used)) {
     case socks5::Parse::need_more:
       return read_more_handshake();
-    case socks5::Parse::error:
-      return finish(Result::bad_request);
+    case socks5::Parse::error: {
+      // RFC 1929: a failure status, then the server closes; the client sees a refused login
+      // (a NUL in a field, a bad version) rather than a bare reset.
+      uint8_t no[2];
+      reply_client(no, static_cast<uint32_t>(socks5::encode_auth_status(false, no)));
+      result_ = Result::bad_request;
+      state_ = State::failing;
+      set_deadline_in(2000);  // as for any error reply
+      return;
+    }
     case socks5::Parse::done:
       break;
   }

@@ -345,6 +345,32 @@ class ConnectionTokens {
   bool overflow_ = false;
 };
 
+// The single Content-Length a rewritten head carries. RFC 9112 6.3 allows a recipient to
+// take repeated identical values ("5, 5", or the header twice) as one; the next hop gets that
+// one, so it cannot read the framing differently. Invalid values are left as they are: the
+// caller refuses such a message.
+struct LengthFold {
+  explicit LengthFold(const std::vector<Header>& headers) {
+    bool present = false;
+    fold = content_length(headers, present, length) && present;
+  }
+  // Writes the folded header in place of the first Content-Length and drops the others;
+  // false for any other header.
+  bool take(std::string& s, const Header& h) {
+    if (!fold || !iequals(h.name, "content-length")) return false;
+    if (!written) {
+      s.append("Content-Length: ");
+      s.append(std::to_string(length));
+      s.append("\r\n");
+      written = true;
+    }
+    return true;
+  }
+  bool fold = false;
+  bool written = false;
+  uint64_t length = 0;
+};
+
 void append_header(std::string& s, const Header& h) {
   s.append(h.name);
   s.append(": ");
@@ -381,10 +407,14 @@ Parse parse_request_head(std::span<const char> in, RequestHead& out, int& error_
                             });
   if (r.parse == Parse::done) {
     // RFC 9112 3.2: more than one Host is a 400 (and would let a client pick which one an
-    // ACL sees).
+    // ACL sees). Two Proxy-Authorization headers likewise leave it open who is asking.
     int hosts = 0;
-    for (const Header& h : out.headers) hosts += iequals(h.name, "host") ? 1 : 0;
-    if (hosts > 1) {
+    int credentials = 0;
+    for (const Header& h : out.headers) {
+      hosts += iequals(h.name, "host") ? 1 : 0;
+      credentials += iequals(h.name, "proxy-authorization") ? 1 : 0;
+    }
+    if (hosts > 1 || credentials > 1) {
       error_status = 400;
       return Parse::error;
     }
@@ -402,8 +432,17 @@ Parse parse_response_head(std::span<const char> in, ResponseHead& out) {
                             [&](std::string_view line, bool partial) {
                               return parse_status_line(line, partial, out);
                             });
-  if (r.parse == Parse::done) out.head_len = head_len;
-  return r.parse;
+  if (r.parse != Parse::done) return r.parse;
+  // RFC 9112 6.3 item 5: without Transfer-Encoding, a malformed Content-Length or differing
+  // values leave the body's end unknown; a proxy must answer 502 rather than guess.
+  bool has_length = false;
+  uint64_t length = 0;
+  if (transfer_coding(out.headers) == Coding::absent &&
+      !content_length(out.headers, has_length, length)) {
+    return Parse::error;
+  }
+  out.head_len = head_len;
+  return Parse::done;
 }
 
 std::string_view find_header(const std::vector<Header>& headers, std::string_view name) {
@@ -469,7 +508,8 @@ BodyFraming response_body_framing(const ResponseHead& head, std::string_view req
   }
   bool has_length = false;
   uint64_t length = 0;
-  // A bad or conflicting Content-Length cannot be trusted: read until close.
+  // A bad or conflicting Content-Length cannot be trusted (parse_response_head refuses one;
+  // a head built by hand may still carry it): read until close.
   if (content_length(head.headers, has_length, length) && has_length) {
     f.kind = BodyKind::length;
     f.length = length;
@@ -617,12 +657,14 @@ std::string rewrite_forward_head(const RequestHead& head, std::string_view origi
                                 [](const Header& h) { return iequals(h.name, "host"); });
   if (host_done) append_host(s, target);
   ConnectionTokens connection(head.headers);
+  LengthFold length(head.headers);
   for (const Header& h : head.headers) {
     if (iequals(h.name, "host")) {
       if (!host_done) append_host(s, target);
       host_done = true;
       continue;
     }
+    if (length.take(s, h)) continue;
     if (is_hop_by_hop(h.name) || connection.lists(h.name)) continue;
     append_header(s, h);
   }
@@ -639,7 +681,13 @@ std::string rewrite_response_head(const ResponseHead& head, bool close_after) {
   s.append(head.reason);
   s.append("\r\n");
   ConnectionTokens connection(head.headers);
+  // RFC 9112 6.1: Transfer-Encoding overrides Content-Length, and a proxy removes the
+  // Content-Length before forwarding such a message.
+  bool coded = transfer_coding(head.headers) != Coding::absent;
+  LengthFold length(head.headers);
   for (const Header& h : head.headers) {
+    if (coded && iequals(h.name, "content-length")) continue;
+    if (length.take(s, h)) continue;
     if (is_hop_by_hop(h.name) || connection.lists(h.name)) continue;
     append_header(s, h);
   }

@@ -90,8 +90,13 @@ Parse parse_userpass(std::span<const uint8_t> in, Credentials& out, size_t& cons
   size_t total = 3 + ulen + plen;
   if (in.size() < total) return Parse::need_more;
   const char* base = reinterpret_cast<const char*>(in.data());
-  out.username = std::string_view(base + 2, ulen);
-  out.password = std::string_view(base + 3 + ulen, plen);
+  std::string_view user(base + 2, ulen), pass(base + 3 + ulen, plen);
+  // A NUL would cut the password short where it becomes a C string (crypt(3)): refuse it, as
+  // the HTTP Basic path does.
+  if (user.find('\0') != std::string_view::npos || pass.find('\0') != std::string_view::npos)
+    return Parse::error;
+  out.username = user;
+  out.password = pass;
   consumed = total;
   return Parse::done;
 }

@@ -74,6 +74,21 @@ bool unwrap_mapped(const uint8_t* a6, uint8_t* a4) {
   }
   return false;
 }
+
+// NAT64 (64:ff9b::/96, RFC 6052) and 6to4 (2002::/16, RFC 3056) addresses are delivered to
+// the IPv4 address they carry: 64:ff9b::7f00:1 is 127.0.0.1 behind a local NAT64.
+bool embedded_ipv4(const uint8_t* a6, uint8_t* a4) {
+  static const uint8_t nat64[12] = {0x00, 0x64, 0xff, 0x9b};
+  if (memcmp(a6, nat64, 12) == 0) {
+    memcpy(a4, a6 + 12, 4);
+    return true;
+  }
+  if (a6[0] == 0x20 && a6[1] == 0x02) {
+    memcpy(a4, a6 + 2, 4);
+    return true;
+  }
+  return false;
+}
 }  // namespace
 
 bool is_private_address(const uint8_t* addr, int family) {
@@ -196,10 +211,23 @@ bool Acl::address_allowed(const sockaddr* sa, const UserAcl* user, bool name_all
   const uint8_t* a = nullptr;
   int family = view(sa, buf, a);
   if (!family) return false;
-  if (deny_.matches_address(a, family) || (user && user->deny.matches_address(a, family)))
-    return false;
-  if (allow_.matches_address(a, family) || (user && user->allow.matches_address(a, family)))
-    return true;
+  auto denied = [&](const uint8_t* x, int f) {
+    return deny_.matches_address(x, f) || (user && user->deny.matches_address(x, f));
+  };
+  auto allowed = [&](const uint8_t* x, int f) {
+    return allow_.matches_address(x, f) || (user && user->allow.matches_address(x, f));
+  };
+  // A NAT64 or 6to4 address is judged as the IPv4 address it carries as well as itself: a deny
+  // of either form refuses it, and only an allow of the IPv4 address opens a private one (an
+  // allow of ::/0 must not open 127.0.0.1 through 64:ff9b::7f00:1).
+  uint8_t v4[4];
+  bool embedded = family == AF_INET6 && embedded_ipv4(a, v4);
+  if (denied(a, family) || (embedded && denied(v4, AF_INET))) return false;
+  if (embedded) {
+    if (allowed(v4, AF_INET)) return true;
+    if (deny_private_ && is_private_address(v4, AF_INET)) return false;
+  }
+  if (allowed(a, family)) return true;
   if (deny_private_ && is_private_address(a, family)) return false;
   return name_allowed || !has_allow(user);
 }

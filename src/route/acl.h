@@ -4,7 +4,8 @@
 //   - the target as the client named it (deny_ports, host and suffix entries, and for literal
 //     addresses everything), before any resolution;
 //   - each resolved address (direct routes), so a name that resolves to a private address is
-//     refused too (DNS rebinding). IPv4-mapped IPv6 is judged as the IPv4 address it maps.
+//     refused too (DNS rebinding). IPv4-mapped IPv6 is judged as the IPv4 address it maps;
+//     NAT64 (64:ff9b::/96) and 6to4 (2002::/16) addresses also by the IPv4 address they carry.
 // An explicit deny always wins; a non-empty allow means only those targets; an allow CIDR
 // opens the private ranges it covers (a host entry does not: names can be re-pointed).
 #include <netinet/in.h>

@@ -1,5 +1,6 @@
 """Issue 5 / DESIGN 2.1: target ACLs. deny_private (loopback, RFC 1918, link-local, CGNAT, ULA,
-multicast, unspecified; on literals, on names, on resolved addresses and on IPv4-mapped IPv6;
+multicast, unspecified; on literals, on names, on resolved addresses, on IPv4-mapped IPv6 and on
+the IPv4 address inside NAT64 / 6to4 addresses;
 and non-canonical IPv4 spellings in HTTP URLs), allow / deny CIDRs (deny wins, allow opens the
 private ranges it covers, a non-empty allow means only those targets), exact-host and *.suffix
 entries, deny_ports, per-user lists, and --check on bad entries. Refusals: SOCKS5 0x02, HTTP 403;
@@ -126,6 +127,23 @@ ODD_SPELLINGS = ["2130706433", "0177.0.0.1", "0x7f.0.0.1", "0x7f000001", "127.1"
 @pytest.mark.parametrize("host", PRIVATE_V4 + PRIVATE_V6)
 def test_socks5_private_literal_refused(strict, targets, host):
     socks_refused(strict, host, targets[0].port, targets[0])
+
+
+# IPv6 forms that carry a private IPv4 address: NAT64 (64:ff9b::/96), 6to4 (2002::/16), and the
+# IPv4-compatible form. Behind a NAT64 gateway 64:ff9b::7f00:1 is 127.0.0.1.
+EMBEDDED_V4 = ["64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b::c0a8:101", "2002:7f00:1::1",
+               "2002:a9fe:a9fe::1", "::127.0.0.1"]
+
+
+@pytest.mark.parametrize("host", EMBEDDED_V4)
+def test_socks5_ipv4_embedded_in_ipv6_refused(strict, targets, host):
+    """Refused by rule (0x02), not tried and failed as an unreachable IPv6 address."""
+    socks_refused(strict, host, targets[0].port, targets[0])
+
+
+@pytest.mark.parametrize("host", ["64:ff9b::7f00:1", "2002:7f00:1::1"])
+def test_http_connect_ipv4_embedded_in_ipv6_refused(strict, targets, host):
+    connect_refused(strict, host, targets[0].port, targets[0])
 
 
 @pytest.mark.parametrize("host", PRIVATE_NAMES)

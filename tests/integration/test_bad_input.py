@@ -1,5 +1,6 @@
 """6. Bad input: each gets a clean close (or the right code), and a normal client keeps being
 served after every case."""
+import base64
 import random
 import select
 import socket
@@ -9,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from clients import (HttpConn, assert_served, connect, http_request, recv_all, socks5_auth,
-                     socks5_greeting, socks5_open, socks5_request, stream_end)
+from clients import (HttpConn, assert_served, connect, http_request, recv_all, recv_exact,
+                     socks5_auth, socks5_greeting, socks5_open, socks5_request, stream_end)
 from harness import PASSWORDS
 from servers import ResetServer, det_bytes
 
@@ -72,6 +73,51 @@ def test_socks5_malformed_closed(proxy, servers, case):
         assert got[2:4] != b"\x01\x00" or len(got) < 6 or got[5] != 0, \
             f"{case}: malformed request answered with success: {got!r}"
     assert_served(proxy, servers, f"after malformed SOCKS5 ({case})")
+
+
+def _raw_auth(user: bytes, pw: bytes) -> bytes:
+    return b"\x01" + bytes([len(user)]) + user + bytes([len(pw)]) + pw
+
+
+@pytest.mark.uringproxy_only
+@pytest.mark.parametrize("user,pw", [
+    (b"bob", PASSWORDS["bob"].encode() + b"\x00zzz"),   # the right password, then a NUL
+    (b"bob", b"\x00" + PASSWORDS["bob"].encode()),
+    (b"bob\x00x", PASSWORDS["bob"].encode()),           # a NUL in the username
+], ids=["password-then-nul", "nul-then-password", "nul-in-username"])
+def test_socks5_nul_in_credentials_refused(proxy, servers, user, pw):
+    """RFC 1929 fields are byte strings; a NUL must not cut the password short where it becomes
+    a C string (crypt(3)). The login fails with status 0x01, the proxy closes, and keeps
+    serving. The correct password still logs in."""
+    s = connect(proxy.socks_port)
+    s.sendall(socks5_greeting((2,)))
+    assert recv_exact(s, 2) == b"\x05\x02"
+    s.sendall(_raw_auth(user, pw) + socks5_request("127.0.0.1", servers.echo.port))
+    got = recv_exact(s, 2)
+    assert got == b"\x01\x01", f"NUL in the credentials: want auth status 0x01, got {got!r}"
+    assert stream_end(s, CLOSE_BOUND) in ("eof", "reset"), "proxy kept the refused login open"
+    s.close()
+    assert_served(proxy, servers, "after a NUL in RFC 1929 credentials")
+    r = socks5_open(proxy.socks_port, "127.0.0.1", servers.echo.port, user="bob",
+                    pw=PASSWORDS["bob"])
+    r.sock.close()
+    assert r.auth_status == 0 and r.rep == 0, r
+
+
+@pytest.mark.uringproxy_only
+def test_http_basic_nul_in_password_refused(proxy, servers):
+    """The HTTP path refuses the same credential (407), for CONNECT and forwarding."""
+    cred = "Basic " + base64.b64encode(b"bob:" + PASSWORDS["bob"].encode() + b"\x00zzz").decode()
+    hp = f"127.0.0.1:{servers.echo.port}"
+    for req in (f"CONNECT {hp} HTTP/1.1\r\nHost: {hp}\r\n",
+                f"GET http://127.0.0.1:{servers.origin.port}/bytes/3 HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{servers.origin.port}\r\n"):
+        c = HttpConn(proxy.http_port)
+        c.send(f"{req}Proxy-Authorization: {cred}\r\n\r\n".encode())
+        r = c.read_response("CONNECT" if req.startswith("CONNECT") else "GET")
+        c.close()
+        assert r.status == 407, f"{req.split()[0]} with a NUL in the password: {r}"
+    assert_served(proxy, servers, "after a NUL in HTTP Basic credentials")
 
 
 HTTP_TRUNCATED = [b"CONN", b"CONNECT 127.0.0.1:1 HTTP/1.1\r\n", b"GET http://origin.test/ HTTP/1.1\r\nHo"]

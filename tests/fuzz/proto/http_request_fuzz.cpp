@@ -43,6 +43,16 @@ void check_head(std::string_view in, const RequestHead& h) {
   }
 }
 
+// Case-insensitive: `lower` is the name in lower case.
+bool named(const Header& x, std::string_view lower) {
+  if (x.name.size() != lower.size()) return false;
+  for (size_t i = 0; i < lower.size(); ++i) {
+    char c = x.name[i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c) != lower[i]) return false;
+  }
+  return true;
+}
+
 void check_credentials(std::string_view value) {
   std::string user, pass;
   if (!parse_basic_credentials(value, user, pass)) return;
@@ -75,6 +85,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   FUZZ_ASSERT(status == 0);
   check_head(in, h);
+  {
+    // Two Proxy-Authorization headers are a 400: no parsed head carries more than one.
+    int credentials = 0;
+    for (const Header& x : h.headers) credentials += named(x, "proxy-authorization") ? 1 : 0;
+    FUZZ_ASSERT(credentials <= 1);
+  }
   {
     RequestHead h2;
     FUZZ_ASSERT(parse_request_head({in.data(), h.head_len}, h2, status) == Parse::done &&
@@ -111,7 +127,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_ASSERT(fwd.method == h.method && fwd.target == origin &&
               fwd.version_minor == h.version_minor);
   int hosts = 0;
+  int lengths = 0;
   for (const Header& x : fwd.headers) {
+    lengths += named(x, "content-length") ? 1 : 0;
     std::string lower(x.name);
     for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
     for (std::string_view hop : {"connection", "keep-alive", "proxy-connection",
@@ -127,6 +145,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_ASSERT(fwd_ok == framing_ok);
   if (framing_ok) {
     FUZZ_ASSERT(fwd_framing.kind == framing.kind && fwd_framing.length == framing.length);
+    // Repeated identical lengths go out as one header.
+    FUZZ_ASSERT(lengths == (framing.kind == BodyKind::length ? 1 : 0));
   }
   return 0;
 }

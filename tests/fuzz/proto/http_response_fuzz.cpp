@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include <strings.h>
+
 #include "uringproxy/http.h"
 
 #include "fuzz_assert.h"
@@ -57,6 +59,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_ASSERT(a.kind == b.kind && a.length == b.length);
     if (close_after) FUZZ_ASSERT(wants_close(back.version_minor, back.headers));
     FUZZ_ASSERT(find_header(back.headers, "keep-alive").empty());
+    // One Content-Length at most, and none beside Transfer-Encoding.
+    int lengths = 0;
+    bool coded = false;
+    for (const Header& x : back.headers) {
+      lengths += x.name.size() == 14 && strncasecmp(x.name.data(), "content-length", 14) == 0;
+      coded = coded || (x.name.size() == 17 &&
+                        strncasecmp(x.name.data(), "transfer-encoding", 17) == 0);
+    }
+    FUZZ_ASSERT(lengths <= 1 && !(coded && lengths));
     FUZZ_ASSERT(find_header(back.headers, "proxy-authenticate").empty());
   }
   return 0;

@@ -64,6 +64,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Credentials cred;
   if (parse_userpass(in, cred, consumed) == Parse::done) {
     FUZZ_ASSERT(!cred.username.empty());
+    // A NUL would cut the credentials short in crypt(3); such a message is an error.
+    FUZZ_ASSERT(cred.username.find('\0') == std::string_view::npos &&
+                cred.password.find('\0') == std::string_view::npos);
     uint8_t out[513];
     size_t n = encode_userpass(cred.username, cred.password, out);
     FUZZ_ASSERT(n == consumed && std::memcmp(out, data, n) == 0);

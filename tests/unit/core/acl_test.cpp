@@ -41,6 +41,54 @@ TEST_CASE("deny_private refuses every built-in private and special range") {
   }
 }
 
+TEST_CASE("NAT64 and 6to4 addresses are judged by the IPv4 address they carry") {
+  up::Acl acl(true, {}, {}, {});
+  for (const char* a : {"64:ff9b::7f00:1", "64:ff9b::127.0.0.1", "64:ff9b::a00:1",
+                        "64:ff9b::c0a8:101", "64:ff9b::a9fe:a9fe", "64:ff9b::",
+                        "2002:7f00:1::1", "2002:a00:1::", "2002:c0a8:101:5::9",
+                        "2002:a9fe:a9fe::1", "2002::", "::ffff:127.0.0.1", "::127.0.0.1"}) {
+    INFO(a);
+    CHECK_FALSE(allowed(acl, a));
+  }
+  for (const char* a : {"64:ff9b::808:808", "64:ff9b::8.8.8.8", "2002:808:808::1"}) {
+    INFO(a);
+    CHECK(allowed(acl, a));
+  }
+  // A literal target goes through the same check at the first stage.
+  up::Target t;
+  REQUIRE(up::set_host("64:ff9b::7f00:1", t));
+  t.port = 80;
+  CHECK(acl.check_target(t, nullptr) == up::Acl::Verdict::deny);
+}
+
+TEST_CASE("NAT64 and 6to4: allow and deny lists see both forms") {
+  // Allowing all of IPv6 does not open loopback through a NAT64 prefix...
+  up::Acl all_v6(true, {"::/0"}, {}, {});
+  CHECK_FALSE(allowed(all_v6, "64:ff9b::7f00:1"));
+  CHECK_FALSE(allowed(all_v6, "2002:7f00:1::1"));
+  CHECK(allowed(all_v6, "2001:db8::1"));
+  // ...allowing the IPv4 range does, and only it.
+  up::Acl loopback(true, {"127.0.0.0/8"}, {}, {});
+  CHECK(allowed(loopback, "64:ff9b::7f00:1"));
+  CHECK(allowed(loopback, "2002:7f00:1::1"));
+  CHECK_FALSE(allowed(loopback, "64:ff9b::a00:1"));
+  // A deny of either form refuses it.
+  up::Acl deny_v4(false, {}, {"203.0.113.0/24"}, {});
+  CHECK_FALSE(allowed(deny_v4, "64:ff9b::cb00:7107"));
+  CHECK_FALSE(allowed(deny_v4, "2002:cb00:7107::1"));
+  CHECK(allowed(deny_v4, "64:ff9b::808:808"));
+  up::Acl deny_v6(false, {}, {"64:ff9b::/96"}, {});
+  CHECK_FALSE(allowed(deny_v6, "64:ff9b::808:808"));
+  CHECK(allowed(deny_v6, "2002:808:808::1"));
+  // Allowing the NAT64 prefix opens public addresses behind it, not private ones.
+  up::Acl nat64(true, {"64:ff9b::/96"}, {}, {});
+  CHECK(allowed(nat64, "64:ff9b::808:808"));
+  CHECK_FALSE(allowed(nat64, "64:ff9b::7f00:1"));
+  // With deny_private off they pass like any address.
+  up::Acl open(false, {}, {}, {});
+  CHECK(allowed(open, "64:ff9b::7f00:1"));
+}
+
 TEST_CASE("deny_private false lets private targets through") {
   up::Acl acl(false, {}, {}, {});
   CHECK(allowed(acl, "127.0.0.1"));

@@ -40,6 +40,8 @@ TEST_CASE("crypt(3) verification: sha512-crypt, refusal of wrong and malformed h
   CHECK_FALSE(up::PasswordVerifier::check("secret", ""));
   CHECK_FALSE(up::PasswordVerifier::check("secret", "plaintext"));
   CHECK_FALSE(up::PasswordVerifier::check("secret", "$6$"));
+  // crypt(3) stops at a NUL; the verifier must not let the rest be ignored.
+  CHECK_FALSE(up::PasswordVerifier::check(std::string("secret\0zzz", 10), h));
 }
 
 TEST_CASE("the verifier answers asynchronously, and unknown users cost a full check too") {

@@ -212,6 +212,19 @@ TEST_CASE("request head: malformed is 400") {
   }
 }
 
+TEST_CASE("request head: two Proxy-Authorization headers are a 400, whoever they name") {
+  const std::string alice = "Proxy-Authorization: Basic YWxpY2U6c2VjcmV0\r\n";  // alice:secret
+  const std::string bob = "proxy-authorization: Basic Ym9iOnNlY3JldA==\r\n";    // bob:secret
+  for (std::string line :
+       {"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n", "GET http://h/ HTTP/1.1\r\nHost: h\r\n"}) {
+    CAPTURE(line);
+    CHECK(request_error(line + alice + bob + "\r\n") == 400);
+    CHECK(request_error(line + alice + "X: 1\r\n" + alice + "\r\n") == 400);  // even the same
+    CHECK(request_error(line + "Proxy-Authorization: \r\n" + bob + "\r\n") == 400);
+    CHECK(request_error(line + alice + "\r\n") == 0);  // one is fine
+  }
+}
+
 TEST_CASE("request head: garbage is refused before the head is complete") {
   // A TLS ClientHello sent to a plain HTTP listener.
   CHECK(request_error("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"s) == 400);
@@ -414,8 +427,37 @@ TEST_CASE("response_body_framing") {
         BodyKind::until_close);
   CHECK(response_framing("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").kind ==
         BodyKind::until_close);
-  CHECK(response_framing("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
-            .kind == BodyKind::until_close);
+  // A head built by hand with a conflicting length (the parser refuses one): until close.
+  ResponseHead conflicting;
+  conflicting.status = 200;
+  conflicting.headers = {{"Content-Length", "1"}, {"Content-Length", "2"}};
+  CHECK(response_body_framing(conflicting, "GET").kind == BodyKind::until_close);
+}
+
+TEST_CASE("response head: a Content-Length that cannot be trusted is an error (a 502)") {
+  const std::string bad[] = {
+      "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
+      "HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\ncontent-length: 5, 7\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 0x10\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n",
+      "HTTP/1.0 200 OK\r\nContent-Length: 18446744073709551616\r\n\r\n",
+  };
+  for (const std::string& b : bad) {
+    CAPTURE(b);
+    ResponseHead r;
+    CHECK(parse_response_head(sp(b), r) == Parse::error);
+  }
+  // Repeated identical values are one length (RFC 9112 6.3).
+  BodyFraming f =
+      response_framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
+  CHECK(f.kind == BodyKind::length);
+  CHECK(f.length == 5);
+  // Transfer-Encoding overrides Content-Length, whatever it says.
+  CHECK(response_framing(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 1, 2\r\n\r\n")
+            .kind == BodyKind::chunked);
 }
 
 namespace {
@@ -691,6 +733,31 @@ TEST_CASE("rewrite_forward_head: Host added when absent, replaced when it disagr
         "GET / HTTP/1.1\r\nA: 1\r\nHost: allowed.example\r\nB: 2\r\n\r\n");
 }
 
+TEST_CASE("rewrite_forward_head: repeated identical Content-Lengths go out as one") {
+  up::Target t;
+  std::string origin;
+  for (const std::string& lengths :
+       {"Content-Length: 5\r\nX: 1\r\ncontent-length: 5\r\n"s, "Content-Length: 5, 5\r\nX: 1\r\n"s,
+        "content-length: 5,5, 5\r\nX: 1\r\nContent-Length: 5\r\n"s,
+        "Content-Length: 05\r\nX: 1\r\n"s}) {
+    CAPTURE(lengths);
+    std::string req = "POST http://h/p HTTP/1.1\r\nHost: h\r\n" + lengths + "\r\n";
+    RequestHead h = must_parse(req);
+    REQUIRE(parse_absolute_uri(h.target, t, origin));
+    CHECK(rewrite_forward_head(h, origin, t) ==
+          "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nX: 1\r\n\r\n");
+  }
+  // Differing values are not folded: the framing refuses them (a 400), and they pass through
+  // unchanged so the rewrite cannot make them look valid.
+  std::string req = "POST http://h/p HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 6\r\n\r\n";
+  RequestHead h = must_parse(req);
+  REQUIRE(parse_absolute_uri(h.target, t, origin));
+  BodyFraming f;
+  CHECK_FALSE(request_body_framing(h, f));
+  CHECK(rewrite_forward_head(h, origin, t) ==
+        "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 6\r\n\r\n");
+}
+
 TEST_CASE("rewrite_forward_head: chunked framing passes through") {
   RequestHead h = must_parse(
       "PUT http://h/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
@@ -723,6 +790,20 @@ TEST_CASE("rewrite_response_head") {
   CHECK(again.version_minor == 0);
   CHECK(find_header(again.headers, "content-length") == "0");
   CHECK(header_has_token(again.headers, "connection", "close"));
+}
+
+TEST_CASE("rewrite_response_head: one Content-Length, none beside Transfer-Encoding") {
+  ResponseHead h = must_parse_response(
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: 1\r\nContent-Length: 5\r\n\r\n");
+  CHECK(rewrite_response_head(h, false) == "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: 1\r\n\r\n");
+  h = must_parse_response("HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n");
+  CHECK(rewrite_response_head(h, true) ==
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n");
+  // RFC 9112 6.1: a proxy removes Content-Length from a message with Transfer-Encoding.
+  h = must_parse_response(
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
+  CHECK(rewrite_response_head(h, false) ==
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
 }
 
 TEST_CASE("wants_close") {

@@ -143,6 +143,23 @@ TEST_CASE("userpass: errors") {
   CHECK(parse_userpass(empty_user, c, consumed) == Parse::error);
 }
 
+TEST_CASE("userpass: a NUL in either field is refused, not cut there") {
+  Credentials c;
+  size_t consumed = 0;
+  Bytes in_password = {1, 3, 'b', 'o', 'b', 6, 's', 'e', 'c', 0, 'z', 'z'};
+  CHECK(parse_userpass(in_password, c, consumed) == Parse::error);
+  CHECK(consumed == 0);
+  Bytes only_nul = {1, 3, 'b', 'o', 'b', 1, 0};
+  CHECK(parse_userpass(only_nul, c, consumed) == Parse::error);
+  Bytes in_username = {1, 4, 'b', 'o', 'b', 0, 1, 'p'};
+  CHECK(parse_userpass(in_username, c, consumed) == Parse::error);
+  Bytes leading = {1, 1, 0, 1, 'p'};
+  CHECK(parse_userpass(leading, c, consumed) == Parse::error);
+  // Every prefix of the message still asks for more: the refusal needs the whole field.
+  for (size_t n = 0; n < in_password.size(); ++n)
+    CHECK(parse_userpass({in_password.data(), n}, c, consumed) == Parse::need_more);
+}
+
 TEST_CASE("request: IPv4 CONNECT") {
   Bytes msg = {5, 1, 0, 1, 93, 184, 216, 34, 0x01, 0xbb};
   Request r;
