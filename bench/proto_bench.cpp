@@ -6,6 +6,7 @@
 
 #include "uringproxy/http.h"
 #include "uringproxy/socks5.h"
+#include "uringproxy/vless.h"
 
 namespace {
 
@@ -106,5 +107,52 @@ void BM_BodyTrackerChunked64k(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * body.size()));
 }
 BENCHMARK(BM_BodyTrackerChunked64k);
+
+// A v2ray client's VLESS header to a domain, followed by the first bytes of its payload.
+std::vector<uint8_t> vless_request() {
+  up::vless::Request req;
+  up::vless::parse_uuid("b831381d-6324-4d53-ad4f-8cda48b30811", req.id);
+  up::set_host("www.example.com", req.target);
+  req.target.port = 443;
+  std::vector<uint8_t> b(up::vless::max_request_size);
+  b.resize(up::vless::encode_request(req, b.data()));
+  for (char c : std::string("\x16\x03\x01\x02\x00")) b.push_back(static_cast<uint8_t>(c));
+  return b;
+}
+
+void BM_VlessRequest(benchmark::State& state) {
+  const std::vector<uint8_t> in = vless_request();
+  up::vless::Request req;
+  req.target.host.reserve(255);
+  for (auto _ : state) {
+    size_t consumed = 0;
+    up::vless::Error error;
+    benchmark::DoNotOptimize(up::vless::parse_request(in, req, consumed, error));
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * in.size()));
+}
+BENCHMARK(BM_VlessRequest);
+
+// 64 KiB of UDP datagrams of 1200 bytes (a QUIC-sized packet), split as a relay would.
+void BM_VlessDatagrams(benchmark::State& state) {
+  std::vector<uint8_t> stream;
+  std::vector<uint8_t> packet(1200, 0x5a);
+  while (stream.size() + 2 + packet.size() <= 65536) {
+    size_t at = stream.size();
+    stream.resize(at + 2 + packet.size());
+    up::vless::encode_datagram(packet, stream.data() + at);
+  }
+  for (auto _ : state) {
+    std::span<const uint8_t> rest(stream);
+    std::span<const uint8_t> payload;
+    size_t consumed = 0;
+    while (up::vless::parse_datagram(rest, payload, consumed) == up::vless::Parse::done) {
+      benchmark::DoNotOptimize(payload.data());
+      rest = rest.subspan(consumed);
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * stream.size()));
+}
+BENCHMARK(BM_VlessDatagrams);
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "core/worker.h"
 #include "route/health_checker.h"
 #include "route/snapshot_store.h"
+#include "tls/server_context.h"
 
 namespace up {
 
@@ -151,6 +152,7 @@ bool Management::open_metrics(const std::optional<SocketAddress>& where) {
 
 uint32_t Management::run() {
   uint64_t last_reclaim = monotonic_ms();
+  uint64_t last_ticket_rotation = last_reclaim;
   for (;;) {
     epoll_event evs[32];
     int n = epoll_wait(epfd_, evs, 32, 250);
@@ -188,6 +190,10 @@ uint32_t Management::run() {
     if (now - last_reclaim >= 1000) {
       snapshots_.reclaim();
       last_reclaim = now;
+    }
+    if (now - last_ticket_rotation >= uint64_t{ticket_key_rotation_seconds} * 1000) {
+      listener_ticket_keys()->rotate();  // TLS listeners' session tickets: new key, keep one
+      last_ticket_rotation = now;
     }
   }
 }

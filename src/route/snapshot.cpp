@@ -1,6 +1,6 @@
 #include "route/snapshot.h"
 
-#include "tls/listener_tls.h"
+#include "tls/server_context.h"
 #include "upstream/tls_layer.h"
 
 namespace up {
@@ -45,8 +45,11 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, uint64_t generati
     const ListenerConfig& l = set.config.listeners[i];
     if (!l.tls) continue;
     std::string err;
-    auto ctx = make_listener_tls_context(
-        l, "listeners[" + std::to_string(i) + "] (" + l.name + ").tls", err);
+    std::vector<std::string> alpn;
+    if (l.protocol == Protocol::http) alpn.push_back("http/1.1");
+    auto ctx = make_server_tls_context(
+        l.tls->cert, l.tls->key, alpn, listener_ticket_keys(),
+        "listeners[" + std::to_string(i) + "] (" + l.name + ").tls", err);
     if (!ctx) errors.push_back(err);
     s->listener_tls.emplace(l.name, std::move(ctx));
   }
