@@ -55,6 +55,8 @@ struct AclConfig {
   std::vector<uint16_t> deny_ports;
 };
 
+inline constexpr uint64_t kDefaultMaxConfigFileBytes = 64ull << 20;  // 64 MiB: ~200,000 users
+
 struct LimitsConfig {
   uint32_t handshake_timeout_ms = 10000;
   uint32_t idle_timeout_ms = 300000;
@@ -68,6 +70,10 @@ struct LimitsConfig {
   uint32_t auth_fail_window_s = 60;
   uint32_t auth_block_s = 300;
   uint32_t auth_fail_delay_ms = 100;
+  // The largest users_file / proxies_file read at start-up, reload or an edit: checked with
+  // fstat before a byte is read, so a runaway file cannot balloon memory. The main config itself
+  // is capped at the default (it is read before this field is known).
+  uint64_t max_config_file_bytes = kDefaultMaxConfigFileBytes;
 };
 
 struct Config {
@@ -101,6 +107,7 @@ struct Config {
   LimitsConfig limits;
   std::string control_socket;  // absolute; default <dir>/run/control.sock
   std::optional<SocketAddress> metrics_listen;  // "metrics": {"listen": ""} disables
+  bool metrics_listen_written = false;  // false: the default, which only warns when taken
   uint32_t metrics_max_user_series = 1000;
   std::string access_log = "stderr";  // "stderr", "off", or an absolute file path
   uint32_t shutdown_grace_ms = 10000;
@@ -116,11 +123,28 @@ struct User {
   std::optional<std::string> external_proxy_id;
   std::optional<std::vector<std::string>> groups;  // absent = any group
   bool enabled = true;
-  uint32_t max_connections = 0;  // 0 = limits default
-  uint64_t bandwidth_bps = 0;    // 0 = limits default
+  // Absent = the default in limits; present overrides it, and an explicit 0 means unlimited.
+  std::optional<uint32_t> max_connections;
+  std::optional<uint64_t> bandwidth_bps;  // bits per second, each direction
   std::vector<std::string> allow;
   std::vector<std::string> deny;
 };
+
+// The limits that apply to one user (0 = unlimited): the user's own field where they wrote
+// one, else the default in limits. The one place this rule lives; a per-user field added later
+// (quota_bytes) follows it through own_or_default.
+struct UserLimits {
+  uint32_t max_connections = 0;
+  uint64_t bandwidth_bps = 0;
+};
+template <typename T>
+T own_or_default(const std::optional<T>& own, T fallback) {
+  return own ? *own : fallback;
+}
+inline UserLimits effective_limits(const User& u, const LimitsConfig& defaults) {
+  return {own_or_default(u.max_connections, defaults.max_connections_per_user),
+          own_or_default(u.bandwidth_bps, defaults.bandwidth_bps_per_user)};
+}
 
 enum class UpstreamType : uint8_t { socks5, socks5s, http, https };
 
@@ -151,14 +175,19 @@ struct ConfigSet {
   std::vector<UpstreamProxy> proxies;
 };
 
-// Every problem found, each a full sentence naming file, field and fix, e.g.
-// "users.json: users[3].password: not a crypt(3) hash (use openssl passwd -6 or
-// uringproxyctl user add)". Warnings are for accepted fields whose feature has not landed.
+// Every problem found, each a full sentence naming file, record, field and fix, e.g.
+// "users.json: user \"dave\" (users[3]).password: not a crypt(3) hash (use openssl passwd -6
+// or uringproxyctl user add)". Warnings are for accepted fields whose feature has not landed.
 struct Diagnostics {
   std::vector<std::string> errors;
   std::vector<std::string> warnings;
   bool ok() const { return errors.empty(); }
 };
+
+// Reads one operator file into `text`, refusing before reading one larger than max_bytes (or
+// one that grows past it while read); `error` then says why, naming the size and the cap.
+bool read_config_file(const std::string& path, uint64_t max_bytes, std::string& text,
+                      std::string& error);
 
 // Parse from text (for tests and fuzzing); `path` is used for messages and relative paths.
 bool parse_config(const std::string& text, const std::string& path, Config& out,
@@ -176,6 +205,11 @@ bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics
 // Serialisers for live edits (issue 4): the same shapes the parsers accept.
 std::string users_to_json(const std::vector<User>& users);
 std::string proxies_to_json(const std::vector<UpstreamProxy>& proxies);
+
+// How messages name one record: by the operator's name for it, then its place in the file, so
+// "users.json: user \"dave\" (users[3]).password: ..." can be found among 5,000 users.
+std::string user_where(const std::string& username, size_t index);
+std::string upstream_where(const std::string& id, size_t index);
 
 const char* to_string(Protocol p);
 const char* to_string(UpstreamType t);

@@ -18,7 +18,11 @@ using config::ObjectReader;
 using config::quote;
 
 constexpr uint64_t kMaxMs = 24ull * 3600 * 1000;  // a day: anything longer is a typo
-constexpr const char* kDefaultMetricsListen = "127.0.0.1:9100";
+// Not 9100: node_exporter holds it on most hosts. Prometheus' default-port allocations wiki
+// gives 9090-9094 to its own components and 9100-9999 to exporters (that range is full; new
+// allocations go on past 10000), and asks software outside that list to stay off those ports.
+// 9089 lies just below the list, outside the ephemeral range the proxy dials from.
+constexpr const char* kDefaultMetricsListen = "127.0.0.1:9089";
 constexpr const char* kDefaultControlSocket = "run/control.sock";
 
 std::string acl_check(const std::string& s) { return config::check_acl_entry(s); }
@@ -267,6 +271,8 @@ void read_limits(ObjectReader& root, Config& out) {
   r.get_uint_as("auth_fail_window_s", l.auth_fail_window_s, 1, 86400);
   r.get_uint_as("auth_block_s", l.auth_block_s, 1, 86400 * 7);
   r.get_uint_as("auth_fail_delay_ms", l.auth_fail_delay_ms, 0, 10000);
+  // Below 1 KiB is a typo (a unit in MiB), not a cap.
+  r.get_uint("max_config_file_bytes", l.max_config_file_bytes, 1024, UINT64_MAX);
   r.finish();
 }
 
@@ -285,7 +291,7 @@ void read_metrics(ObjectReader& root, Config& out) {
   std::string listen = kDefaultMetricsListen;
   if (const rapidjson::Value* v = root.get_object("metrics")) {
     ObjectReader r(root.diag(), *v, "metrics");
-    r.get_string("listen", listen, false, true);
+    out.metrics_listen_written = r.get_string("listen", listen, false, true);
     r.get_uint_as("max_user_series", out.metrics_max_user_series, 0, 1000000);
     r.finish();
   }

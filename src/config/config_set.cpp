@@ -21,30 +21,46 @@ namespace {
 using config::FileDiagnostics;
 using config::quote;
 
-constexpr off_t kMaxFileBytes = 256 << 20;
-
 struct FileRead {
   std::string text;
   mode_t mode = 0;
   std::string error;  // "" on success
 };
 
-FileRead read_file(const std::string& path) {
+std::string size_text(uint64_t n) {
+  std::string s = std::to_string(n) + " bytes";
+  if (n >= (1u << 20)) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, " (%.1f MiB)", static_cast<double>(n) / (1 << 20));
+    s += buf;
+  }
+  return s;
+}
+
+// The main config is read before limits.max_config_file_bytes is known: it has the default cap.
+constexpr const char* kMainConfigTooBig = "a main config is never this large; is this the right file?";
+
+// `raise` says how to lift the cap, for the message.
+FileRead read_file(const std::string& path, uint64_t max_bytes, const std::string& raise) {
   FileRead r;
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     r.error = std::string("cannot open: ") + std::strerror(errno);
     return r;
   }
+  auto too_big = [&](const std::string& what) {
+    return what + " the cap of " + size_text(max_bytes) + "; " + raise;
+  };
   struct stat st{};
   if (fstat(fd, &st) != 0) {
     r.error = std::string("cannot stat: ") + std::strerror(errno);
   } else if (!S_ISREG(st.st_mode)) {
     r.error = "is not a regular file";
-  } else if (st.st_size > kMaxFileBytes) {
-    r.error = "is larger than 256 MiB";
+  } else if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    r.error = too_big("is " + size_text(static_cast<uint64_t>(st.st_size)) + ", more than");
   } else {
     r.mode = st.st_mode;
+    r.text.reserve(static_cast<size_t>(st.st_size));
     char buf[65536];
     for (;;) {
       ssize_t n = read(fd, buf, sizeof buf);
@@ -54,6 +70,12 @@ FileRead read_file(const std::string& path) {
         break;
       }
       if (n == 0) break;
+      if (r.text.size() + static_cast<size_t>(n) > max_bytes) {  // grew since fstat
+        r.error = too_big("grew while read, past");
+        r.text.clear();
+        r.text.shrink_to_fit();
+        break;
+      }
       r.text.append(buf, static_cast<size_t>(n));
     }
   }
@@ -112,7 +134,7 @@ void check_cross_references(const std::string& config_shown, const std::string& 
   std::map<std::string, GroupUse> unknown_groups;
   for (size_t i = 0; i < set.users.size(); ++i) {
     const User& u = set.users[i];
-    std::string where = config::index_path("users", i);
+    std::string where = user_where(u.username, i);  // every user loaded: i is the file's index
     if (u.external_proxy_id && !ids.count(*u.external_proxy_id))
       ufd.error(where + ".external_proxy_id",
                 quote(*u.external_proxy_id) + " names no upstream proxy: " + where_proxies +
@@ -135,23 +157,34 @@ void check_cross_references(const std::string& config_shown, const std::string& 
 
 }  // namespace
 
+bool read_config_file(const std::string& path, uint64_t max_bytes, std::string& text,
+                      std::string& error) {
+  FileRead r = read_file(path, max_bytes, kMainConfigTooBig);
+  error = r.error;
+  text = std::move(r.text);
+  return error.empty();
+}
+
 bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics& diag) {
   size_t errors_before = diag.errors.size();
   out = ConfigSet{};
   FileDiagnostics cfd(config_path, diag);
-  FileRead main = read_file(config_path);
+  FileRead main = read_file(config_path, kDefaultMaxConfigFileBytes, kMainConfigTooBig);
   if (!main.error.empty()) {
     cfd.error("", main.error + " (check the path given with --config)");
     return false;
   }
   parse_config(main.text, config_path, out.config, diag);
   const Config& c = out.config;
+  const uint64_t cap = c.limits.max_config_file_bytes;
+  const std::string raise =
+      "raise limits.max_config_file_bytes in " + config_path + ", or shrink the file";
 
   bool users_ok = true;
   std::string users_shown = config::display_path(c.users_file);
   if (!c.users_file.empty()) {
     FileDiagnostics ufd(users_shown, diag);
-    FileRead f = read_file(c.users_file);
+    FileRead f = read_file(c.users_file, cap, raise);
     if (!f.error.empty()) {
       ufd.error("", f.error + " (users_file in " + config_path + " points here)");
       users_ok = false;
@@ -170,7 +203,7 @@ bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics
   std::string proxies_shown = config::display_path(c.proxies_file);
   if (!c.proxies_file.empty()) {
     FileDiagnostics pfd(proxies_shown, diag);
-    FileRead f = read_file(c.proxies_file);
+    FileRead f = read_file(c.proxies_file, cap, raise);
     if (!f.error.empty()) {
       pfd.error("", f.error + " (proxies_file in " + config_path + " points here)");
       proxies_ok = false;

@@ -1,4 +1,5 @@
-// The written names of config enums, as the files spell them.
+// The written names of config enums, as the files spell them, and of records in messages.
+#include "config/json_reader.h"
 #include "uringproxy/config.h"
 
 namespace up {
@@ -20,6 +21,14 @@ const char* to_string(UpstreamType t) {
     case UpstreamType::https: return "https";
   }
   return "unknown";
+}
+
+std::string user_where(const std::string& username, size_t index) {
+  return "user " + config::quote(username) + " (" + config::index_path("users", index) + ")";
+}
+
+std::string upstream_where(const std::string& id, size_t index) {
+  return "upstream " + config::quote(id) + " (" + config::index_path("proxies", index) + ")";
 }
 
 }  // namespace up

@@ -33,11 +33,25 @@ bool is_address(const std::string& a) {
          (a.find('\0') == std::string::npos && inet_pton(AF_INET6, a.c_str(), &a6) == 1);
 }
 
+// Messages about proxies[i] name the upstream by its id when it has a usable one, else only
+// the index.
+bool usable_id(const std::string& id) {
+  return !id.empty() && id.find_first_of(std::string(" \t\r\n\0", 5)) == std::string::npos;
+}
+
+std::string proxy_path(const rapidjson::Value& entry, size_t i) {
+  auto n = entry.FindMember("id");
+  if (n != entry.MemberEnd() && n->value.IsString()) {
+    std::string id(n->value.GetString(), n->value.GetStringLength());
+    if (usable_id(id)) return upstream_where(id, i);
+  }
+  return config::index_path("proxies", i);
+}
+
 bool read_proxy(ObjectReader& r, const std::string& dir, UpstreamProxy& p) {
   FileDiagnostics& fd = r.diag();
   size_t errors = fd.error_count();
-  if (r.get_string("id", p.id, true) &&
-      p.id.find_first_of(std::string(" \t\r\n\0", 5)) != std::string::npos)
+  if (r.get_string("id", p.id, true) && !usable_id(p.id))
     r.error("id", quote(p.id) + " contains whitespace; use letters, digits, '-' or '_'");
   r.get_string("name", p.name, false, true);
   std::string type;
@@ -121,7 +135,7 @@ void check_on_failure_chains(FileDiagnostics& fd, const std::vector<UpstreamProx
   for (size_t i = 0; i < proxies.size(); ++i) {
     const OnFailure& f = proxies[i].on_failure;
     if (f.kind == OnFailure::Kind::upstream && !all_ids.count(f.upstream_id))
-      fd.error(config::index_path("proxies", index_in_file[i]) + ".on_failure",
+      fd.error(upstream_where(proxies[i].id, index_in_file[i]) + ".on_failure",
                quote(f.upstream_id) +
                    " is not the id of a proxy in this file; use \"reject\", \"direct\" or an "
                    "existing id");
@@ -150,7 +164,7 @@ void check_on_failure_chains(FileDiagnostics& fd, const std::vector<UpstreamProx
         chain += " -> " + proxies[k].id;
         if (k == first) break;
       }
-      fd.error(config::index_path("proxies", index_in_file[first]) + ".on_failure",
+      fd.error(upstream_where(proxies[first].id, index_in_file[first]) + ".on_failure",
                "makes a loop (" + chain + "); end the chain with \"reject\" or \"direct\"");
     }
     for (size_t k : walk) colour[k] = 2;
@@ -180,21 +194,22 @@ bool parse_proxies(const std::string& text, const std::string& path,
   std::map<std::string, size_t> ids;
   std::vector<size_t> index_in_file;
   for (rapidjson::SizeType i = 0; i < arr->Size(); ++i) {
-    std::string where = config::index_path("proxies", i);
     const rapidjson::Value& v = (*arr)[i];
     if (!v.IsObject()) {
-      fd.error(where, std::string("must be an object {\"id\", \"type\", \"address\", \"port\", "
-                                  "...}, not ") + config::json_type_name(v));
+      fd.error(config::index_path("proxies", i),
+               std::string("must be an object {\"id\", \"type\", \"address\", \"port\", "
+                           "...}, not ") + config::json_type_name(v));
       continue;
     }
+    std::string where = proxy_path(v, i);
     ObjectReader r(fd, v, where);
     UpstreamProxy p;
     bool ok = read_proxy(r, dir, p);
     if (!p.id.empty()) {
       auto [it, fresh] = ids.emplace(p.id, i);
       if (!fresh) {
-        fd.error(where + ".id", quote(p.id) + " is already proxies[" +
-                                    std::to_string(it->second) + "]; ids must be unique");
+        fd.error(where + ".id", "is already " + upstream_where(p.id, it->second) +
+                                    "; ids must be unique");
         ok = false;
       }
     }

@@ -69,8 +69,9 @@ Record user_record(const User& u) {
   r.raw("external_proxy_id", u.external_proxy_id ? json_string(*u.external_proxy_id) : "null");
   if (u.groups) r.list("groups", *u.groups);
   r.boolean("enabled", u.enabled);
-  if (u.max_connections != 0) r.num("max_connections", u.max_connections);
-  if (u.bandwidth_bps != 0) r.num("bandwidth_bps", u.bandwidth_bps);
+  // Written exactly when the user has one: 0 (unlimited) differs from absent (the default).
+  if (u.max_connections) r.num("max_connections", *u.max_connections);
+  if (u.bandwidth_bps) r.num("bandwidth_bps", *u.bandwidth_bps);
   if (!u.allow.empty()) r.list("allow", u.allow);
   if (!u.deny.empty()) r.list("deny", u.deny);
   return r;

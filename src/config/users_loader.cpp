@@ -1,12 +1,10 @@
 // users.json (DESIGN 2.2) to User records. The password is a crypt(3) hash and never appears in
 // a message.
 #include <map>
-#include <set>
 
 #include "config/acl_syntax.h"
 #include "config/crypt_hash.h"
 #include "config/json_reader.h"
-#include "config/unlanded.h"
 #include "config/user_fields.h"
 #include "uringproxy/config.h"
 
@@ -67,23 +65,18 @@ std::string group_check(const std::string& s) {
   return "";
 }
 
-// Counts users that set an unlanded field and warns once, at the first of them.
-struct UnlandedUse {
-  const char* field;
-  std::string first;
-  size_t count = 0;
-  void note(const std::string& where) {
-    if (count++ == 0) first = where;
+// Messages about users[i] name the user when the entry has a usable username (an operator
+// with thousands of users searches by name), else only the index.
+std::string user_path(const rapidjson::Value& entry, size_t i) {
+  auto n = entry.FindMember("username");
+  if (n != entry.MemberEnd() && n->value.IsString()) {
+    std::string name(n->value.GetString(), n->value.GetStringLength());
+    if (config::check_username(name).empty()) return user_where(name, i);
   }
-  void emit(FileDiagnostics& fd) const {
-    if (count == 0) return;
-    std::string where = first;
-    if (count > 1) where += " (and " + std::to_string(count - 1) + " more users)";
-    config::warn_unlanded(fd, field, where);
-  }
-};
+  return config::index_path("users", i);
+}
 
-bool read_user(ObjectReader& r, User& u, std::map<std::string, UnlandedUse>& unlanded) {
+bool read_user(ObjectReader& r, User& u) {
   size_t errors = r.diag().error_count();
   std::string name;
   if (r.get_string("username", name, true, true)) {
@@ -133,14 +126,12 @@ bool read_user(ObjectReader& r, User& u, std::map<std::string, UnlandedUse>& unl
     r.find("groups");
   }
   r.get_bool("enabled", u.enabled);
-  if (r.get_uint_as("max_connections", u.max_connections, 0, UINT32_MAX) && u.max_connections)
-    unlanded["users[].max_connections"].note(r.field("max_connections"));
-  if (r.get_uint_as("bandwidth_bps", u.bandwidth_bps, 0, UINT64_MAX) && u.bandwidth_bps)
-    unlanded["users[].bandwidth_bps"].note(r.field("bandwidth_bps"));
-  if (r.get_string_array("allow", u.allow, acl_check) && !u.allow.empty())
-    unlanded["users[].allow"].note(r.field("allow"));
-  if (r.get_string_array("deny", u.deny, acl_check) && !u.deny.empty())
-    unlanded["users[].deny"].note(r.field("deny"));
+  // Kept absent when absent: an explicit 0 (unlimited) must not turn into "use the default".
+  uint64_t n = 0;
+  if (r.get_uint("max_connections", n, 0, UINT32_MAX)) u.max_connections = static_cast<uint32_t>(n);
+  if (r.get_uint("bandwidth_bps", n, 0, UINT64_MAX)) u.bandwidth_bps = n;
+  r.get_string_array("allow", u.allow, acl_check);
+  r.get_string_array("deny", u.deny, acl_check);
   for (const char* f : kHarmlessUserFields) r.ignore(f);
   r.finish();
   return r.diag().error_count() == errors;
@@ -165,42 +156,36 @@ bool parse_users(const std::string& text, const std::string& path, std::vector<U
   root.finish();
   if (arr == nullptr) return false;
 
-  std::map<std::string, UnlandedUse> unlanded;
-  for (const char* f : {"users[].max_connections", "users[].bandwidth_bps", "users[].allow",
-                        "users[].deny"})
-    unlanded[f].field = f;
-  std::map<std::string, size_t> names, uuids;
+  std::map<std::string, std::string> names, uuids;  // -> where it was first seen
   for (rapidjson::SizeType i = 0; i < arr->Size(); ++i) {
-    std::string where = config::index_path("users", i);
     const rapidjson::Value& v = (*arr)[i];
     if (!v.IsObject()) {
-      fd.error(where, std::string("must be an object {\"username\", \"password\", ...}, not ") +
-                          config::json_type_name(v));
+      fd.error(config::index_path("users", i),
+               std::string("must be an object {\"username\", \"password\", ...}, not ") +
+                   config::json_type_name(v));
       continue;
     }
+    std::string where = user_path(v, i);
     ObjectReader r(fd, v, where);
     User u;
-    bool ok = read_user(r, u, unlanded);
+    bool ok = read_user(r, u);
     if (!u.username.empty()) {
-      auto [it, fresh] = names.emplace(u.username, i);
+      auto [it, fresh] = names.emplace(u.username, where);
       if (!fresh) {
-        fd.error(where + ".username", quote(u.username) + " is already users[" +
-                                          std::to_string(it->second) +
-                                          "]; usernames must be unique");
+        fd.error(where + ".username", "is already " + it->second + "; usernames must be unique");
         ok = false;
       }
     }
     if (!u.uuid.empty()) {
-      auto [it, fresh] = uuids.emplace(u.uuid, i);
+      auto [it, fresh] = uuids.emplace(u.uuid, where);
       if (!fresh) {
-        fd.error(where + ".uuid", "is the same as users[" + std::to_string(it->second) +
-                                      "].uuid; each user needs its own (uuidgen makes one)");
+        fd.error(where + ".uuid", "is the same as " + it->second +
+                                      ".uuid; each user needs its own (uuidgen makes one)");
         ok = false;
       }
     }
     if (ok) out.push_back(std::move(u));
   }
-  for (const auto& [field, use] : unlanded) use.emit(fd);
   return diag.errors.size() == errors_before;
 }
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
+#include <stdlib.h>
 #include <libgen.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -21,10 +22,32 @@ std::string dir_of(const std::string& path) {
   buf.push_back('\0');
   return dirname(buf.data());
 }
+
+// The file an edit of `path` replaces: the link's target when `path` is a symbolic link
+// (operators keep configs under /etc and link them in; renaming over the link would turn it
+// into a plain file and leave the target stale). False when the link leads nowhere.
+bool replace_target(const std::string& path, std::string& target, std::string& err) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) {
+    target = path;
+    return true;
+  }
+  char* real = realpath(path.c_str(), nullptr);
+  if (real == nullptr) {
+    err = path + " is a symbolic link that leads to no file (" + strerror(errno) +
+          "); point it at the file, or replace it with the file";
+    return false;
+  }
+  target = real;
+  free(real);
+  return true;
+}
 }  // namespace
 
-size_t remove_stale_temporaries(const std::string& path) {
-  if (path.empty()) return 0;
+size_t remove_stale_temporaries(const std::string& link_or_path) {
+  if (link_or_path.empty()) return 0;
+  std::string path, err;
+  if (!replace_target(link_or_path, path, err)) return 0;
   std::string dir = dir_of(path);
   std::string_view fixed = temp_suffix.substr(0, temp_suffix.find('X'));
   std::string prefix = path.substr(path.find_last_of('/') + 1) + std::string(fixed);
@@ -41,8 +64,10 @@ size_t remove_stale_temporaries(const std::string& path) {
   return removed;
 }
 
-bool write_file_atomic(const std::string& path, const std::string& content, mode_t new_mode,
-                       std::string& err) {
+bool write_file_atomic(const std::string& link_or_path, const std::string& content,
+                       mode_t new_mode, std::string& err) {
+  std::string path;
+  if (!replace_target(link_or_path, path, err)) return false;
   std::string dir = dir_of(path);
   struct stat st;
   bool existed = stat(path.c_str(), &st) == 0;

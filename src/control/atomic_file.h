@@ -1,7 +1,8 @@
 #pragma once
 // Replaces a file so that a crash at any point leaves either the old or the new content, never
 // a torn file: temporary file in the same directory, fsync, rename over, fsync the directory.
-// The file's mode (and owner, when we may) is kept; a new file gets `new_mode`.
+// The file's mode (and owner, when we may) is kept; a new file gets `new_mode`. A symbolic link
+// stays a link: its target is replaced, in the target's directory.
 #include <sys/types.h>
 
 #include <string>

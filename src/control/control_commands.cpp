@@ -204,6 +204,13 @@ std::string Management::cmd_user_list() {
       }
       put(w, "uuid", u.uuid);
       put(w, "email", u.email);
+      // The limits in force (0 = unlimited), and whether the user's own field or the default
+      // in limits set them.
+      UserLimits lim = effective_limits(u, current_.config.limits);
+      put(w, "max_connections", lim.max_connections);
+      put(w, "max_connections_from", std::string(u.max_connections ? "user" : "default"));
+      put(w, "bandwidth_bps", lim.bandwidth_bps);
+      put(w, "bandwidth_bps_from", std::string(u.bandwidth_bps ? "user" : "default"));
       w.EndObject();
     }
     w.EndArray();

@@ -74,7 +74,7 @@ bool Management::open() {
   epoll_event ev{EPOLLIN, {.fd = sigfd_}};
   epoll_ctl(epfd_, EPOLL_CTL_ADD, sigfd_, &ev);
   return open_control_socket(current_.config.control_socket) &&
-         open_metrics(current_.config.metrics_listen);
+         open_metrics(current_.config.metrics_listen, current_.config.metrics_listen_written);
 }
 
 bool Management::open_control_socket(const std::string& path) {
@@ -123,7 +123,7 @@ bool Management::open_control_socket(const std::string& path) {
   return true;
 }
 
-bool Management::open_metrics(const std::optional<SocketAddress>& where) {
+bool Management::open_metrics(const std::optional<SocketAddress>& where, bool written) {
   std::string text = where ? where->text : std::string();
   if (text == metrics_text_ && (metrics_fd_ >= 0 || text.empty())) return true;
   int fd = -1;
@@ -133,13 +133,23 @@ bool Management::open_metrics(const std::optional<SocketAddress>& where) {
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, sa, where->len) != 0 || listen(fd, 64) != 0) {
-      UP_ERROR("metrics.listen: cannot listen on %s: %s", text.c_str(), strerror(errno));
+      int e = errno;
       close(fd);
-      return false;
+      if (written) {
+        UP_ERROR("metrics.listen: cannot listen on %s: %s", text.c_str(), strerror(e));
+        return false;
+      }
+      // The operator never asked for metrics: a taken default port is no reason not to proxy.
+      // Tried again at the next reload.
+      UP_WARN("metrics: the default address %s is not available (%s); serving no metrics. "
+              "Set metrics.listen to a free address, or \"\" to turn metrics off",
+              text.c_str(), strerror(e));
+      fd = -1;
+    } else {
+      epoll_event ev{EPOLLIN, {.fd = fd}};
+      epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
+      UP_INFO("metrics on http://%s/metrics", text.c_str());
     }
-    epoll_event ev{EPOLLIN, {.fd = fd}};
-    epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
-    UP_INFO("metrics on http://%s/metrics", text.c_str());
   }
   if (metrics_fd_ >= 0) {
     epoll_ctl(epfd_, EPOLL_CTL_DEL, metrics_fd_, nullptr);
@@ -343,7 +353,7 @@ size_t Management::commit(std::unique_ptr<Snapshot> snap, ConfigSet next) {
   size_t closed = 0;
   for (const auto& u : kick) closed += kick_everywhere(u, Result::kicked);
   open_control_socket(current_.config.control_socket);
-  open_metrics(current_.config.metrics_listen);
+  open_metrics(current_.config.metrics_listen, current_.config.metrics_listen_written);
   return closed;
 }
 

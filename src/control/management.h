@@ -85,7 +85,9 @@ class Management {
 
   // --- sockets
   bool open_control_socket(const std::string& path);
-  bool open_metrics(const std::optional<SocketAddress>& where);
+  // `written`: the operator wrote metrics.listen, so failing to bind it is fatal; the default
+  // address only warns.
+  bool open_metrics(const std::optional<SocketAddress>& where, bool written);
   void accept_on(int listen_fd, bool metrics);
   void serve(int fd);
   void close_client(int fd);

@@ -2,31 +2,19 @@
 // read with the daemon's parser so comments, trailing commas and relative paths agree.
 #include "ctl/config_socket.h"
 
-#include <errno.h>
-#include <string.h>
-
-#include <fstream>
-#include <sstream>
-
 #include "uringproxy/config.h"
 
 namespace up::ctl {
 
 bool socket_from_config(const std::string& config_file, std::string& socket, std::string& error) {
-  std::ifstream in(config_file, std::ios::binary);
-  if (!in) {
-    error = "cannot read config " + config_file + ": " + strerror(errno);
-    return false;
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) {
-    error = "cannot read config " + config_file + ": " + strerror(errno);
+  std::string text, why;
+  if (!read_config_file(config_file, kDefaultMaxConfigFileBytes, text, why)) {
+    error = "cannot read config " + config_file + ": " + why;
     return false;
   }
   Config cfg;
   Diagnostics diag;
-  parse_config(text.str(), config_file, cfg, diag);
+  parse_config(text, config_file, cfg, diag);
   // A syntax error leaves control_socket empty; an error inside "control" is ours to report.
   std::string control_errors;
   for (const auto& e : diag.errors) {

@@ -37,6 +37,24 @@ std::string human_duration(uint64_t s) {
   return buf;
 }
 
+std::string human_bps(uint64_t bps) {
+  static const char* const units[] = {"bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s", "Pbit/s",
+                                      "Ebit/s"};
+  double v = static_cast<double>(bps);
+  int u = 0;
+  while (v >= 1000.0 && u < 6) {
+    v /= 1000.0;
+    ++u;
+  }
+  char buf[32];
+  // Whole numbers without ".0": link speeds are usually round.
+  if (v == static_cast<double>(static_cast<uint64_t>(v)))
+    snprintf(buf, sizeof buf, "%llu %s", static_cast<unsigned long long>(v), units[u]);
+  else
+    snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+  return buf;
+}
+
 std::string host_port(const std::string& host, uint64_t port) {
   if (host.find(':') != std::string::npos && host.front() != '[')
     return "[" + host + "]:" + std::to_string(port);

@@ -1,12 +1,29 @@
 // user list and the user edits.
+#include "ctl/format.h"
 #include "ctl/json_get.h"
 #include "ctl/render_parts.h"
 #include "ctl/table.h"
 
 namespace up::ctl {
 
+namespace {
+
+// One limit in force: "unlimited" for 0, " (default)" when it comes from limits, "-" when the
+// daemon does not say.
+std::string limit_cell(const Value& u, const char* key, const char* from,
+                       std::string (*show)(uint64_t)) {
+  if (!has_number(u, key)) return "-";
+  uint64_t v = get_u64(u, key);
+  std::string s = v == 0 ? "unlimited" : show(v);
+  return get_str(u, from) == "default" ? s + " (default)" : s;
+}
+
+std::string plain_number(uint64_t v) { return std::to_string(v); }
+
+}  // namespace
+
 void render_user_list(const Value& answer, FILE* out) {
-  Table t({"USER", "STATUS", "PROXY ID", "GROUPS", "EMAIL", "UUID"});
+  Table t({"USER", "STATUS", "PROXY ID", "GROUPS", "MAX CONN", "BANDWIDTH", "EMAIL", "UUID"});
   const Value* users = member(answer, "users");
   if (users && users->IsArray()) {
     for (const auto& u : users->GetArray()) {
@@ -23,7 +40,9 @@ void render_user_list(const Value& answer, FILE* out) {
         }
       }
       t.add({get_str(u, "username"), get_bool(u, "enabled", true) ? "✓ Enabled" : "✗ Disabled",
-             or_dash(u, "external_proxy_id", "(none)"), groups, or_dash(u, "email"),
+             or_dash(u, "external_proxy_id", "(none)"), groups,
+             limit_cell(u, "max_connections", "max_connections_from", plain_number),
+             limit_cell(u, "bandwidth_bps", "bandwidth_bps_from", human_bps), or_dash(u, "email"),
              or_dash(u, "uuid")});
     }
   }

@@ -1,5 +1,6 @@
 #include "route/snapshot.h"
 
+#include "config/json_reader.h"
 #include "tls/server_context.h"
 #include "upstream/tls_layer.h"
 
@@ -25,14 +26,19 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, uint64_t generati
   s->acl = Acl(set.config.acl.deny_private, set.config.acl.allow, set.config.acl.deny,
                set.config.acl.deny_ports);
   size_t before = errors.size();
-  for (const UpstreamProxy& p : set.proxies) {
+  for (size_t i = 0; i < set.proxies.size(); ++i) {
+    const UpstreamProxy& p = set.proxies[i];
     auto u = std::make_shared<Upstream>();
     u->config = p;
     u->health = health.get(p.id);
     if (p.type == UpstreamType::socks5s || p.type == UpstreamType::https) {
       std::string err;
       u->tls = make_client_tls_context(p.tls.verify, p.tls.ca_file, err);
-      if (!u->tls) errors.push_back("proxies: " + p.id + ": tls: " + err);
+      // A snapshot is built only from a set that loaded cleanly: i is the index in the file.
+      if (!u->tls)
+        errors.push_back(config::display_path(set.config.proxies_file) + ": " +
+                         upstream_where(p.id, i) +
+                         (p.tls.ca_file.empty() ? ".tls: " : ".tls.ca_file: ") + err);
     }
     s->upstreams.emplace(p.id, u);
     if (!p.group.empty()) {
@@ -50,7 +56,7 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, uint64_t generati
     auto ctx = make_server_tls_context(
         l.tls->cert, l.tls->key, alpn, listener_ticket_keys(),
         "listeners[" + std::to_string(i) + "] (" + l.name + ").tls", err);
-    if (!ctx) errors.push_back(err);
+    if (!ctx) errors.push_back(config::display_path(set.config.path) + ": " + err);
     s->listener_tls.emplace(l.name, std::move(ctx));
   }
   for (auto& [name, g] : s->groups) {

@@ -50,14 +50,15 @@ void Connection::route_and_dial() {
   if (!limits_ && u) {
     // Counted once per client connection, across all workers.
     UserShared* shared = s.find_user_state(user_);
-    uint32_t max = u->max_connections ? u->max_connections : s.config.limits.max_connections_per_user;
+    UserLimits lim = effective_limits(*u, s.config.limits);
+    uint32_t max = lim.max_connections;
     if (shared && shared->active.fetch_add(1, std::memory_order_relaxed) >= max && max) {
       shared->active.fetch_sub(1, std::memory_order_relaxed);
       return fail({Result::limited, 0x02, 429});
     }
     if (shared) {
       limits_ = shared;
-      bandwidth_bps_ = u->bandwidth_bps ? u->bandwidth_bps : s.config.limits.bandwidth_bps_per_user;
+      bandwidth_bps_ = lim.bandwidth_bps;
     }
   }
   const UserAcl* uacl = s.find_user_acl(user_);

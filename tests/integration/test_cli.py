@@ -187,3 +187,38 @@ def test_workers_flag(fresh_proxy, servers):
     p2 = fresh_proxy({"workers": 2})
     assert threads < len(os.listdir(f"/proc/{p2.pid}/task")), \
         "--workers 1 started as many threads as workers: 2"
+
+
+def _named_errors_case(tmp_path):
+    """users.json where dave (users[3]) has a plain password and bob (users[1]) a bad limit, and
+    an external_proxy.json where us1 (proxies[2]) has a bad port."""
+    doc = users_doc()
+    assert doc["users"][3]["username"] == "dave" and doc["users"][1]["username"] == "bob"
+    doc["users"][3]["password"] = "dave-plain-Wz7q"
+    doc["users"][1]["max_connections"] = "many"
+    px = tmp_path / "external_proxy.json"
+    px.write_text(json.dumps({"proxies": [
+        {"id": "eu1", "type": "socks5", "address": "127.0.0.1", "port": 1080},
+        {"id": "eu2", "type": "http", "address": "127.0.0.1", "port": 3128},
+        {"id": "us1", "type": "socks5", "address": "127.0.0.1", "port": 70000}]}))
+    os.chmod(px, 0o600)
+    return write_config(tmp_path, "named.json", {"proxies_file": "external_proxy.json"},
+                        users=doc)
+
+
+NAMED = ['users.json: user "dave" (users[3]).password: not a crypt(3) hash (use openssl '
+         'passwd -6 or uringproxyctl user add)',
+         'users.json: user "bob" (users[1]).max_connections: must be an integer',
+         'external_proxy.json: upstream "us1" (proxies[2]).port: 70000 is out of range']
+
+
+def test_check_and_start_name_the_user_and_the_upstream(tmp_path):
+    """Issue 14 item 2: among thousands of users the operator searches by name, not index."""
+    p = _named_errors_case(tmp_path)
+    for args in (["--check", "--config", str(p)], ["--config", str(p)]):
+        r = run(*args, cwd=tmp_path)
+        t = text(r)
+        assert r.returncode == 1, f"{args}: exit {r.returncode}, want 1:\n{t}"
+        for want in NAMED:
+            assert want in t, f"{args}: no line {want!r} in:\n{t}"
+        assert "dave-plain-Wz7q" not in t, t

@@ -14,7 +14,7 @@ import pytest
 
 from clients import echo_roundtrip, socks5_open, stream_end
 from ctl_helpers import (ALICE_UUID, NEW_PASSWORDS, OUTPUTS, REC_PASSWORD, REC_USER, CtlDaemon,
-                         leaked_secrets, run_ctl, start_ctl_daemon, wait_for)
+                         leaked_secrets, run_ctl, start_ctl_daemon, wait_control, wait_for)
 from harness import PASSWORDS
 from servers import closed_port
 from upstreams import RecordingSocks5
@@ -239,10 +239,12 @@ def test_user_list(ctld):
     r = ctld.ctl("user", "list")
     assert r.rc == 0, r
     rows = table(r.out)
-    assert rows[0] == ["USER", "STATUS", "PROXY ID", "GROUPS", "EMAIL", "UUID"], r
+    assert rows[0] == ["USER", "STATUS", "PROXY ID", "GROUPS", "MAX CONN", "BANDWIDTH", "EMAIL",
+                       "UUID"], r
     by = {row[0]: row for row in rows[1:]}
     assert set(by) >= {"alice", "bob", "carol", "dave", "erin"}, r
-    assert by["alice"][1:] == ["✓ Enabled", "rec", "(any)", "alice@vless.local", ALICE_UUID], r
+    assert by["alice"][1:] == ["✓ Enabled", "rec", "(any)", "unlimited (default)",
+                               "unlimited (default)", "alice@vless.local", ALICE_UUID], r
     assert by["dave"][1] == "✗ Disabled" and by["bob"][2] == "(none)", r
     assert "$6$" not in r.out and "$y$" not in r.out and "$2b$" not in r.out
     r, j = ctld.ctl_json("user", "list")
@@ -669,3 +671,43 @@ def test_back_to_back_requests(ctld):
     for _ in range(50):
         r = ctld.ctl("--json", "status")
         assert r.rc == 0, r
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 14 item 20: operators keep users.json under /etc and link it in; an edit writes through
+# the link instead of replacing it with a plain file.
+def test_edit_writes_through_a_symlinked_users_file(fresh_proxy, servers):
+    p = fresh_proxy(start=False)
+    p.workdir.mkdir(parents=True, exist_ok=True)
+    real_dir = p.workdir / "etc-uringproxy"
+    real_dir.mkdir()
+    real = real_dir / "users.json"
+    real.write_text(json.dumps(p.users, indent=2))
+    os.chmod(real, 0o600)
+    link = p.workdir / "users.json"
+    os.symlink("etc-uringproxy/users.json", link)
+    p.start()  # writes users.json through the link: the target holds it
+    d = CtlDaemon(p, p.workdir / "run" / "control.sock")
+    wait_control(d)
+
+    r = d.ctl("user", "add", "frank", "--password-stdin", input=NEW_PASSWORDS["frank"] + "\n")
+    assert r.rc == 0, r
+    assert link.is_symlink(), "the edit replaced the symbolic link with a plain file"
+    assert os.readlink(link) == "etc-uringproxy/users.json"
+    names = [u["username"] for u in json.loads(real.read_text())["users"]]
+    assert "frank" in names, f"the link's target did not get the edit: {names}"
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600, oct(real.stat().st_mode)
+    leftovers = [f.name for f in list(real_dir.iterdir()) + list(p.workdir.iterdir())
+                 if ".tmp." in f.name]
+    assert not leftovers, leftovers
+    tunnel(d, servers, "frank").close()
+    # A reload reads the file through the link and keeps frank.
+    r = d.ctl("reload")
+    assert r.rc == 0, r
+    tunnel(d, servers, "frank").close()
+    # A second edit goes through the link again.
+    r = d.ctl("user", "disable", "frank")
+    assert r.rc == 0, r
+    assert link.is_symlink()
+    frank = [u for u in json.loads(real.read_text())["users"] if u["username"] == "frank"][0]
+    assert frank["enabled"] is False, frank

@@ -15,6 +15,7 @@ from limits_helpers import (SinkServer, SourceServer, check_after_test, download
                             wait_until, watched)
 from clients import HttpConn, connect, http_request, stream_end
 from servers import _TcpServer
+from ctl_helpers import run_ctl
 
 pytestmark = pytest.mark.uringproxy_only
 
@@ -133,6 +134,64 @@ def test_http_user_at_cap_429(capped, servers):
 
 
 # ---------------------------------------------------------------------------------------------
+# A user's own 0 lifts the default; an absent field inherits it (issue 14 item 1).
+def test_own_zero_lifts_default_absent_inherits(instances, servers):
+    doc = users(("zero", {"max_connections": 0}), "deflt", ("own2", {"max_connections": 2}))
+    p = start_proxy(instances, {"workers": 2, "limits": {"max_connections_per_user": 1}}, doc,
+                    name="limits-zero")
+    start = p.mark()
+    held, extra = [], []
+    try:
+        # "zero": two tunnels (and a third) although the default is 1.
+        held += _open_tunnels(p, servers, "zero", 3)
+        # "deflt" has no field: the default of 1 holds.
+        held += _open_tunnels(p, servers, "deflt", 1)
+        r = socks5(p.socks_port, "127.0.0.1", servers.echo.port, "deflt", password("deflt"))
+        extra.append(r)
+        assert r.rep == 0x02, f"deflt (no field, default 1): second tunnel want 0x02, got {r}"
+        held += _open_tunnels(p, servers, "own2", 2)
+        r = socks5(p.socks_port, "127.0.0.1", servers.echo.port, "own2", password("own2"))
+        extra.append(r)
+        assert r.rep == 0x02, f"own2 (max_connections 2): third tunnel want 0x02, got {r}"
+
+        # uringproxyctl user list shows the limits in force and where they come from.
+        sock = str(p.workdir / "run" / "control.sock")
+        r = run_ctl(["--socket", sock, "--json", "user", "list"])
+        assert r.rc == 0, r
+        by = {u["username"]: u for u in r.json()["users"]}
+        assert (by["zero"]["max_connections"], by["zero"]["max_connections_from"]) == (0, "user")
+        assert (by["deflt"]["max_connections"], by["deflt"]["max_connections_from"]) == \
+            (1, "default")
+        assert (by["own2"]["max_connections"], by["own2"]["max_connections_from"]) == (2, "user")
+        assert (by["deflt"]["bandwidth_bps"], by["deflt"]["bandwidth_bps_from"]) == (0, "default")
+        r = run_ctl(["--socket", sock, "user", "list"])
+        assert r.rc == 0, r
+        rows = {ln.split()[0]: ln for ln in r.lines()[1:]}
+        assert "MAX CONN" in r.lines()[0] and "BANDWIDTH" in r.lines()[0], r
+        assert "1 (default)" in rows["deflt"] and "unlimited" in rows["zero"], r
+        assert "(default)" not in rows["zero"].split("unlimited")[0], r
+
+        # An edit rewrites users.json: the explicit 0 stays 0, the absent field stays absent.
+        r = run_ctl(["--socket", sock, "user", "add", "newbie", "--password-stdin"],
+                    input="newbie-pw-Qz81\n")
+        assert r.rc == 0, r
+        written = {u["username"]: u for u in
+                   json.loads((p.workdir / "users.json").read_text())["users"]}
+        assert written["zero"]["max_connections"] == 0, written["zero"]
+        assert "max_connections" not in written["deflt"], written["deflt"]
+        assert "max_connections" not in written["newbie"], written["newbie"]
+        assert written["own2"]["max_connections"] == 2
+        # ... and the rule still holds on the snapshot the edit published.
+        r = socks5(p.socks_port, "127.0.0.1", servers.echo.port, "zero", password("zero"))
+        held.append(r)
+        assert r.rep == 0, f"zero after the edit: {r}"
+    finally:
+        _close(held + extra)
+        check_after_test(p, start)
+        stop_proxy(p)
+
+
+# ---------------------------------------------------------------------------------------------
 # Global connection cap
 GLOBAL_CAP = 6
 
@@ -213,6 +272,10 @@ _bw_own = proxy_fixture(lambda s: {"workers": 2},
 _bw_default = proxy_fixture(
     lambda s: {"workers": 2, "limits": {"bandwidth_bps_per_user": CAP_BPS}},
     lambda: users("slow", ("fast", {"bandwidth_bps": 400_000_000_000})))
+# The default caps everyone; "fast" lifts it with an explicit 0 (unlimited), "slow" has no field.
+_bw_zero = proxy_fixture(
+    lambda s: {"workers": 2, "limits": {"bandwidth_bps_per_user": CAP_BPS}},
+    lambda: users("slow", ("fast", {"bandwidth_bps": 0})))
 
 
 @pytest.fixture
@@ -223,6 +286,11 @@ def bw_own(_bw_own):
 @pytest.fixture
 def bw_default(_bw_default):
     yield from watched(_bw_default)
+
+
+@pytest.fixture
+def bw_zero(_bw_zero):
+    yield from watched(_bw_zero)
 
 
 def _tunnel(p, port, user, via="socks5"):
@@ -250,9 +318,9 @@ def _run_downloads(specs):
     return res
 
 
-@pytest.mark.parametrize("which", ["own", "default"])
+@pytest.mark.parametrize("which", ["own", "default", "zero"])
 def test_bandwidth_download_capped_user_vs_free_user(request, flows, which):
-    p = request.getfixturevalue("bw_own" if which == "own" else "bw_default")
+    p = request.getfixturevalue("bw_" + which)
     src = flows[0]
     slow = _tunnel(p, src.port, "slow")
     fast = _tunnel(p, src.port, "fast")

@@ -310,3 +310,79 @@ def test_real_prometheus_scrapes_user_bytes(metered_proxy, servers, tmp_path):
         assert not [e for e in empty if "rate(" not in e and "increase(" not in e], empty
     finally:
         prom.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# The default address (issue 14 item 4): not node_exporter's 9100; a taken default only warns,
+# a metrics.listen the operator wrote is fatal when taken.
+DEFAULT_METRICS = ("127.0.0.1", 9089)
+
+
+def _hold(addr):
+    """Listen on addr; None when something else holds it already (it is taken either way)."""
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Past TIME_WAIT left by an earlier test; two listeners still cannot share the port.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(addr)
+        s.listen(1)
+        return s
+    except OSError:
+        s.close()
+        return None
+
+
+def _without_metrics_block(fresh_proxy):
+    p = fresh_proxy(start=False)
+    del p.config["metrics"]
+    return p
+
+
+def test_default_metrics_port_taken_starts_with_a_warning(fresh_proxy, servers):
+    held = _hold(DEFAULT_METRICS)
+    try:
+        p = _without_metrics_block(fresh_proxy).start()
+        lines = [ln for ln in p.stderr_lines() if "127.0.0.1:9089" in ln]
+        assert lines, p.output_text()
+        assert "warn:" in lines[0] and "metrics" in lines[0] and "not available" in lines[0], \
+            lines
+        r = socks5_open(p.socks_port, "127.0.0.1", servers.echo.port, pw=PASSWORDS["alice"])
+        assert r.rep == 0, r
+        echo_roundtrip(r.sock, b"served without metrics")
+        r.sock.close()
+        # A reload tries the default again and does not stop the proxy either.
+        p.signal(signal.SIGHUP)
+        assert p.err.wait_for(lambda ln: "reloaded" in ln, 20), p.stderr_lines()[-10:]
+        assert p.alive()
+    finally:
+        if held:
+            held.close()
+
+
+def test_explicit_metrics_listen_taken_is_fatal(fresh_proxy):
+    held = _hold(("127.0.0.1", 0))
+    port = held.getsockname()[1]
+    try:
+        p = fresh_proxy({"metrics": {"listen": f"127.0.0.1:{port}"}}, start=False)
+        with pytest.raises(RuntimeError):
+            p.start()
+        p.stopped_on_purpose = True
+        assert p.wait_exit() not in (0, None)
+        text = p.output_text()
+        assert f"metrics.listen: cannot listen on 127.0.0.1:{port}: Address already in use" in \
+            text, text
+        assert "info: ready:" not in text, text
+    finally:
+        held.close()
+
+
+def test_default_metrics_address_serves(fresh_proxy):
+    probe = _hold(DEFAULT_METRICS)
+    if probe is None:
+        pytest.skip("127.0.0.1:9089 is held by another process on this host")
+    probe.close()
+    p = _without_metrics_block(fresh_proxy).start()
+    assert any("metrics on http://127.0.0.1:9089/metrics" in ln for ln in p.stderr_lines())
+    status, _, body = http_get("http://127.0.0.1:9089/metrics")
+    assert status == 200 and "uringproxy_config_generation" in body

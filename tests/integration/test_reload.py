@@ -37,3 +37,82 @@ def test_sighup_reloads_users(fresh_proxy, servers):
     echo_roundtrip(held.sock, b"the tunnel opened before the reload still works")
     held.sock.close()
     assert "frank-pw-R4nd" not in p.output_text()
+
+
+# ---------------------------------------------------------------------------------------------
+def _peak_rss_kib(pid):
+    """VmHWM: the peak, so memory taken and given back during the reload still shows."""
+    for ln in open(f"/proc/{pid}/status"):
+        if ln.startswith("VmHWM:"):
+            return int(ln.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def _reload(p):
+    from ctl_helpers import run_ctl
+    return run_ctl(["--socket", str(p.workdir / "run" / "control.sock"), "reload"])
+
+
+def _alice_served(p, servers):
+    r = socks5_open(p.socks_port, "127.0.0.1", servers.echo.port, pw=PASSWORDS["alice"])
+    ok = r.auth_status == 0 and r.rep == 0
+    if ok:
+        echo_roundtrip(r.sock, b"still served")
+    r.sock.close()
+    return ok
+
+
+def test_reload_refuses_an_oversize_users_file_before_reading_it(fresh_proxy, servers):
+    """Issue 14 item 19: a 200 MB users.json is refused with its size, the cap and the field to
+    raise, without being read (peak RSS stays put; reading it took the proxy from 22 to 264 MiB),
+    and the running snapshot keeps serving."""
+    p = fresh_proxy()
+    users = p.workdir / "users.json"
+    good = users.read_text()
+    assert _alice_served(p, servers)
+    rss_before = _peak_rss_kib(p.pid)
+    with open(users, "wb") as f:  # sparse: 200 MB by fstat, no disk used
+        f.truncate(200 << 20)
+    mark = p.mark()
+    try:
+        r = _reload(p)
+        assert r.rc == 1, r
+        want = ("users.json: is 209715200 bytes (200.0 MiB), more than the cap of 67108864 bytes "
+                "(64.0 MiB); raise limits.max_config_file_bytes in ")
+        assert want in r.err, r
+        assert p.err.wait_for(lambda ln: want in ln, 20, mark), "the daemon did not log it"
+        grew = _peak_rss_kib(p.pid) - rss_before
+        assert grew < 32 * 1024, f"peak RSS grew by {grew} KiB on a refused reload"
+        assert _alice_served(p, servers), "the old snapshot no longer serves"
+    finally:
+        users.write_text(good)
+    # SIGHUP takes the same path: refused, still serving.
+    with open(users, "wb") as f:
+        f.truncate(200 << 20)
+    mark = p.mark()
+    try:
+        p.signal(signal.SIGHUP)
+        assert p.err.wait_for(lambda ln: "reload refused" in ln, 20, mark), p.stderr_lines(mark)
+        assert _alice_served(p, servers)
+    finally:
+        users.write_text(good)
+    r = _reload(p)
+    assert r.rc == 0, r
+
+
+def test_reload_errors_name_the_user(fresh_proxy, servers):
+    """Issue 14 item 2: a reload refused for one user's field names the user."""
+    p = fresh_proxy()
+    doc = users_doc()
+    assert doc["users"][3]["username"] == "dave"
+    doc["users"][3]["password"] = "dave-plain-Wz7q"
+    (p.workdir / "users.json").write_text(json.dumps(doc))
+    mark = p.mark()
+    r = _reload(p)
+    want = ('users.json: user "dave" (users[3]).password: not a crypt(3) hash (use openssl '
+            'passwd -6 or uringproxyctl user add)')
+    assert r.rc == 1 and want in r.err, r
+    assert p.err.wait_for(lambda ln: want in ln, 20, mark), "the daemon did not log it"
+    assert "dave-plain-Wz7q" not in r.err + r.out + p.output_text()
+    assert _alice_served(p, servers)
+    (p.workdir / "users.json").write_text(json.dumps(users_doc()))

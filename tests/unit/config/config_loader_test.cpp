@@ -99,6 +99,7 @@ TEST_CASE("config parse: the documented example is accepted without warnings") {
   CHECK(c.control_socket == "/etc/uringproxy/run/control.sock");
   REQUIRE(c.metrics_listen);
   CHECK(port_of(*c.metrics_listen) == 9100);
+  CHECK(c.metrics_listen_written);  // written out: failing to bind it is fatal
   CHECK(c.access_log == "stderr");
 
   CHECK_FALSE(has_warning(p.diag, {"listeners[2].tls: accepted"}));  // landed: no warning
@@ -129,9 +130,13 @@ TEST_CASE("config parse: defaults when optional sections are absent") {
   CHECK(c.limits.handshake_timeout_ms == 10000);
   CHECK(c.limits.idle_timeout_ms == 300000);
   CHECK(c.control_socket == "/etc/uringproxy/run/control.sock");
+  // Not node_exporter's 9100: the default is outside Prometheus' port allocations, and only
+  // warns when taken (not written).
   REQUIRE(c.metrics_listen);
-  CHECK(c.metrics_listen->text == "127.0.0.1:9100");
+  CHECK(c.metrics_listen->text == "127.0.0.1:9089");
+  CHECK(!c.metrics_listen_written);
   CHECK(c.metrics_max_user_series == 1000);
+  CHECK(c.limits.max_config_file_bytes == 64u << 20);
   CHECK(c.access_log == "stderr");
   CHECK(c.shutdown_grace_ms == 10000);
   CHECK(c.run_as_user.empty());
@@ -405,9 +410,15 @@ TEST_CASE("config parse: metrics") {
   Parsed on = parse(with(R"("metrics": {"listen": "[::1]:9200"})"));
   REQUIRE(on.config.metrics_listen);
   CHECK(port_of(*on.config.metrics_listen) == 9200);
+  CHECK(on.config.metrics_listen_written);
+  // A metrics block without "listen" keeps the default address, still not written.
+  Parsed series = parse(with(R"("metrics": {"max_user_series": 5})"));
+  REQUIRE(series.config.metrics_listen);
+  CHECK(series.config.metrics_listen->text == "127.0.0.1:9089");
+  CHECK(!series.config.metrics_listen_written);
   CHECK_FALSE(has_warning(on.diag, {"metrics.listen: accepted, but the metrics endpoint is not implemented yet"}));  // landed: no warning
   CHECK(has_error(parse(with(R"("metrics": {"listen": "9100"})")).diag,
-                  {"metrics.listen: \"9100\" is not ip:port (e.g. \"127.0.0.1:9100\"); use \"\" to disable"}));
+                  {"metrics.listen: \"9100\" is not ip:port (e.g. \"127.0.0.1:9089\"); use \"\" to disable"}));
   CHECK(has_error(parse(with(R"("metrics": {"max_user_series": 2000000})")).diag, {"metrics.max_user_series"}));
 }
 

@@ -142,9 +142,9 @@ TEST_CASE("config set: cross-references between the files") {
   CHECK(l.diag.errors.size() == 3);
   CHECK(has_error(l.diag, {"uringproxy.json: routing.on_failure: \"gone\" names no upstream proxy: it is not the id of a proxy in"}));
   CHECK(has_error(l.diag, {"uringproxy.json: groups.asia.on_failure: \"missing\" names no upstream proxy"}));
-  CHECK(has_error(l.diag, {"users.json: users[1].external_proxy_id: \"nope\" names no upstream proxy", "set null to route this user directly"}));
+  CHECK(has_error(l.diag, {"users.json: user \"b\" (users[1]).external_proxy_id: \"nope\" names no upstream proxy", "set null to route this user directly"}));
   CHECK(has_warning(l.diag, {"uringproxy.json: groups.asia: no upstream proxy has \"group\": \"asia\""}));
-  CHECK(has_warning(l.diag, {"users.json: users[1].groups[1] (and 1 more users): no upstream proxy has \"group\": \"mars\""}));
+  CHECK(has_warning(l.diag, {"users.json: user \"b\" (users[1]).groups[1] (and 1 more users): no upstream proxy has \"group\": \"mars\""}));
   CHECK(!has_warning(l.diag, {"\"us-east\""}));
 }
 
@@ -153,7 +153,7 @@ TEST_CASE("config set: an upstream reference without any proxies file") {
   std::string cfg = dir.write("uringproxy.json", config_with(""));
   dir.write("users.json", "{\"users\": [" + user("a", R"("external_proxy_id": "us1")") + "]}");
   Loaded l = load(cfg);
-  CHECK(has_error(l.diag, {"users[0].external_proxy_id: \"us1\" names no upstream proxy: there is no proxies_file in"}));
+  CHECK(has_error(l.diag, {"users.json: user \"a\" (users[0]).external_proxy_id: \"us1\" names no upstream proxy: there is no proxies_file in"}));
 }
 
 TEST_CASE("config set: errors in every file are reported together") {
@@ -165,6 +165,65 @@ TEST_CASE("config set: errors in every file are reported together") {
   CHECK(has_error(l.diag, {"uringproxy.json: workers: 9999 is out of range"}));
   CHECK(has_error(l.diag, {"users.json: users[0].username"}));
   CHECK(has_error(l.diag, {"users.json: users[0].password: not a crypt(3) hash"}));
-  CHECK(has_error(l.diag, {"px.json: proxies[0].port: 70000 is out of range"}));
+  CHECK(has_error(l.diag, {"px.json: upstream \"x\" (proxies[0]).port: 70000 is out of range"}));
   CHECK(l.diag.errors.size() == 4);
+}
+
+TEST_CASE("config set: files over limits.max_config_file_bytes are refused before reading") {
+  TempDir dir;
+  std::string cfg = dir.write("uringproxy.json", config_with(R"("proxies_file": "px.json",
+      "limits": {"max_config_file_bytes": 4096})"));
+  std::string users = "{\"users\": [";
+  for (int i = 0; i < 100; ++i) {
+    if (i) users += ",";
+    users += user(std::string("u").append(std::to_string(i)));
+  }
+  users += "]}";
+  REQUIRE(users.size() > 4096);
+  dir.write("users.json", users);
+  dir.write("px.json", kProxies, 0600);
+  Loaded l = load(cfg);
+  CHECK(!l.ok);
+  CHECK(l.set.users.empty());
+  CHECK(has_error(l.diag, {"users.json: is " , " bytes, more than the cap of 4096 bytes; raise "
+                           "limits.max_config_file_bytes in ", "uringproxy.json, or shrink the file"}));
+  CHECK(has_error(l.diag, {("is " + std::to_string(users.size()) + " bytes").c_str()}));
+  CHECK(l.diag.errors.size() == 1);
+
+  // The default cap is 64 MiB; a sparse file reports its size without being read.
+  std::string big = dir.write("big.json", "");
+  REQUIRE(truncate(big.c_str(), (64 << 20) + 1) == 0);
+  std::string cfg2 = dir.write("big-users.json", R"({
+  "listeners": [{"name": "socks", "protocol": "socks5", "listen": "127.0.0.1:1080"}],
+  "users_file": "big.json"})");
+  Loaded b = load(cfg2);
+  CHECK(has_error(b.diag, {"big.json: is 67108865 bytes (64.0 MiB), more than the cap of 67108864 "
+                           "bytes (64.0 MiB); raise limits.max_config_file_bytes"}));
+  CHECK(kDefaultMaxConfigFileBytes == 64u << 20);
+
+  // The same cap holds for the proxies file; at or under it, files load.
+  dir.write("users.json", "{\"users\": [" + user("a") + "]}");
+  std::string px(5000, ' ');
+  px.replace(0, std::string(kProxies).size(), kProxies);
+  dir.write("px.json", px, 0600);
+  Loaded p = load(cfg);
+  CHECK(has_error(p.diag, {"px.json: is 5000 bytes, more than the cap of 4096 bytes"}));
+  dir.write("px.json", kProxies, 0600);
+  CHECK(load(cfg).ok);
+
+  // A cap under 1 KiB is a typo (MiB meant), not a cap.
+  std::string cfg3 = dir.write("tiny.json", config_with(R"("limits": {"max_config_file_bytes": 64})"));
+  CHECK(has_error(load(cfg3).diag, {"limits.max_config_file_bytes: 64 is out of range (1024.."}));
+}
+
+TEST_CASE("config set: read_config_file caps the main config too") {
+  TempDir dir;
+  std::string p = dir.write("c.json", std::string(2000, ' '));
+  std::string text, err;
+  CHECK(read_config_file(p, 2000, text, err));
+  CHECK(text.size() == 2000);
+  CHECK(!read_config_file(p, 1999, text, err));
+  CHECK(err.find("is 2000 bytes, more than the cap of 1999 bytes") != std::string::npos);
+  CHECK(!read_config_file(dir.path() + "/none.json", 2000, text, err));
+  CHECK(err.find("cannot open") != std::string::npos);
 }

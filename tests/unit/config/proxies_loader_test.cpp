@@ -97,23 +97,23 @@ TEST_CASE("config proxies: ids are unique") {
   Parsed p = parse(R"({"proxies": [
     {"id": "a", "type": "http", "address": "h", "port": 1},
     {"id": "a", "type": "http", "address": "h", "port": 2}]})");
-  CHECK(has_error(p.diag, {"proxies[1].id: \"a\" is already proxies[0]; ids must be unique"}));
+  CHECK(has_error(p.diag, {"upstream \"a\" (proxies[1]).id: is already upstream \"a\" (proxies[0]); ids must be unique"}));
 }
 
 TEST_CASE("config proxies: SOCKS5 credentials fit RFC 1929, and passwords are never shown") {
   std::string longpw(256, 'P');
   Parsed p = parse(one(std::string(kBase) + ", \"password\": \"" + longpw + "\""));
-  CHECK(has_error(p.diag, {"proxies[0].password: is longer than 255 bytes, more than SOCKS5 can send"}));
+  CHECK(has_error(p.diag, {"upstream \"p1\" (proxies[0]).password: is longer than 255 bytes, more than SOCKS5 can send"}));
   CHECK(all_messages(p.diag).find("PPPP") == std::string::npos);
   CHECK(parse(one(R"("id": "p", "type": "http", "address": "h", "port": 1, "password": ")" + longpw + "\"")).ok);
   Parsed t = parse(one(std::string(kBase) + R"(, "password": 12345678)"));
-  CHECK(has_error(t.diag, {"proxies[0].password: must be a string, not a number"}));
+  CHECK(has_error(t.diag, {"upstream \"p1\" (proxies[0]).password: must be a string, not a number"}));
   CHECK(all_messages(t.diag).find("12345678") == std::string::npos);
 }
 
 TEST_CASE("config proxies: tls only on TLS types") {
   Parsed p = parse(one(std::string(kBase) + R"(, "tls": {"verify": false})"));
-  CHECK(has_error(p.diag, {"proxies[0].tls: is only for TLS types; use type \"socks5s\" or remove the tls block"}));
+  CHECK(has_error(p.diag, {"upstream \"p1\" (proxies[0]).tls: is only for TLS types; use type \"socks5s\" or remove the tls block"}));
   Parsed h = parse(one(R"("id": "p", "type": "http", "address": "h", "port": 1, "tls": {})"));
   CHECK(has_error(h.diag, {"use type \"https\""}));
   Parsed ok = parse(one(R"("id": "p", "type": "https", "address": "10.1.1.1", "port": 1,
@@ -124,22 +124,22 @@ TEST_CASE("config proxies: tls only on TLS types") {
   CHECK(ok.proxies[0].tls.ca_file == "/etc/ssl/ca.pem");
   Parsed bad = parse(one(R"("id": "p", "type": "https", "address": "h", "port": 1,
                             "tls": {"server_name": "bad name", "verfy": true})"));
-  CHECK(has_error(bad.diag, {"proxies[0].tls.server_name: \"bad name\" is not a host name"}));
-  CHECK(has_error(bad.diag, {"proxies[0].tls.verfy: unknown field (did you mean \"verify\"?)"}));
+  CHECK(has_error(bad.diag, {"upstream \"p\" (proxies[0]).tls.server_name: \"bad name\" is not a host name"}));
+  CHECK(has_error(bad.diag, {"upstream \"p\" (proxies[0]).tls.verfy: unknown field (did you mean \"verify\"?)"}));
 }
 
 TEST_CASE("config proxies: on_failure references and loops") {
   Parsed self = parse(one(std::string(kBase) + R"(, "on_failure": "p1")"));
-  CHECK(has_error(self.diag, {"proxies[0].on_failure: names this proxy itself"}));
+  CHECK(has_error(self.diag, {"upstream \"p1\" (proxies[0]).on_failure: names this proxy itself"}));
   Parsed missing = parse(one(std::string(kBase) + R"(, "on_failure": "nowhere")"));
-  CHECK(has_error(missing.diag, {"proxies[0].on_failure: \"nowhere\" is not the id of a proxy in this file"}));
+  CHECK(has_error(missing.diag, {"upstream \"p1\" (proxies[0]).on_failure: \"nowhere\" is not the id of a proxy in this file"}));
   Parsed loop = parse(R"({"proxies": [
     {"id": "a", "type": "http", "address": "h", "port": 1, "on_failure": "b"},
     {"id": "b", "type": "http", "address": "h", "port": 2, "on_failure": "c"},
     {"id": "c", "type": "http", "address": "h", "port": 3, "on_failure": "a"},
     {"id": "d", "type": "http", "address": "h", "port": 4, "on_failure": "a"}]})");
   CHECK(loop.diag.errors.size() == 1);
-  CHECK(has_error(loop.diag, {"proxies[0].on_failure: makes a loop (a -> b -> c -> a); end the chain with \"reject\" or \"direct\""}));
+  CHECK(has_error(loop.diag, {"upstream \"a\" (proxies[0]).on_failure: makes a loop (a -> b -> c -> a); end the chain with \"reject\" or \"direct\""}));
   Parsed chain = parse(R"({"proxies": [
     {"id": "a", "type": "http", "address": "h", "port": 1, "on_failure": "b"},
     {"id": "b", "type": "http", "address": "h", "port": 2, "on_failure": "direct"}]})");
@@ -153,6 +153,22 @@ TEST_CASE("config proxies: on_failure references and loops") {
 
 TEST_CASE("config proxies: unknown fields with suggestions") {
   Parsed p = parse(one(std::string(kBase) + R"(, "adress": "x", "groups": "g")"));
-  CHECK(has_error(p.diag, {"proxies[0].adress: unknown field (did you mean \"address\"?)"}));
-  CHECK(has_error(p.diag, {"proxies[0].groups: unknown field (did you mean \"group\"?)"}));
+  CHECK(has_error(p.diag, {"upstream \"p1\" (proxies[0]).adress: unknown field (did you mean \"address\"?)"}));
+  CHECK(has_error(p.diag, {"upstream \"p1\" (proxies[0]).groups: unknown field (did you mean \"group\"?)"}));
+}
+
+TEST_CASE("config proxies: messages name the upstream by id, then the index") {
+  Parsed p = parse(R"({"proxies": [
+    {"id": "eu1", "type": "http", "address": "h", "port": 1},
+    {"id": "eu2", "type": "http", "address": "h", "port": 2},
+    {"id": "us1", "type": "http", "address": "h", "port": 70000, "on_failure": "gone"},
+    {"id": "has space", "type": "http", "address": "h", "port": 3}]})",
+                   "external_proxy.json");
+  CHECK(has_error(p.diag, {"external_proxy.json: upstream \"us1\" (proxies[2]).port: 70000 is out of range (1..65535)"}));
+  // An id that is not one (here the cause of the error) does not name the entry.
+  CHECK(has_error(p.diag, {"external_proxy.json: proxies[3].id: \"has space\" contains whitespace"}));
+  Parsed f = parse(R"({"proxies": [{"id": "a", "type": "http", "address": "h", "port": 1},
+                                   {"id": "us1", "type": "http", "address": "h", "port": 2,
+                                    "on_failure": "gone"}]})", "external_proxy.json");
+  CHECK(has_error(f.diag, {"external_proxy.json: upstream \"us1\" (proxies[1]).on_failure: \"gone\" is not the id"}));
 }

@@ -28,6 +28,8 @@ TEST_CASE("config serialise: users round trip") {
   users[1].enabled = false;
   users[1].groups = std::vector<std::string>{};  // present but empty differs from absent
   users[1].email = "quote\" back\\slash \xc3\xa9";
+  users[1].max_connections = 0;  // explicit 0 (unlimited) differs from absent (the default)
+  users[1].bandwidth_bps = 0;
   users[2].username = "charlie";
   users[2].password_hash = kSha512;
 
@@ -42,6 +44,11 @@ TEST_CASE("config serialise: users round trip") {
   CHECK(users_to_json(back) == json);
   CHECK(!back[2].groups);
   REQUIRE(back[1].groups);
+  CHECK(back[1].max_connections == std::optional<uint32_t>(0));
+  CHECK(back[1].bandwidth_bps == std::optional<uint64_t>(0));
+  CHECK(!back[2].max_connections);
+  CHECK(!back[2].bandwidth_bps);
+  CHECK(json.find("\"max_connections\": 0") != std::string::npos);
 }
 
 TEST_CASE("config serialise: proxies round trip") {

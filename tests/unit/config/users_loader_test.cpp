@@ -73,19 +73,19 @@ TEST_CASE("config users: plain passwords are refused without echoing them") {
   CHECK(!p.ok);
   REQUIRE(p.diag.errors.size() == 1);
   CHECK(p.diag.errors[0] ==
-        "conf/users.json: users[0].password: not a crypt(3) hash (use openssl passwd -6 or "
-        "uringproxyctl user add)");
+        "conf/users.json: user \"bob\" (users[0]).password: not a crypt(3) hash (use openssl "
+        "passwd -6 or uringproxyctl user add)");
   CHECK(all_messages(p.diag).find("hunter2") == std::string::npos);
 
   // Near-misses of a hash are refused too, and still not echoed.
   std::string truncated = std::string(kSha512).substr(0, 40);
   Parsed t = parse(one("bob").replace(one("bob").find(kSha512), std::string(kSha512).size(), truncated));
-  CHECK(has_error(t.diag, {"users[0].password: not a crypt(3) hash"}));
+  CHECK(has_error(t.diag, {"user \"bob\" (users[0]).password: not a crypt(3) hash"}));
   CHECK(all_messages(t.diag).find(truncated.substr(4)) == std::string::npos);
 
-  CHECK(has_error(parse(R"({"users": [{"username": "bob"}]})").diag, {"users[0].password: is required"}));
+  CHECK(has_error(parse(R"({"users": [{"username": "bob"}]})").diag, {"user \"bob\" (users[0]).password: is required"}));
   CHECK(has_error(parse(R"({"users": [{"username": "bob", "password": 5}]})").diag,
-                  {"users[0].password: must be a crypt(3) hash string, not a number"}));
+                  {"user \"bob\" (users[0]).password: must be a crypt(3) hash string, not a number"}));
 }
 
 TEST_CASE("config users: crypt(3) hash shapes") {
@@ -124,7 +124,7 @@ TEST_CASE("config users: username rules") {
 
   std::string dup = std::string("{\"users\": [{\"username\": \"bob\", \"password\": \"") + kSha512 +
                     "\"}, {\"username\": \"bob\", \"password\": \"" + kSha512 + "\"}]}";
-  CHECK(has_error(parse(dup).diag, {"users.json: users[1].username: \"bob\" is already users[0]; usernames must be unique"}));
+  CHECK(has_error(parse(dup).diag, {"users.json: user \"bob\" (users[1]).username: is already user \"bob\" (users[0]); usernames must be unique"}));
 }
 
 TEST_CASE("config users: uuid rules") {
@@ -134,12 +134,12 @@ TEST_CASE("config users: uuid rules") {
   CHECK(!config::normalise_uuid("a1b2c3d4e5f6-7890-1234-567890abcdef0", out));
   // The seed's example "bob" uuid has a 'g': not hex.
   Parsed bad = parse(one("bob", R"("uuid": "b1c2d3e4-f5a6-7891-2345-678901bcdefg")"));
-  CHECK(has_error(bad.diag, {"users[0].uuid: \"b1c2d3e4-f5a6-7891-2345-678901bcdefg\" is not a UUID (8-4-4-4-12 hex digits"}));
+  CHECK(has_error(bad.diag, {"user \"bob\" (users[0]).uuid: \"b1c2d3e4-f5a6-7891-2345-678901bcdefg\" is not a UUID (8-4-4-4-12 hex digits"}));
   CHECK(parse(one("bob", R"("uuid": "")")).users.at(0).uuid.empty());
   std::string dup = std::string("{\"users\": [{\"username\": \"a\", \"password\": \"") + kSha512 +
                     "\", \"uuid\": \"a1b2c3d4-e5f6-7890-1234-567890abcdef\"}, {\"username\": \"b\", \"password\": \"" +
                     kSha512 + "\", \"uuid\": \"A1B2C3D4-E5F6-7890-1234-567890ABCDEF\"}]}";
-  CHECK(has_error(parse(dup).diag, {"users[1].uuid: is the same as users[0].uuid"}));
+  CHECK(has_error(parse(dup).diag, {"user \"b\" (users[1]).uuid: is the same as user \"a\" (users[0]).uuid"}));
 }
 
 TEST_CASE("config users: optional fields") {
@@ -159,13 +159,13 @@ TEST_CASE("config users: optional fields") {
 
   Parsed bad = parse(one("bob", R"("enabled": 1, "groups": ["a.b", 3], "external_proxy_id": "",
                                    "max_connections": -1, "allow": ["10.1.2.3/8"], "email": null)"));
-  CHECK(has_error(bad.diag, {"users[0].enabled: must be true or false, not a number"}));
-  CHECK(has_error(bad.diag, {"users[0].groups[0]: \"a.b\" is not a group name"}));
-  CHECK(has_error(bad.diag, {"users[0].groups[1]: must be a string, not a number"}));
-  CHECK(has_error(bad.diag, {"users[0].external_proxy_id: must be the id of a proxy in the proxies file, or null"}));
-  CHECK(has_error(bad.diag, {"users[0].max_connections: -1 is out of range"}));
-  CHECK(has_error(bad.diag, {"users[0].allow[0]: \"10.1.2.3/8\" has bits set past the prefix (did you mean \"10.0.0.0/8\"?)"}));
-  CHECK(has_error(bad.diag, {"users[0].email: must be a string, not null"}));
+  CHECK(has_error(bad.diag, {"user \"bob\" (users[0]).enabled: must be true or false, not a number"}));
+  CHECK(has_error(bad.diag, {"user \"bob\" (users[0]).groups[0]: \"a.b\" is not a group name"}));
+  CHECK(has_error(bad.diag, {"user \"bob\" (users[0]).groups[1]: must be a string, not a number"}));
+  CHECK(has_error(bad.diag, {"user \"bob\" (users[0]).external_proxy_id: must be the id of a proxy in the proxies file, or null"}));
+  CHECK(has_error(bad.diag, {"user \"bob\" (users[0]).max_connections: -1 is out of range"}));
+  CHECK(has_error(bad.diag, {"user \"bob\" (users[0]).allow[0]: \"10.1.2.3/8\" has bits set past the prefix (did you mean \"10.0.0.0/8\"?)"}));
+  CHECK(has_error(bad.diag, {"user \"bob\" (users[0]).email: must be a string, not null"}));
 }
 
 TEST_CASE("config users: per-user limits have landed: no warnings for any user") {
@@ -183,7 +183,7 @@ TEST_CASE("config users: per-user limits have landed: no warnings for any user")
 TEST_CASE("config users: unknown fields, seed fields and top level") {
   Parsed p = parse(one("bob", R"("emial": "x", "created_at": "2026-01-07T00:00:00Z", "connection_id": 5)"));
   CHECK(p.diag.errors.size() == 1);
-  CHECK(has_error(p.diag, {"users.json: users[0].emial: unknown field (did you mean \"email\"?)"}));
+  CHECK(has_error(p.diag, {"users.json: user \"bob\" (users[0]).emial: unknown field (did you mean \"email\"?)"}));
   CHECK(p.diag.warnings.empty());
 
   CHECK(has_error(parse(R"({"user": []})").diag, {"users.json: users: is required"}));
@@ -192,4 +192,53 @@ TEST_CASE("config users: unknown fields, seed fields and top level") {
   CHECK(has_error(parse(R"({"users": [1]})").diag, {"users[0]: must be an object"}));
   CHECK(parse(R"({"users": []})").ok);
   CHECK(parse("// users\n{\"users\": [],}").ok);
+}
+
+TEST_CASE("config users: messages name the user, then the index") {
+  std::string text = "{\"users\": [";
+  for (const char* name : {"alice", "bob", "carol"})
+    text += std::string("{\"username\": \"") + name + "\", \"password\": \"" + kSha512 + "\"},";
+  // An operator with thousands of users finds dave by name, not by counting entries.
+  text += R"({"username": "dave", "password": "plain-text", "bandwidth_bps": "fast"},)";
+  text += R"({"username": "bad.name", "password": "plain-text"}]})";
+  Parsed p = parse(text);
+  CHECK(!p.ok);
+  CHECK(has_error(p.diag, {"users.json: user \"dave\" (users[3]).password: not a crypt(3) hash (use "
+                           "openssl passwd -6 or uringproxyctl user add)"}));
+  CHECK(has_error(p.diag, {"users.json: user \"dave\" (users[3]).bandwidth_bps: must be an integer"}));
+  // A name that is not one (here the cause of the error) is not used to name the entry.
+  CHECK(has_error(p.diag, {"users.json: users[4].username: \"bad.name\" contains '.'"}));
+  CHECK(has_error(p.diag, {"users.json: users[4].password: not a crypt(3) hash"}));
+  CHECK(all_messages(p.diag).find("plain-text") == std::string::npos);
+}
+
+TEST_CASE("config users: an absent limit inherits the default, an explicit 0 lifts it") {
+  Parsed p = parse(std::string("{\"users\": [") +
+                   "{\"username\": \"deflt\", \"password\": \"" + kSha512 + "\"}," +
+                   "{\"username\": \"free\", \"password\": \"" + kSha512 +
+                   "\", \"max_connections\": 0, \"bandwidth_bps\": 0}," +
+                   "{\"username\": \"own\", \"password\": \"" + kSha512 +
+                   "\", \"max_connections\": 5, \"bandwidth_bps\": 8000}]}");
+  REQUIRE(p.ok);
+  REQUIRE(p.users.size() == 3);
+  CHECK(!p.users[0].max_connections);
+  CHECK(!p.users[0].bandwidth_bps);
+  CHECK(p.users[1].max_connections == std::optional<uint32_t>(0));
+  CHECK(p.users[1].bandwidth_bps == std::optional<uint64_t>(0));
+
+  LimitsConfig defaults;
+  defaults.max_connections_per_user = 1;
+  defaults.bandwidth_bps_per_user = 1'000'000;
+  UserLimits d = effective_limits(p.users[0], defaults);
+  CHECK(d.max_connections == 1);
+  CHECK(d.bandwidth_bps == 1'000'000);
+  UserLimits f = effective_limits(p.users[1], defaults);
+  CHECK(f.max_connections == 0);  // unlimited, although the default is 1
+  CHECK(f.bandwidth_bps == 0);
+  UserLimits o = effective_limits(p.users[2], defaults);
+  CHECK(o.max_connections == 5);
+  CHECK(o.bandwidth_bps == 8000);
+  // No defaults: only the user's own fields limit.
+  CHECK(effective_limits(p.users[0], LimitsConfig{}).max_connections == 0);
+  CHECK(effective_limits(p.users[2], LimitsConfig{}).max_connections == 5);
 }
