@@ -217,6 +217,7 @@ TEST_CASE("server context: a matching pair loads with TLS 1.2..1.3 and no renego
   CHECK(SSL_CTX_get_min_proto_version(ctx.get()) == TLS1_2_VERSION);
   CHECK(SSL_CTX_get_max_proto_version(ctx.get()) == TLS1_3_VERSION);
   CHECK((SSL_CTX_get_options(ctx.get()) & SSL_OP_NO_RENEGOTIATION) != 0);
+  CHECK((SSL_CTX_get_mode(ctx.get()) & SSL_MODE_RELEASE_BUFFERS) != 0);
   CHECK(ERR_peek_error() == 0);
 }
 
