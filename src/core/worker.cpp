@@ -381,7 +381,7 @@ void Worker::on_tick() {
     c->on_timeout();
     if (c->can_free()) release(c);
   });
-  if (dns_) dns_->on_tick();
+  if (dns_) dns_->on_tick(now_ms_);
   if (!pipe_waiters_.empty()) {
     std::vector<Connection*> waiting;
     waiting.swap(pipe_waiters_);
