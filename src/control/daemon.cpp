@@ -168,7 +168,7 @@ int run_daemon(const DaemonOptions& opts) {
     if (size_t n = remove_stale_temporaries(f))
       UP_INFO("removed %zu temporary file(s) an interrupted edit of %s left", n, f.c_str());
 
-  AccessLog access_log;
+  AccessLog access_log(nworkers);  // a buffer per worker
   std::string err;
   if (!access_log.open(set.config.access_log, err)) {
     UP_ERROR("%s", err.c_str());

@@ -1,6 +1,6 @@
 #pragma once
 // What the workers share, all of it safe to read concurrently: the snapshot store (RCU), the
-// password verifier (its own queue), the access log (one write per line) and the stop flag.
+// password verifier (its own queue), the access log (a buffer per worker) and the stop flag.
 #include <atomic>
 #include <cstdint>
 #include <memory>
