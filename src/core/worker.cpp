@@ -130,6 +130,7 @@ void Worker::sync_listeners() {
       if (runs_here(cfg.listeners[i]) && listener_key(cfg.listeners[i]) == (*it)->key) found = i;
     if (found < cfg.listeners.size()) {
       (*it)->index = static_cast<uint16_t>(found);
+      (*it)->config = cfg.listeners[found];  // what the key leaves out, e.g. TLS on or off
       have[found] = true;
       ++it;
     } else {
