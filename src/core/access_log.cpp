@@ -57,15 +57,20 @@ bool AccessLog::open(const std::string& where, std::string& err) {
 
 bool AccessLog::reopen(std::string& err) {
   if (fd_ <= 2) return true;
-  std::lock_guard out(out_mu_);
-  write_out();  // what was logged before the rotation belongs in the old file
+  // Opened here, so the caller hears of a failure; swapped in by the writer thread after it has
+  // written what was logged before the rotation into the old file. Waiting for that here would
+  // hold the management thread behind a slow disk.
   int fd = ::open(where_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd < 0) {
     err = "access_log: cannot reopen " + where_ + ": " + strerror(errno);
     return false;
   }
-  dup2(fd, fd_);  // fd_ now points at the new file
-  close(fd);
+  {
+    std::lock_guard lock(wake_mu_);
+    if (next_fd_ >= 0) close(next_fd_);  // two SIGHUPs before the writer's turn: the later wins
+    next_fd_ = fd;
+  }
+  wake_.notify_one();
   return true;
 }
 
@@ -84,14 +89,21 @@ uint64_t AccessLog::dropped() const {
 void AccessLog::run() {
   pthread_setname_np(pthread_self(), "up-access-log");
   for (bool last = false; !last;) {
+    int next_fd = -1;
     {
       std::unique_lock lock(wake_mu_);
-      wake_.wait_for(lock, flush_every, [this] { return stop_ || hurry_.load(); });
+      wake_.wait_for(lock, flush_every,
+                     [this] { return stop_ || next_fd_ >= 0 || hurry_.load(); });
       hurry_.store(false);
       last = stop_;
+      std::swap(next_fd, next_fd_);
     }
     std::lock_guard out(out_mu_);
     write_out();
+    if (next_fd >= 0) {
+      dup2(next_fd, fd_);  // fd_ now points at the reopened file
+      close(next_fd);
+    }
   }
 }
 

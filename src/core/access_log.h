@@ -3,8 +3,8 @@
 // line and appends it to its own buffer; a writer thread empties the buffers to the file about
 // every 100 ms, so a slow disk stalls that thread, never a worker's relaying. Each buffer is
 // bounded: when it is full the line is dropped and counted (dropped()). Lines stay whole and in
-// order per worker; everything buffered is written before reopen() (logrotate's SIGHUP) swaps
-// the file and before the destructor returns.
+// order per worker; everything buffered when reopen() is called (logrotate's SIGHUP) is written
+// to the old file before the new one is swapped in, and the destructor writes out the rest.
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -73,6 +73,7 @@ class AccessLog {
   std::condition_variable wake_;
   std::atomic<bool> hurry_{false};
   bool stop_ = false;  // under wake_mu_
+  int next_fd_ = -1;   // under wake_mu_: the reopened file, for the writer to swap in
   std::thread writer_;
 };
 
