@@ -168,7 +168,7 @@ int run_daemon(const DaemonOptions& opts) {
     if (size_t n = remove_stale_temporaries(f))
       UP_INFO("removed %zu temporary file(s) an interrupted edit of %s left", n, f.c_str());
 
-  AccessLog access_log;
+  AccessLog access_log(nworkers);  // a buffer per worker
   std::string err;
   if (!access_log.open(set.config.access_log, err)) {
     UP_ERROR("%s", err.c_str());
@@ -246,6 +246,11 @@ int run_daemon(const DaemonOptions& opts) {
     rt.stop_deadline_ms = monotonic_ms() + grace_ms;
     rt.stopping.store(true, std::memory_order_release);
     for (auto& w : rt.workers) w->mailbox().post([] {});
+    if (errors.empty()) {  // every worker runs: from this line on, a new client is refused
+      for (unsigned n; (n = rt.workers_shut.load(std::memory_order_acquire)) < nworkers;)
+        rt.workers_shut.wait(n);
+      UP_INFO("listeners closed; draining %u tunnel(s)", rt.connections.load());
+    }
     for (auto& w : rt.workers) w->join();
   };
   if (!errors.empty()) {

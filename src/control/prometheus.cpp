@@ -127,6 +127,9 @@ std::string Management::render_metrics() {
   header(o, "uringproxy_connections_refused_total", "counter",
          "Connections closed at once because limits.max_connections was reached.");
   sample(o, "uringproxy_connections_refused_total", rt_.refused_over_cap.load());
+  header(o, "uringproxy_access_log_dropped_total", "counter",
+         "Access-log lines dropped: a worker's buffer was full (slow disk) or the write failed.");
+  sample(o, "uringproxy_access_log_dropped_total", access_log_.dropped());
 
   header(o, "uringproxy_route_total", "counter",
          "Connections by route: direct, an upstream id, or reject.");

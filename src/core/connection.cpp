@@ -422,14 +422,14 @@ ConnectionInfo Connection::describe(uint64_t now_ms) const {
 }
 
 void Connection::write_access_log() {
-  const AccessLog* log = w_.runtime().access_log;
+  AccessLog* log = w_.runtime().access_log;
   if (!log || !log->enabled()) return;
   std::string client = format_client(client_addr_);
   std::string target = target_.port ? target_.to_string() : std::string();
   AccessRecord rec{user_,       group_,       client,
                    target,      route_name(), bytes_up_,
                    bytes_down_, w_.now_ms() - started_ms_, to_string(result_)};
-  log->write(rec);
+  log->write(w_.id(), rec);
 }
 
 }  // namespace up

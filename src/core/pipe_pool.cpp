@@ -28,9 +28,8 @@ Pipe* PipePool::acquire() {
   if (in_use_ >= max_pipes_) return nullptr;
   int fds[2];
   if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-    static bool warned = false;
-    if (!warned) UP_WARN("pipe2 failed: %m (fd limit?); tunnels wait for a free pipe");
-    warned = true;
+    if (!warned_) UP_WARN("pipe2 failed: %m (fd limit?); tunnels wait for a free pipe");
+    warned_ = true;
     return nullptr;
   }
   // Bigger pipes mean fewer splice calls per megabyte; fall back quietly when the per-user

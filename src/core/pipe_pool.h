@@ -40,6 +40,7 @@ class PipePool {
   size_t in_use_ = 0;
   int pipe_bytes_;
   int granted_bytes_ = 0;
+  bool warned_ = false;  // per pool: each worker has its own, so no shared write
 };
 
 }  // namespace up

@@ -1,6 +1,8 @@
 #include "core/ring.h"
 
+#include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/log.h"
 
@@ -71,13 +73,39 @@ int setup_ring(io_uring& ring, unsigned entries, RingFeatures& features) {
   return io_uring_queue_init_params(entries, &ring, &p);
 }
 
-io_uring_sqe* get_sqe(io_uring& ring) {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring);
-  while (!sqe) {
-    io_uring_submit(&ring);
-    sqe = io_uring_get_sqe(&ring);
+void reap(io_uring& ring, std::vector<Completion>& out) {
+  unsigned head, seen = 0;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(&ring, head, cqe) {
+    out.push_back({cqe->user_data, cqe->res, cqe->flags});
+    ++seen;
   }
-  return sqe;
+  io_uring_cq_advance(&ring, seen);
+}
+
+int submit_queued(io_uring& ring, std::vector<Completion>& spill) {
+  constexpr unsigned quick_tries = 4;
+  constexpr unsigned max_tries = quick_tries + 1000;  // then 1 ms apart: about a second
+  int err = 0;
+  for (unsigned tries = 0; io_uring_sq_ready(&ring) > 0; ++tries) {
+    if (tries == max_tries) return err;
+    int r = io_uring_submit(&ring);
+    if (r > 0) continue;
+    err = r < 0 ? r : -EAGAIN;
+    // Taking the completions lets the kernel post the ones it holds back and free requests.
+    reap(ring, spill);
+    if (tries >= quick_tries) {
+      timespec ms{0, 1000 * 1000};
+      nanosleep(&ms, nullptr);
+    }
+  }
+  return 0;
+}
+
+io_uring_sqe* get_sqe(io_uring& ring, std::vector<Completion>& spill, int& err) {
+  if (io_uring_sqe* sqe = io_uring_get_sqe(&ring)) return sqe;
+  err = submit_queued(ring, spill);
+  return err ? nullptr : io_uring_get_sqe(&ring);
 }
 
 }  // namespace up

@@ -3,7 +3,9 @@
 // start-up probe that names every opcode uringproxy needs and which of them are missing.
 #include <liburing.h>
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace up {
 
@@ -20,7 +22,24 @@ bool probe_ring_features(RingFeatures& out);
 // then plain. Returns 0 or -errno.
 int setup_ring(io_uring& ring, unsigned entries, RingFeatures& features);
 
-// Returns an SQE, submitting pending ones first if the queue is full.
-io_uring_sqe* get_sqe(io_uring& ring);
+// A CQE copied out of the ring, so its slot is free before it is handled.
+struct Completion {
+  uint64_t user_data;
+  int32_t res;
+  uint32_t flags;
+};
+
+// Moves every ready CQE into `out` and frees their slots.
+void reap(io_uring& ring, std::vector<Completion>& out);
+
+// Submits every queued SQE. When the kernel takes none (-EBUSY: older kernels refuse while
+// completions wait in their overflow list; -EAGAIN: short of memory), the ready CQEs move into
+// `spill` for the caller to handle later, so the kernel can post the rest. A ring that still
+// refuses after about a second of tries is broken: returns the last -errno (0 = all submitted).
+int submit_queued(io_uring& ring, std::vector<Completion>& spill);
+
+// Returns an SQE, submitting the queued ones (as above) if the queue is full; nullptr and
+// `err` set if the ring is broken.
+io_uring_sqe* get_sqe(io_uring& ring, std::vector<Completion>& spill, int& err);
 
 }  // namespace up

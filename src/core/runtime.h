@@ -1,6 +1,6 @@
 #pragma once
 // What the workers share, all of it safe to read concurrently: the snapshot store (RCU), the
-// password verifier (its own queue), the access log (one write per line) and the stop flag.
+// password verifier (its own queue), the access log (a buffer per worker) and the stop flag.
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -40,6 +40,7 @@ struct Runtime {
   bool ktls = false;  // the kernel has the TLS ULP (tls/ktls_probe.h)
   std::atomic<bool> stopping{false};
   uint64_t stop_deadline_ms = 0;  // set before stopping becomes true
+  std::atomic<unsigned> workers_shut{0};  // workers whose listeners are shut (Worker::begin_stop)
   std::vector<std::unique_ptr<Worker>> workers;
 };
 

@@ -7,8 +7,12 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "core/clock.h"
 #include "core/connection.h"
@@ -20,6 +24,7 @@ namespace up {
 
 namespace {
 constexpr unsigned ring_entries = 4096;
+constexpr int listen_backlog = 4096;
 constexpr long tick_ns = 100 * 1000 * 1000;  // timeouts, c-ares timers, pipe waiters
 constexpr size_t max_pipes_per_worker = 1024;
 constexpr size_t idle_pipes_kept = 64;
@@ -67,7 +72,7 @@ bool Worker::open_listener(size_t i, std::string& err) {
   // One listening socket per worker on the same address: the kernel spreads connections.
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // inherited by accepted fds
-  if (bind(fd, sa, lc.listen.len) != 0 || listen(fd, 4096) != 0) {
+  if (bind(fd, sa, lc.listen.len) != 0 || listen(fd, listen_backlog) != 0) {
     err = "listeners[" + std::to_string(i) + "] (" + lc.name + "): cannot listen on " +
           lc.listen.text + ": " + strerror(errno) +
           (errno == EADDRINUSE ? " (another process holds the port; pick another listen)" : "");
@@ -77,7 +82,9 @@ bool Worker::open_listener(size_t i, std::string& err) {
   auto l = std::make_unique<Listener>();
   l->fd = fd;
   l->index = static_cast<uint16_t>(i);
+  l->config = lc;
   l->key = listener_key(lc);
+  l->stats_key = lc.name + '\t' + to_string(lc.protocol);
   listeners_.push_back(std::move(l));
   return true;
 }
@@ -91,10 +98,24 @@ bool Worker::open_listeners(std::string& err) {
 
 void Worker::close_listener(Listener& l) {
   if (l.fd < 0) return;
-  io_uring_sqe* s = sqe();
-  io_uring_prep_cancel64(s, pack(&l, Op::accept), 0);
-  io_uring_sqe_set_data64(s, pack(nullptr, Op::ignored));
-  io_uring_submit(&ring_);  // cancel before the fd closes under it
+  // Clients already in the backlog connected before this: served, not reset. Bounded by the
+  // backlog's size, so a flood cannot keep this loop going.
+  for (int n = 0, fd; n < listen_backlog &&
+                      (fd = accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;
+       ++n)
+    admit(l, fd);
+  // shutdown(2) takes the socket out of the listening table now, so new clients are refused;
+  // close(2) alone would not while the ring's accept request, or the ring's asynchronous
+  // teardown after the worker exits, still holds a reference to the file.
+  shutdown(l.fd, SHUT_RD);
+  if (l.accept_armed) {
+    io_uring_sqe* s = sqe();
+    io_uring_prep_cancel64(s, pack(&l, Op::accept), 0);
+    io_uring_sqe_set_data64(s, pack(nullptr, Op::ignored));
+    submit_now();  // cancel before the fd closes under it
+  }
+  accept_paused_.erase(std::remove(accept_paused_.begin(), accept_paused_.end(), &l),
+                       accept_paused_.end());
   close(l.fd);
   l.fd = -1;
 }
@@ -109,11 +130,13 @@ void Worker::sync_listeners() {
       if (runs_here(cfg.listeners[i]) && listener_key(cfg.listeners[i]) == (*it)->key) found = i;
     if (found < cfg.listeners.size()) {
       (*it)->index = static_cast<uint16_t>(found);
+      (*it)->config = cfg.listeners[found];  // what the key leaves out, e.g. TLS on or off
       have[found] = true;
       ++it;
     } else {
       close_listener(**it);
-      closed_listeners_.push_back(std::move(*it));  // its cancelled accept still points here
+      // Its cancelled accept still points here until the last completion (on_accept frees it).
+      if ((*it)->accept_armed) closed_listeners_.push_back(std::move(*it));
       it = listeners_.erase(it);
     }
   }
@@ -181,7 +204,11 @@ void Worker::run(int cpu, std::function<void(unsigned, std::string)> bound) {
   bound(id_, "");
 
   for (;;) {
-    int w = io_uring_submit_and_wait(&ring_, 1);
+    // Completions that get_sqe took out of the CQ after the last turn are work already here.
+    int w = io_uring_submit_and_wait(&ring_, batch_.empty() ? 1 : 0);
+    // -EBADR (completions dropped: the kernel could not allocate its overflow list) comes back
+    // on every later wait, so it ends the loop like any other error rather than spinning; the
+    // worker's listeners shut on the way out and the other workers take the new clients.
     if (w < 0 && w != -EINTR && w != -EAGAIN && w != -EBUSY) {
       UP_ERROR("worker %u: io_uring_submit_and_wait: %s", id_, strerror(-w));
       break;
@@ -190,13 +217,9 @@ void Worker::run(int cpu, std::function<void(unsigned, std::string)> bound) {
     // Quiescent point: nothing older than this snapshot is held past here, and connections
     // accepted in this batch see every snapshot published before they arrived.
     snap_ = rt_.snapshots->enter(id_);
-    unsigned head, seen = 0;
-    io_uring_cqe* cqe;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-      handle(cqe);
-      ++seen;
-    }
-    io_uring_cq_advance(&ring_, seen);
+    reap(ring_, batch_);
+    for (size_t i = 0; i < batch_.size(); ++i) handle(batch_[i]);  // may grow: index, not ref
+    batch_.clear();
     while (!deferred_.empty()) {
       std::vector<Deferred> batch;
       batch.swap(deferred_);
@@ -219,6 +242,7 @@ void Worker::run(int cpu, std::function<void(unsigned, std::string)> bound) {
       }
     }
   }
+  begin_stop();  // a loop that ended on a ring error must not leave its listeners open
   dns_.reset();
   bufs_.reset();
   io_uring_queue_exit(&ring_);
@@ -243,8 +267,11 @@ void Worker::keep_tls_session(const std::string& upstream_id, SSL_SESSION* s) {
 }
 
 void Worker::begin_stop() {
+  if (stopping_) return;
   stopping_ = true;
   for (auto& l : listeners_) close_listener(*l);
+  rt_.workers_shut.fetch_add(1, std::memory_order_release);
+  rt_.workers_shut.notify_all();
 }
 
 void Worker::arm_accept(Listener& l) {
@@ -255,6 +282,7 @@ void Worker::arm_accept(Listener& l) {
   else
     io_uring_prep_accept(s, l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
   io_uring_sqe_set_data64(s, pack(&l, Op::accept));
+  l.accept_armed = true;
 }
 
 void Worker::arm_tick() {
@@ -282,7 +310,7 @@ void Worker::dns_unpoll(int fd) {
   io_uring_prep_poll_remove(s, pack_fd(fd, Op::dns_poll));
   io_uring_sqe_set_data64(s, pack(nullptr, Op::ignored));
   // c-ares closes the fd right after this callback: the removal must reach the kernel first.
-  io_uring_submit(&ring_);
+  submit_now();
 }
 
 void Worker::close_fd(int fd) {
@@ -290,7 +318,7 @@ void Worker::close_fd(int fd) {
   // ThreadSanitizer cannot see IORING_OP_CLOSE, so a reused fd number would look like a race.
   // Submitting first keeps the guarantee (queued requests have resolved their files); then a
   // plain close(2) that TSan does see.
-  io_uring_submit(&ring_);
+  submit_now();
   close(fd);
   return;
 #endif
@@ -306,12 +334,28 @@ void Worker::wait_for_pipe(Connection* c) {
   pipe_waiters_.push_back(c);
 }
 
-void Worker::handle(io_uring_cqe* cqe) {
-  uint64_t ud = io_uring_cqe_get_data64(cqe);
+io_uring_sqe* Worker::sqe_after_submit() {
+  int err = 0;
+  if (io_uring_sqe* s = get_sqe(ring_, batch_, err)) return s;
+  // Every caller needs its SQE, and a ring that takes no submissions for a second serves
+  // nobody: stop loudly (and restartably) rather than hang this worker's tunnels.
+  UP_ERROR("worker %u: io_uring_submit keeps failing: %s; aborting", id_, strerror(-err));
+  abort();
+}
+
+void Worker::submit_now() {
+  if (int err = submit_queued(ring_, batch_)) {
+    UP_ERROR("worker %u: io_uring_submit keeps failing: %s; aborting", id_, strerror(-err));
+    abort();
+  }
+}
+
+void Worker::handle(const Completion& cqe) {
+  uint64_t ud = cqe.user_data;
   Op op = op_of(ud);
   switch (op) {
     case Op::accept:
-      on_accept(*ptr_of<Listener>(ud), cqe->res, cqe->flags);
+      on_accept(*ptr_of<Listener>(ud), cqe.res, cqe.flags);
       return;
     case Op::tick:
       on_tick();
@@ -320,7 +364,7 @@ void Worker::handle(io_uring_cqe* cqe) {
       on_mailbox();
       return;
     case Op::dns_poll:
-      if (cqe->res >= 0 && dns_) dns_->on_poll(fd_of(ud), static_cast<unsigned>(cqe->res));
+      if (cqe.res >= 0 && dns_) dns_->on_poll(fd_of(ud), static_cast<unsigned>(cqe.res));
       return;
     case Op::none:
     case Op::ignored:
@@ -330,49 +374,64 @@ void Worker::handle(io_uring_cqe* cqe) {
       break;
   }
   Connection* c = ptr_of<Connection>(ud);
-  c->on_completion(op, cqe->res, cqe->flags);
+  c->on_completion(op, cqe.res, cqe.flags);
   if (c->can_free()) release(c);
 }
 
 void Worker::on_accept(Listener& l, int res, uint32_t flags) {
   bool more = flags & IORING_CQE_F_MORE;
+  if (!more) l.accept_armed = false;
   if (res >= 0) {
-    if (stopping_) {
-      close(res);
-    } else if (rt_.connections.fetch_add(1, std::memory_order_relaxed) >=
-               rt_.max_connections.load(std::memory_order_relaxed)) {
-      // Over the global cap: a clean refusal now rather than fd exhaustion later.
-      rt_.connections.fetch_sub(1, std::memory_order_relaxed);
-      rt_.refused_over_cap.fetch_add(1, std::memory_order_relaxed);
-      close(res);
-    } else {
-      const ListenerConfig& lc = snap_->config.listeners[l.index];
-      auto* c = new Connection(*this, res, lc, l.index);
-      c->next = conns_;
-      if (conns_) conns_->prev = c;
-      conns_ = c;
-      ++conn_count_;
-      ++stats_.connections_total;
-      ++stats_.connections_active;
-      ++stats_.accepted[lc.name + '\t' + to_string(lc.protocol)];
-      c->start();
-      if (c->can_free()) release(c);
-    }
+    // Also once the listener is closed (a reload dropped it, or the stop began): the client
+    // connected before that and is served like the tunnels already open, not dropped.
+    admit(l, res);
+  } else if (l.fd < 0) {
+    // Closed: its accept ends with -ECANCELED, or -EINVAL as the socket shut under it.
   } else if (res == -EINVAL && l.multishot) {
     l.multishot = false;  // kernel without multishot accept: one accept at a time
     UP_WARN("io_uring: multishot accept unavailable; using single accepts");
   } else if (res != -ECANCELED) {
-    static uint64_t last_log = 0;
-    if (now_ms_ - last_log > 1000) {
-      UP_WARN("accept on listener %u: %s", l.index, strerror(-res));
-      last_log = now_ms_;
+    if (now_ms_ - accept_warned_ms_ > 1000) {
+      UP_WARN("accept on listener %s: %s", l.config.name.c_str(), strerror(-res));
+      accept_warned_ms_ = now_ms_;
     }
     if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
       if (!more) accept_paused_.push_back(&l);  // re-armed by the next tick, not in a hot loop
       return;
     }
   }
+  if (l.fd < 0) {
+    if (!l.accept_armed) forget_closed_listener(&l);
+    return;
+  }
   if (!more && !stopping_ && res != -ECANCELED) arm_accept(l);
+}
+
+void Worker::admit(Listener& l, int fd) {
+  if (rt_.connections.fetch_add(1, std::memory_order_relaxed) >=
+      rt_.max_connections.load(std::memory_order_relaxed)) {
+    // Over the global cap: a clean refusal now rather than fd exhaustion later.
+    rt_.connections.fetch_sub(1, std::memory_order_relaxed);
+    rt_.refused_over_cap.fetch_add(1, std::memory_order_relaxed);
+    close(fd);
+    return;
+  }
+  auto* c = new Connection(*this, fd, l.config, l.index);
+  c->next = conns_;
+  if (conns_) conns_->prev = c;
+  conns_ = c;
+  ++conn_count_;
+  ++stats_.connections_total;
+  ++stats_.connections_active;
+  ++stats_.accepted[l.stats_key];
+  c->start();
+  if (c->can_free()) release(c);
+}
+
+void Worker::forget_closed_listener(Listener* l) {
+  auto it = std::find_if(closed_listeners_.begin(), closed_listeners_.end(),
+                         [l](const auto& p) { return p.get() == l; });
+  if (it != closed_listeners_.end()) closed_listeners_.erase(it);
 }
 
 void Worker::on_tick() {
@@ -381,7 +440,7 @@ void Worker::on_tick() {
     c->on_timeout();
     if (c->can_free()) release(c);
   });
-  if (dns_) dns_->on_tick();
+  if (dns_) dns_->on_tick(now_ms_);
   if (!pipe_waiters_.empty()) {
     std::vector<Connection*> waiting;
     waiting.swap(pipe_waiters_);

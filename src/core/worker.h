@@ -30,9 +30,14 @@ enum class Result : uint8_t;
 
 struct alignas(32) Listener {
   int fd = -1;
-  uint16_t index = 0;  // into the current config.listeners
+  uint16_t index = 0;  // its place in config.listeners as of the last sync
   bool multishot = true;
-  std::string key;     // name, address, protocol: what identifies it across reloads
+  bool accept_armed = false;  // an accept request (multishot or single) is in the ring
+  // Its own copy: an accept completing after a reload published a snapshot, but before
+  // sync_listeners ran here, must not look itself up by index in a reordered list.
+  ListenerConfig config;
+  std::string key;        // name, address, protocol: what identifies it across reloads
+  std::string stats_key;  // name \t protocol, for the per-listener accept counter
 };
 
 class Worker final : private PollHooks {
@@ -52,11 +57,17 @@ class Worker final : private PollHooks {
   std::vector<ConnectionInfo> list_connections(std::string_view user) const;
   // After a reload: close listeners the config dropped, open the ones it added.
   void sync_listeners();
+  // Shuts every listener (new clients are refused from here on) and lets the open tunnels
+  // drain; counts itself in Runtime::workers_shut. Idempotent. On this worker's thread.
+  void begin_stop();
   unsigned id() const { return id_; }
 
   // --- for connections
   io_uring& ring() { return ring_; }
-  io_uring_sqe* sqe() { return get_sqe(ring_); }
+  io_uring_sqe* sqe() {
+    if (io_uring_sqe* s = io_uring_get_sqe(&ring_)) return s;
+    return sqe_after_submit();
+  }
   const Snapshot& snapshot() const { return *snap_; }
   uint64_t now_ms() const { return now_ms_; }
   PipePool& pipes() { return pipes_; }
@@ -90,10 +101,14 @@ class Worker final : private PollHooks {
   void arm_tick();
   void arm_mailbox();
   void on_accept(Listener& l, int res, uint32_t flags);
+  void admit(Listener& l, int fd);  // a client accepted on l becomes a Connection
+  void forget_closed_listener(Listener* l);
   void on_tick();
   void on_mailbox();
-  void handle(io_uring_cqe* cqe);
-  void begin_stop();
+  void handle(const Completion& cqe);
+  io_uring_sqe* sqe_after_submit();
+  // Submits now what is queued: for requests that must reach the kernel before an fd closes.
+  void submit_now();
   void dns_poll(int fd, unsigned events) override;
   void dns_unpoll(int fd) override;
 
@@ -102,11 +117,15 @@ class Worker final : private PollHooks {
   io_uring ring_{};
   RingFeatures features_;
   std::thread thread_;
+  // This turn's completions, copied out of the CQ; get_sqe appends here when it must take
+  // completions to make the kernel accept more.
+  std::vector<Completion> batch_;
   Mailbox mailbox_;
   uint64_t mailbox_value_ = 0;
   __kernel_timespec tick_ts_{};
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<Listener>> closed_listeners_;  // until their accept completes
+  uint64_t accept_warned_ms_ = 0;
   const Snapshot* snap_ = nullptr;
   uint64_t now_ms_ = 0;
   PipePool pipes_;

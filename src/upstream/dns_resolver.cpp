@@ -10,9 +10,15 @@
 
 namespace up {
 
+namespace {
+// Per worker. An entry is a name and its addresses (about 300 bytes for one IPv4 and one
+// IPv6 address): a few MB at most, and far more names than a worker's tunnels use at once.
+constexpr size_t max_cached_names = 8192;
+}  // namespace
+
 DnsResolver::DnsResolver(PollHooks& hooks, const std::vector<SocketAddress>& servers,
                          uint32_t max_ttl_s)
-    : hooks_(hooks), max_ttl_s_(max_ttl_s) {
+    : hooks_(hooks), max_ttl_s_(max_ttl_s), cache_(max_cached_names) {
   ares_options opts;
   memset(&opts, 0, sizeof opts);
   opts.sock_state_cb = &DnsResolver::on_sock_state;
@@ -48,12 +54,9 @@ DnsResolver::~DnsResolver() {
 }
 
 void DnsResolver::resolve(const std::string& name, DnsWaiter* w, uint64_t now_ms) {
-  if (auto it = cache_.find(name); it != cache_.end()) {
-    if (it->second.expires_ms > now_ms) {
-      w->on_resolved(ARES_SUCCESS, it->second.addrs);
-      return;
-    }
-    cache_.erase(it);
+  if (const auto* addrs = cache_.find(name, now_ms)) {
+    w->on_resolved(ARES_SUCCESS, *addrs);
+    return;
   }
   auto& list = waiting_[name];
   list.push_back(w);
@@ -95,8 +98,10 @@ void DnsResolver::on_answer(void* arg, int status, int /*timeouts*/, ares_addrin
     if (addrs.empty()) status = ARES_ENODATA;
   }
   if (res) ares_freeaddrinfo(res);
-  if (status == ARES_SUCCESS && ttl > 0)
-    self->cache_[q->name] = Entry{addrs, monotonic_ms() + static_cast<uint64_t>(ttl) * 1000};
+  if (status == ARES_SUCCESS && ttl > 0) {
+    uint64_t now = monotonic_ms();
+    self->cache_.put(q->name, addrs, now + static_cast<uint64_t>(ttl) * 1000, now);
+  }
   std::vector<DnsWaiter*> waiters;
   if (auto it = self->waiting_.find(q->name); it != self->waiting_.end()) {
     waiters.swap(it->second);
@@ -134,8 +139,9 @@ void DnsResolver::rearm(int fd) {
   if (it != wanted_.end()) hooks_.dns_poll(fd, it->second);
 }
 
-void DnsResolver::on_tick() {
+void DnsResolver::on_tick(uint64_t now_ms) {
   if (!waiting_.empty()) ares_process_fd(channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+  cache_.sweep(now_ms);
 }
 
 }  // namespace up

@@ -11,14 +11,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "upstream/dns_cache.h"
 #include "uringproxy/config.h"
 
 namespace up {
-
-struct ResolvedAddress {
-  sockaddr_storage addr;  // port 0; the caller sets it
-  socklen_t len;
-};
 
 class DnsWaiter {
  public:
@@ -55,13 +51,9 @@ class DnsResolver {
 
   // From the loop: a polled socket is ready (revents), or time passed (c-ares timeouts).
   void on_poll(int fd, unsigned revents);
-  void on_tick();
+  void on_tick(uint64_t now_ms);
 
  private:
-  struct Entry {
-    std::vector<ResolvedAddress> addrs;
-    uint64_t expires_ms;
-  };
   struct Query {
     DnsResolver* self;
     std::string name;
@@ -75,7 +67,7 @@ class DnsResolver {
   ares_channel channel_ = nullptr;
   std::string error_;
   uint32_t max_ttl_s_;
-  std::unordered_map<std::string, Entry> cache_;
+  DnsCache cache_;
   std::unordered_map<std::string, std::vector<DnsWaiter*>> waiting_;
   std::unordered_map<int, unsigned> wanted_;  // fd -> POLLIN|POLLOUT c-ares wants
 };

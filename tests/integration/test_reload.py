@@ -116,3 +116,75 @@ def test_reload_errors_name_the_user(fresh_proxy, servers):
     assert "dave-plain-Wz7q" not in r.err + r.out + p.output_text()
     assert _alice_served(p, servers)
     (p.workdir / "users.json").write_text(json.dumps(users_doc()))
+
+
+def test_reload_reordering_and_removing_listeners_keeps_each_port_on_its_protocol(fresh_proxy):
+    """Reloads that swap the listeners' order or drop one while clients keep connecting: every
+    client is answered in its port's protocol. (An accept completing between the new snapshot
+    and the worker's listener sync used to read its config by index from the new list: the
+    other protocol, or past the end.)"""
+    import socket
+    import threading
+    from collections import Counter
+
+    p = fresh_proxy()
+    socks = {"name": "socks", "protocol": "socks5", "listen": f"127.0.0.1:{p.socks_port}"}
+    http = {"name": "http", "protocol": "http", "listen": f"127.0.0.1:{p.http_port}"}
+    probes = {
+        p.socks_port: (b"\x05\x01\x00", b"\x05"),  # auth required: 05 ff, still SOCKS5
+        p.http_port: (b"GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n",
+                      b"HTTP/1.1 "),
+    }
+    stop = threading.Event()
+    outcomes = Counter()
+    wrong = []
+
+    def hammer(port):
+        probe, want = probes[port]
+        while not stop.is_set():
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            except OSError:
+                outcomes[(port, "not listening")] += 1  # a layout without this port
+                continue
+            try:
+                s.sendall(probe)
+                got = s.recv(64)
+            except ConnectionResetError:
+                got = None  # in the backlog of a listener being closed
+            except OSError as e:
+                got = repr(e).encode()
+            finally:
+                s.close()
+            if got is None:
+                outcomes[(port, "reset")] += 1
+            elif got.startswith(want):
+                outcomes[(port, "ok")] += 1
+            else:
+                wrong.append((port, got[:40]))
+
+    threads = [threading.Thread(target=hammer, args=(port,), daemon=True)
+               for port in probes for _ in range(3)]
+    for t in threads:
+        t.start()
+    layouts = [[http, socks], [socks], [socks, http], [http], [http, socks], [socks, http]]
+    try:
+        for i in range(30):
+            p.config["listeners"] = layouts[i % len(layouts)]
+            p.write_files()
+            mark = p.mark()
+            p.signal(signal.SIGHUP)
+            assert p.err.wait_for(lambda ln: "reloaded: generation" in ln, 20, mark), \
+                f"reload {i} not applied"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not wrong, f"{len(wrong)} client(s) answered in the wrong protocol: {wrong[:5]}"
+    assert outcomes[(p.socks_port, "ok")] > 0 and outcomes[(p.http_port, "ok")] > 0, outcomes
+    # The last layout has both, each on its own protocol.
+    for port, (probe, want) in probes.items():
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(probe)
+            assert s.recv(64).startswith(want)

@@ -93,3 +93,34 @@ def test_sigterm_closes_clients_in_handshake(fresh_proxy, servers):
     rc = p.wait_exit(20)
     assert rc == 0, f"exit code {rc}"
     s.close()
+
+
+@pytest.mark.parametrize("hold", [True, False], ids=["draining", "idle"])
+def test_connect_after_stop_began_is_refused(fresh_proxy, servers, hold):
+    """Once the stop has begun, a new client gets ECONNREFUSED on every worker's listener: not a
+    completed handshake and then a reset (the listeners used to stay open until the ring's
+    asynchronous teardown let go of them, a few ms later, also after an idle proxy exited)."""
+    p = fresh_proxy({"shutdown_grace_ms": 60000})
+    held = open_tunnels(p, servers) if hold else None
+    start = p.mark()
+    p.signal(signal.SIGTERM)
+    line = p.err.wait_for(lambda ln: "listeners closed" in ln, 20, start)
+    assert line, "no 'listeners closed' line within 20 s of SIGTERM"
+    # Many tries: SO_REUSEPORT spreads them over every worker's socket.
+    accepted = []
+    for i in range(100):
+        for port in (p.socks_port, p.http_port):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                accepted.append((i, port))
+            except ConnectionRefusedError:
+                pass
+    assert not accepted, f"accepted after the listeners closed: {accepted[:5]} ..."
+    if hold:
+        s, c = held
+        echo_roundtrip(s, b"the open tunnel drains")
+        s.close()
+        c.close()
+    rc = p.wait_exit(20)
+    assert rc == 0, f"exit code {rc}"
+    assert refused(p.socks_port) and refused(p.http_port)
