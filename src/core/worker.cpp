@@ -56,7 +56,6 @@ namespace {
 std::string listener_key(const ListenerConfig& lc) {
   return lc.name + '\t' + lc.listen.text + '\t' + to_string(lc.protocol);
 }
-bool runs_here(const ListenerConfig&) { return true; }
 }  // namespace
 
 bool Worker::open_listener(size_t i, std::string& err) {
@@ -92,7 +91,7 @@ bool Worker::open_listener(size_t i, std::string& err) {
 bool Worker::open_listeners(std::string& err) {
   const auto& cfg = snap_->config;
   for (size_t i = 0; i < cfg.listeners.size(); ++i)
-    if (runs_here(cfg.listeners[i]) && !open_listener(i, err)) return false;
+    if (!open_listener(i, err)) return false;
   return true;
 }
 
@@ -127,7 +126,7 @@ void Worker::sync_listeners() {
   for (auto it = listeners_.begin(); it != listeners_.end();) {
     size_t found = cfg.listeners.size();
     for (size_t i = 0; i < cfg.listeners.size(); ++i)
-      if (runs_here(cfg.listeners[i]) && listener_key(cfg.listeners[i]) == (*it)->key) found = i;
+      if (listener_key(cfg.listeners[i]) == (*it)->key) found = i;
     if (found < cfg.listeners.size()) {
       (*it)->index = static_cast<uint16_t>(found);
       (*it)->config = cfg.listeners[found];  // what the key leaves out, e.g. TLS on or off
@@ -141,7 +140,7 @@ void Worker::sync_listeners() {
     }
   }
   for (size_t i = 0; i < cfg.listeners.size(); ++i) {
-    if (have[i] || !runs_here(cfg.listeners[i])) continue;
+    if (have[i]) continue;
     std::string err;
     if (open_listener(i, err)) {
       arm_accept(*listeners_.back());
