@@ -373,7 +373,6 @@ void Management::advance(int fd) {
     if (nl == std::string::npos) {
       if (c.in.size() > max_request_bytes) {
         c.close_after = true;
-        c.waiting = true;
         return deliver(fd, c.id, "{\"ok\":false,\"error\":\"" + request_too_long_error() + "\"}\n");
       }
       return arm(fd, c);

@@ -1,5 +1,4 @@
-"""The management thread keeps answering (docs/control-protocol.md, "Answers and idle
-clients"):
+"""The management thread keeps answering (docs/control-protocol.md):
 
 - while `proxy add` probes a black hole (the answer waits for the probe), `uringproxyctl status`
   and GET /metrics from other clients are answered at once, and the `proxy add` still gets the
