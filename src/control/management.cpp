@@ -563,7 +563,7 @@ std::unique_ptr<Snapshot> Management::prepare(const ConfigSet& next,
 
 Management::Changes Management::changes_to(const ConfigSet& next) const {
   Changes ch;
-  // Credentials that changed or went away: their tunnels close now (DESIGN 2.6).
+  // Credentials that changed or went away: their tunnels close now (docs/control-protocol.md).
   std::unordered_map<std::string_view, const User*> by_name;
   by_name.reserve(next.users.size());
   for (const User& u : next.users) by_name.emplace(u.username, &u);
