@@ -33,7 +33,6 @@ TEST_CASE("snapshot: a TLS upstream whose CA file cannot be read is named in the
                         0) == 0);
 }
 
-
 namespace {
 
 User user(const std::string& name, const std::string& uuid = "") {
