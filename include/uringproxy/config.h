@@ -204,6 +204,11 @@ bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics
 
 // Serialisers for live edits (issue 4): the same shapes the parsers accept.
 std::string users_to_json(const std::vector<User>& users);
+// The same file from records cached one per user, so a live edit of one user among 100,000
+// serialises only that user: users_json_from_records(records of `users`, out) leaves in `out`
+// exactly users_to_json(users), reusing out's buffer.
+std::string user_json_record(const User& u);
+void users_json_from_records(const std::vector<std::string>& records, std::string& out);
 std::string proxies_to_json(const std::vector<UpstreamProxy>& proxies);
 
 // How messages name one record: by the operator's name for it, then its place in the file, so

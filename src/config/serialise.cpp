@@ -51,13 +51,27 @@ class Record {
   std::vector<std::string> members_;
 };
 
-std::string document(const char* key, const std::vector<Record>& records) {
-  std::string out = "{\n  " + json_string(key) + ": [";
-  if (records.empty()) return out + "]\n}\n";
+// The file around `n` record blocks, appended to `out`; block(i, out) appends the i-th.
+template <typename Block>
+void frame(const char* key, size_t n, Block&& block, std::string& out) {
+  out += "{\n  " + json_string(key) + ": [";
+  if (n == 0) {
+    out += "]\n}\n";
+    return;
+  }
   out += "\n";
-  for (size_t i = 0; i < records.size(); ++i)
-    out += records[i].block("    ") + (i + 1 < records.size() ? ",\n" : "\n");
-  return out + "  ]\n}\n";
+  for (size_t i = 0; i < n; ++i) {
+    block(i, out);
+    out += i + 1 < n ? ",\n" : "\n";
+  }
+  out += "  ]\n}\n";
+}
+
+std::string document(const char* key, const std::vector<Record>& records) {
+  std::string out;
+  frame(key, records.size(), [&](size_t i, std::string& o) { o += records[i].block("    "); },
+        out);
+  return out;
 }
 
 Record user_record(const User& u) {
@@ -110,6 +124,16 @@ std::string users_to_json(const std::vector<User>& users) {
   records.reserve(users.size());
   for (const User& u : users) records.push_back(user_record(u));
   return document("users", records);
+}
+
+std::string user_json_record(const User& u) { return user_record(u).block("    "); }
+
+void users_json_from_records(const std::vector<std::string>& records, std::string& out) {
+  size_t total = 64;
+  for (const auto& r : records) total += r.size() + 2;
+  out.clear();  // keeps the caller's buffer: no fresh pages for a 20 MB file each time
+  if (out.capacity() < total) out.reserve(total + total / 8);  // room for the next edits
+  frame("users", records.size(), [&](size_t i, std::string& o) { o += records[i]; }, out);
 }
 
 std::string proxies_to_json(const std::vector<UpstreamProxy>& proxies) {

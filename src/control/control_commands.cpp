@@ -113,74 +113,81 @@ const char* type_name(UpstreamType t) { return to_string(t); }
 
 }  // namespace
 
-std::string Management::handle(const std::string& line) {
+void Management::handle(const std::string& line, const Reply& done) {
   std::string error;
   std::optional<ControlRequest> req = parse_control_request(line, error);
-  if (!req) return refuse(error);
+  if (!req) return done(refuse(error));
   const std::string& cmd = req->cmd;
   const Args& d = req->args;
-  if (cmd == "status") return cmd_status();
-  if (cmd == "reload") return cmd_reload();
-  if (cmd == "stats") return cmd_stats();
-  if (cmd == "user.list") return cmd_user_list();
+  // Commands that need the workers or a probe answer later; `d` is gone by then, so they take
+  // what they need from it first.
+  if (cmd == "status") return cmd_status(done);
+  if (cmd == "reload") return cmd_reload(done);
+  if (cmd == "stats") return cmd_stats(done);
+  if (cmd == "user.list") return done(cmd_user_list());
   if (cmd == "user.add" || cmd == "user.del" || cmd == "user.passwd" || cmd == "user.enable" ||
       cmd == "user.disable")
-    return cmd_user_edit(cmd, d);
-  if (cmd == "set-proxy") return cmd_set_proxy(d);
-  if (cmd == "show-proxy") return cmd_show_proxy(d);
-  if (cmd == "list-proxy-assignments") return cmd_list_assignments();
-  if (cmd == "proxy.list") return cmd_proxy_list();
+    return cmd_user_edit(cmd, d, done);
+  if (cmd == "set-proxy") return cmd_set_proxy(d, done);
+  if (cmd == "show-proxy") return done(cmd_show_proxy(d));
+  if (cmd == "list-proxy-assignments") return done(cmd_list_assignments());
+  if (cmd == "proxy.list") return done(cmd_proxy_list());
   if (cmd == "proxy.add" || cmd == "proxy.del" || cmd == "proxy.enable" || cmd == "proxy.disable")
-    return cmd_proxy_edit(cmd, d);
-  if (cmd == "proxy.test") return cmd_proxy_test(d);
-  if (cmd == "connections") return cmd_connections(d);
-  if (cmd == "kick") return cmd_kick(d);
-  return refuse("unknown command \"" + cmd + "\" (see docs/control-protocol.md)");
+    return cmd_proxy_edit(cmd, d, done);
+  if (cmd == "proxy.test") return cmd_proxy_test(d, done);
+  if (cmd == "connections") return cmd_connections(d, done);
+  if (cmd == "kick") return cmd_kick(d, done);
+  done(refuse("unknown command \"" + cmd + "\" (see docs/control-protocol.md)"));
 }
 
-std::string Management::cmd_status() {
-  uint64_t active = 0;
-  for (uint64_t n : ask_workers<uint64_t>([](Worker& w) { return w.stats().connections_active; }))
-    active += n;
-  return answer([&](Json& w) {
-    put(w, "version", std::string(URINGPROXY_VERSION));
-    put(w, "uptime_s", (monotonic_ms() - started_ms_) / 1000);
-    put(w, "workers", rt_.workers.size());
-    put(w, "generation", generation_);
-    put(w, "connections_active", active);
-  });
+void Management::cmd_status(const Reply& done) {
+  ask_workers<uint64_t>([](Worker& w) { return w.stats().connections_active; },
+                        [this, done](std::vector<uint64_t> per_worker) {
+                          uint64_t active = 0;
+                          for (uint64_t n : per_worker) active += n;
+                          done(answer([&](Json& w) {
+                            put(w, "version", std::string(URINGPROXY_VERSION));
+                            put(w, "uptime_s", (monotonic_ms() - started_ms_) / 1000);
+                            put(w, "workers", rt_.workers.size());
+                            put(w, "generation", generation_);
+                            put(w, "connections_active", active);
+                          }));
+                        });
 }
 
-std::string Management::cmd_reload() {
+void Management::cmd_reload(const Reply& done) {
   std::vector<std::string> errors;
-  if (!reload(errors)) return refuse("reload refused; the running configuration is unchanged", errors);
-  return answer([&](Json& w) { put(w, "generation", generation_); });
+  if (!reload(errors, [done](uint64_t generation, size_t) {
+        done(answer([&](Json& w) { put(w, "generation", generation); }));
+      }))
+    done(refuse("reload refused; the running configuration is unchanged", errors));
 }
 
-std::string Management::cmd_stats() {
-  WorkerStats s = collect_stats();
-  return answer([&](Json& w) {
-    put(w, "connections_total", s.connections_total);
-    put(w, "connections_active", s.connections_active);
-    put(w, "bytes_up", s.bytes_up);
-    put(w, "bytes_down", s.bytes_down);
-    put(w, "auth_failures", s.auth_failures);
-    w.Key("users");
-    w.StartArray();
-    std::vector<std::string> names;
-    for (const auto& [name, t] : s.users) names.push_back(name);
-    std::sort(names.begin(), names.end());
-    for (const auto& name : names) {
-      const UserTally& t = s.users[name];
-      w.StartObject();
-      put(w, "user", name);
-      put(w, "connections_active", t.connections_active);
-      put(w, "connections_total", t.connections_total);
-      put(w, "bytes_up", t.bytes_up);
-      put(w, "bytes_down", t.bytes_down);
-      w.EndObject();
-    }
-    w.EndArray();
+void Management::cmd_stats(const Reply& done) {
+  collect_stats([done](WorkerStats s) {
+    done(answer([&](Json& w) {
+      put(w, "connections_total", s.connections_total);
+      put(w, "connections_active", s.connections_active);
+      put(w, "bytes_up", s.bytes_up);
+      put(w, "bytes_down", s.bytes_down);
+      put(w, "auth_failures", s.auth_failures);
+      w.Key("users");
+      w.StartArray();
+      std::vector<std::string> names;
+      for (const auto& [name, t] : s.users) names.push_back(name);
+      std::sort(names.begin(), names.end());
+      for (const auto& name : names) {
+        const UserTally& t = s.users[name];
+        w.StartObject();
+        put(w, "user", name);
+        put(w, "connections_active", t.connections_active);
+        put(w, "connections_total", t.connections_total);
+        put(w, "bytes_up", t.bytes_up);
+        put(w, "bytes_down", t.bytes_down);
+        w.EndObject();
+      }
+      w.EndArray();
+    }));
   });
 }
 
@@ -217,13 +224,113 @@ std::string Management::cmd_user_list() {
   });
 }
 
-std::string Management::edit_users(const std::function<std::string(std::vector<User>&)>& edit) {
+namespace {
+
+std::vector<User>::iterator find_user(std::vector<User>& users, const std::string& name) {
+  return std::find_if(users.begin(), users.end(),
+                      [&](const User& u) { return u.username == name; });
+}
+
+bool has_proxy(const std::vector<UpstreamProxy>& proxies, const std::string& id) {
+  return std::any_of(proxies.begin(), proxies.end(),
+                     [&](const UpstreamProxy& p) { return p.id == id; });
+}
+
+bool ends_tunnels(const std::optional<User>& before, const std::optional<User>& after) {
+  return before && (!after || (before->enabled && !after->enabled) ||
+                    after->password_hash != before->password_hash);
+}
+
+}  // namespace
+
+std::string Management::edit_user(const std::string& name, const UserEdit& edit,
+                                  Committed then) {
+  if (!stamps_.unchanged()) return edit_user_from_files(name, edit, std::move(then));
+  const std::string& path = current_.config.users_file;
+  if (path.empty()) return refuse("no users_file is configured");
+  std::vector<User>& users = current_.users;
+  auto it = find_user(users, name);
+  std::optional<User> before;
+  if (it != users.end()) before = *it;
+  std::optional<User> after = before;
+  if (std::string why = edit(after); !why.empty()) return refuse(why);
+  // The other users were checked when they were read and have not changed since: check this
+  // one the way the loader would, and what it refers to.
+  if (after) {
+    std::vector<User> check;
+    Diagnostics cd;
+    if (!parse_users(users_to_json({*after}), path, check, cd) || !cd.ok())
+      return refuse("the edit would make users.json invalid", cd.errors);
+    if (after->external_proxy_id && !has_proxy(current_.proxies, *after->external_proxy_id))
+      return refuse("the edit names an unknown upstream",
+                    {"user " + name + ": no upstream has id " + *after->external_proxy_id});
+    if (!after->uuid.empty() && (!before || before->uuid != after->uuid))
+      for (const User& other : users)
+        if (other.uuid == after->uuid && other.username != name)
+          return refuse("uuid " + after->uuid + " is already " + other.username + "'s");
+  }
+  auto snap = snapshot_with_user(*snapshots_.current(), generation_ + 1, name,
+                                 after ? &*after : nullptr, *rt_.users);
+  // The file is rewritten whole, from one cached record per user: only this one is serialised.
+  cache_user_records(users.size());  // what the idle loop has not cached yet
+  // Applied in place (copying 100,000 users would cost more than the rest of the edit) and
+  // undone if the file cannot be written.
+  size_t index = static_cast<size_t>(it - users.begin());
+  auto at = [&](size_t i) { return static_cast<std::ptrdiff_t>(i); };
+  std::string before_record = before ? user_records_[index] : std::string();
+  if (before && after) {
+    *it = *after;
+    user_records_[index] = user_json_record(*after);
+  } else if (after) {
+    users.push_back(*after);
+    user_records_.push_back(user_json_record(*after));
+  } else if (before) {
+    users.erase(it);
+    user_records_.erase(user_records_.begin() + at(index));
+  }
+  users_json_from_records(user_records_, users_text_);
+  std::string err;
+  if (!write_file_atomic(path, users_text_, 0600, err)) {
+    if (before && after) {
+      users[index] = *before;
+      user_records_[index] = before_record;
+    } else if (after) {
+      users.pop_back();
+      user_records_.pop_back();
+    } else if (before) {
+      users.insert(users.begin() + at(index), *before);
+      user_records_.insert(user_records_.begin() + at(index), before_record);
+    }
+    return refuse(err);
+  }
+  stamps_.users = FileStamp::of(path);
+  Changes ch;
+  if (ends_tunnels(before, after)) ch.kick.push_back(name);
+  publish(std::move(snap), std::move(ch), std::move(then));
+  return "";
+}
+
+// The files changed since they were read (or the daemon cannot tell): start from them, so a
+// hand edit is kept, and check everything as a reload would.
+std::string Management::edit_user_from_files(const std::string& name, const UserEdit& edit,
+                                             Committed then) {
+  ConfigStamps stamps = ConfigStamps::take(config_path_);
   ConfigSet next;
   Diagnostics d;
   if (!load_config_set(config_path_, next, d) || !d.ok())
     return refuse("the files on disk do not load; fix them (uringproxy --check) first", d.errors);
   if (next.config.users_file.empty()) return refuse("no users_file is configured");
-  if (std::string why = edit(next.users); !why.empty()) return refuse(why);
+  auto it = find_user(next.users, name);
+  std::optional<User> before;
+  if (it != next.users.end()) before = *it;
+  std::optional<User> after = before;
+  if (std::string why = edit(after); !why.empty()) return refuse(why);
+  if (before && after)
+    *it = *after;
+  else if (after)
+    next.users.push_back(*after);
+  else if (before)
+    next.users.erase(it);
   std::string text = users_to_json(next.users);
   // What we write must load: parse it back, and check its references, before writing.
   std::vector<User> check;
@@ -232,103 +339,118 @@ std::string Management::edit_users(const std::function<std::string(std::vector<U
     return refuse("the edit would make users.json invalid", cd.errors);
   std::vector<std::string> errors;
   for (const User& u : next.users)
-    if (u.external_proxy_id &&
-        std::none_of(next.proxies.begin(), next.proxies.end(),
-                     [&](const UpstreamProxy& p) { return p.id == *u.external_proxy_id; }))
+    if (u.external_proxy_id && !has_proxy(next.proxies, *u.external_proxy_id))
       errors.push_back("user " + u.username + ": no upstream has id " + *u.external_proxy_id);
   if (!errors.empty()) return refuse("the edit names an unknown upstream", errors);
   auto snap = prepare(next, errors);
   if (!snap) return refuse("the edit does not load", errors);
   std::string err;
   if (!write_file_atomic(next.config.users_file, text, 0600, err)) return refuse(err);
+  stamps_ = stamps.describes(next) ? std::move(stamps) : ConfigStamps{};
+  stamps_.users = FileStamp::of(next.config.users_file);
   // commit() closes the tunnels of users deleted, disabled or given a new password.
-  last_closed_ = commit(std::move(snap), std::move(next));
+  commit(std::move(snap), std::move(next), std::move(then));
   return "";
 }
 
-std::string Management::cmd_user_edit(const std::string& cmd, const Args& a) {
+void Management::cmd_user_edit(const std::string& cmd, const Args& a, const Reply& done) {
   std::string name = str_arg(a, "username");
-  if (name.empty()) return refuse(cmd + " needs \"username\"");
-  std::string hash;
-  if (cmd == "user.add" || cmd == "user.passwd") {
-    std::string pw = str_arg(a, "password");
-    if (pw.empty()) return refuse(cmd + " needs a non-empty \"password\"");
-    hash = hash_password(pw);
-    OPENSSL_cleanse(pw.data(), pw.size());
-    if (hash.empty()) return refuse("cannot hash the password (libcrypt yescrypt failed)");
+  if (name.empty()) return done(refuse(cmd + " needs \"username\""));
+  // What user.add takes besides the password, read now: `a` is gone once the hash is made.
+  std::optional<std::string> proxy;
+  if (has_str(a, "proxy")) proxy = str_arg(a, "proxy");
+  std::optional<std::vector<std::string>> groups;
+  if (auto g = a.FindMember("groups"); g != a.MemberEnd() && g->value.IsArray()) {
+    std::vector<std::string> list;
+    for (const auto& v : g->value.GetArray())
+      if (v.IsString()) list.push_back(v.GetString());
+    if (!list.empty()) groups = std::move(list);
   }
-  last_closed_ = 0;
-  std::string added_uuid;
-  std::string r = edit_users(
-      [&](std::vector<User>& users) -> std::string {
-        auto it = std::find_if(users.begin(), users.end(),
-                               [&](const User& u) { return u.username == name; });
-        if (cmd == "user.add") {
-          if (it != users.end()) return "user " + name + " already exists";
-          if (std::string bad = config::check_username(name); !bad.empty())
-            return "username: " + bad;
-          User u;
-          u.username = name;
-          u.password_hash = hash;
-          // The VLESS id: the one given, else a fresh random (version 4) one.
-          std::string given = str_arg(a, "uuid");
-          if (given.empty()) given = random_uuid();
-          if (!config::normalise_uuid(given, u.uuid))
-            return "uuid: \"" + given + "\" is not a UUID (8-4-4-4-12 hex digits)";
-          for (const User& other : users)
-            if (other.uuid == u.uuid) return "uuid " + u.uuid + " is already " + other.username + "'s";
-          added_uuid = u.uuid;
-          if (has_str(a, "proxy")) u.external_proxy_id = str_arg(a, "proxy");
-          if (auto g = a.FindMember("groups"); g != a.MemberEnd() && g->value.IsArray()) {
-            std::vector<std::string> groups;
-            for (const auto& v : g->value.GetArray())
-              if (v.IsString()) groups.push_back(v.GetString());
-            if (!groups.empty()) u.groups = groups;
+  // The VLESS id of a new user: the one given, else a fresh random (version 4) one.
+  std::string uuid;
+  if (cmd == "user.add") {
+    std::string given = str_arg(a, "uuid");
+    if (given.empty()) given = random_uuid();
+    if (!config::normalise_uuid(given, uuid))
+      return done(refuse("uuid: \"" + given + "\" is not a UUID (8-4-4-4-12 hex digits)"));
+  }
+  auto apply = [this, cmd, name, proxy, groups, uuid, done](const std::string& hash) {
+    std::string r = edit_user(
+        name,
+        [&](std::optional<User>& u) -> std::string {
+          if (cmd == "user.add") {
+            if (u) return "user " + name + " already exists";
+            if (std::string bad = config::check_username(name); !bad.empty())
+              return "username: " + bad;
+            u.emplace();
+            u->username = name;
+            u->password_hash = hash;
+            u->uuid = uuid;
+            u->external_proxy_id = proxy;
+            u->groups = groups;
+            return "";
           }
-          users.push_back(std::move(u));
+          if (!u) return "no user " + name;
+          if (cmd == "user.del") u.reset();
+          if (cmd == "user.passwd") u->password_hash = hash;
+          if (cmd == "user.enable") u->enabled = true;
+          if (cmd == "user.disable") u->enabled = false;
           return "";
-        }
-        if (it == users.end()) return "no user " + name;
-        if (cmd == "user.del") users.erase(it);
-        if (cmd == "user.passwd") it->password_hash = hash;
-        if (cmd == "user.enable") it->enabled = true;
-        if (cmd == "user.disable") it->enabled = false;
-        return "";
-      });
-  OPENSSL_cleanse(hash.data(), hash.size());
-  if (!r.empty()) return r;
-  UP_INFO("%s %s: generation %llu", cmd.c_str(), name.c_str(),
-          static_cast<unsigned long long>(generation_));
-  return answer([&](Json& w) {
-    put(w, "generation", generation_);
-    if (cmd != "user.add" && cmd != "user.enable") put(w, "closed", last_closed_);
-    if (cmd == "user.add") put(w, "uuid", added_uuid);
-  });
+        },
+        [cmd, name, uuid, done](uint64_t generation, size_t closed) {
+          UP_INFO("%s %s: generation %llu", cmd.c_str(), name.c_str(),
+                  static_cast<unsigned long long>(generation));
+          done(answer([&](Json& w) {
+            put(w, "generation", generation);
+            if (cmd != "user.add" && cmd != "user.enable") put(w, "closed", closed);
+            if (cmd == "user.add") put(w, "uuid", uuid);
+          }));
+        });
+    if (!r.empty()) done(r);
+  };
+  if (cmd != "user.add" && cmd != "user.passwd") return apply("");
+  std::string pw = str_arg(a, "password");
+  if (pw.empty()) return done(refuse(cmd + " needs a non-empty \"password\""));
+  // A yescrypt hash takes ~100 ms by design: made on a thread of its own so that other clients
+  // are answered meanwhile; the edit is applied here once it is done.
+  off_thread(
+      [pw = std::move(pw)]() mutable {
+        std::string hash = hash_password(pw);
+        OPENSSL_cleanse(pw.data(), pw.size());
+        return hash;
+      },
+      [apply, done](std::string hash) {
+        if (hash.empty())
+          return done(refuse("cannot hash the password (libcrypt yescrypt failed)"));
+        apply(hash);
+        OPENSSL_cleanse(hash.data(), hash.size());
+      },
+      "");
 }
 
-std::string Management::cmd_set_proxy(const Args& a) {
+void Management::cmd_set_proxy(const Args& a, const Reply& done) {
   std::string name = str_arg(a, "username");
-  if (name.empty()) return refuse("set-proxy needs \"username\"");
+  if (name.empty()) return done(refuse("set-proxy needs \"username\""));
   std::optional<std::string> proxy;
   if (has_str(a, "proxy") && str_arg(a, "proxy") != "none") proxy = str_arg(a, "proxy");
-  std::string r = edit_users(
-      [&](std::vector<User>& users) -> std::string {
-        auto it = std::find_if(users.begin(), users.end(),
-                               [&](const User& u) { return u.username == name; });
-        if (it == users.end()) return "no user " + name;
-        if (proxy && std::none_of(current_.proxies.begin(), current_.proxies.end(),
-                                  [&](const UpstreamProxy& p) { return p.id == *proxy; }))
+  std::string r = edit_user(
+      name,
+      [&](std::optional<User>& u) -> std::string {
+        if (!u) return "no user " + name;
+        if (proxy && !has_proxy(current_.proxies, *proxy))
           return "no upstream has id " + *proxy + " (uringproxyctl proxy list)";
-        it->external_proxy_id = proxy;
+        u->external_proxy_id = proxy;
         return "";
+      },
+      [name, proxy, done](uint64_t generation, size_t) {
+        UP_INFO("set-proxy %s %s", name.c_str(), proxy ? proxy->c_str() : "none");
+        done(answer([&](Json& w) {
+          put(w, "generation", generation);
+          put(w, "username", name);
+          put_opt(w, "external_proxy_id", proxy);
+        }));
       });
-  if (!r.empty()) return r;
-  UP_INFO("set-proxy %s %s", name.c_str(), proxy ? proxy->c_str() : "none");
-  return answer([&](Json& w) {
-    put(w, "generation", generation_);
-    put(w, "username", name);
-    put_opt(w, "external_proxy_id", proxy);
-  });
+  if (!r.empty()) done(r);
 }
 
 std::string Management::cmd_show_proxy(const Args& a) {
@@ -411,7 +533,32 @@ std::string Management::cmd_proxy_list() {
 }
 
 std::string Management::edit_proxies(
-    const std::function<std::string(std::vector<UpstreamProxy>&)>& edit) {
+    const std::function<std::string(std::vector<UpstreamProxy>&)>& edit, Committed then) {
+  if (stamps_.unchanged()) {
+    // The files are as they were read: only the proxies change, the users are shared.
+    const std::string& path = current_.config.proxies_file;
+    if (path.empty())
+      return refuse("no proxies_file is configured (add \"proxies_file\" to " + config_path_ +
+                    ")");
+    std::vector<UpstreamProxy> proxies = current_.proxies;
+    if (std::string why = edit(proxies); !why.empty()) return refuse(why);
+    std::string text = proxies_to_json(proxies);
+    std::vector<UpstreamProxy> check;
+    Diagnostics cd;
+    if (!parse_proxies(text, path, check, cd) || !cd.ok())
+      return refuse("the edit would make the proxies file invalid", cd.errors);
+    std::vector<std::string> errors;
+    auto snap = snapshot_with_proxies(*snapshots_.current(), generation_ + 1, proxies, health_,
+                                      errors);
+    if (!snap) return refuse("the edit does not load", errors);
+    std::string err;
+    if (!write_file_atomic(path, text, 0600, err)) return refuse(err);
+    stamps_.proxies = FileStamp::of(path);
+    current_.proxies = std::move(proxies);
+    publish(std::move(snap), {}, std::move(then));
+    return "";
+  }
+  ConfigStamps stamps = ConfigStamps::take(config_path_);
   ConfigSet next;
   Diagnostics d;
   if (!load_config_set(config_path_, next, d) || !d.ok())
@@ -429,13 +576,15 @@ std::string Management::edit_proxies(
   if (!snap) return refuse("the edit does not load", errors);
   std::string err;
   if (!write_file_atomic(next.config.proxies_file, text, 0600, err)) return refuse(err);
-  commit(std::move(snap), std::move(next));
+  stamps_ = stamps.describes(next) ? std::move(stamps) : ConfigStamps{};
+  stamps_.proxies = FileStamp::of(next.config.proxies_file);
+  commit(std::move(snap), std::move(next), std::move(then));
   return "";
 }
 
-std::string Management::cmd_proxy_edit(const std::string& cmd, const Args& a) {
+void Management::cmd_proxy_edit(const std::string& cmd, const Args& a, const Reply& done) {
   std::string id = str_arg(a, "id");
-  if (id.empty()) return refuse(cmd + " needs \"id\"");
+  if (id.empty()) return done(refuse(cmd + " needs \"id\""));
   if (cmd == "proxy.add") {
     UpstreamProxy p;
     p.id = id;
@@ -445,12 +594,12 @@ std::string Management::cmd_proxy_edit(const std::string& cmd, const Args& a) {
     else if (type == "socks5s") p.type = UpstreamType::socks5s;
     else if (type == "http") p.type = UpstreamType::http;
     else if (type == "https") p.type = UpstreamType::https;
-    else return refuse("type must be socks5, socks5s, http or https");
+    else return done(refuse("type must be socks5, socks5s, http or https"));
     p.address = str_arg(a, "address");
     auto port = a.FindMember("port");
     if (p.address.empty() || port == a.MemberEnd() || !port->value.IsUint() ||
         port->value.GetUint() == 0 || port->value.GetUint() > 65535)
-      return refuse("proxy.add needs \"address\" and a \"port\" from 1 to 65535");
+      return done(refuse("proxy.add needs \"address\" and a \"port\" from 1 to 65535"));
     p.port = static_cast<uint16_t>(port->value.GetUint());
     p.username = str_arg(a, "username");
     p.password = str_arg(a, "password");
@@ -458,88 +607,104 @@ std::string Management::cmd_proxy_edit(const std::string& cmd, const Args& a) {
     bool test = true;
     if (auto t = a.FindMember("test"); t != a.MemberEnd() && t->value.IsBool())
       test = t->value.GetBool();
-    if (test) {
-      Upstream u;
-      u.config = p;
-      u.health = nullptr;
-      if (p.type == UpstreamType::socks5s || p.type == UpstreamType::https) {
-        std::string err;
-        u.tls = make_client_tls_context(true, "", err);
-        if (!u.tls) return refuse("tls: " + err);
-      }
-      std::string err = probe_upstream(u, current_.config.health_check.target,
-                                       current_.config.health_check.timeout_ms);
-      if (!err.empty())
-        return refuse("probe failed: " + err + " (nothing written; --no-test adds it anyway)");
+    if (!test) return add_proxy(p, done);
+    auto u = std::make_shared<Upstream>();
+    u->config = p;
+    if (p.type == UpstreamType::socks5s || p.type == UpstreamType::https) {
+      std::string err;
+      u->tls = make_client_tls_context(true, "", err);
+      if (!u->tls) return done(refuse("tls: " + err));
     }
-    std::string r = edit_proxies([&](std::vector<UpstreamProxy>& ps) -> std::string {
-      if (std::any_of(ps.begin(), ps.end(), [&](const UpstreamProxy& q) { return q.id == id; }))
-        return "an upstream with id " + id + " already exists";
-      ps.push_back(p);
-      return "";
+    // The probe blocks up to health_check.timeout_ms on its own thread; the answer waits for
+    // it, other clients do not.
+    return probe_async(std::move(u), [this, p, done](std::string err) {
+      if (!err.empty())
+        return done(refuse("probe failed: " + err + " (nothing written; --no-test adds it anyway)"));
+      add_proxy(p, done);
     });
-    if (!r.empty()) return r;
-  } else {
-    std::string r = edit_proxies([&](std::vector<UpstreamProxy>& ps) -> std::string {
-      auto it = std::find_if(ps.begin(), ps.end(), [&](const UpstreamProxy& q) { return q.id == id; });
-      if (it == ps.end()) return "no upstream has id " + id;
-      if (cmd == "proxy.del") {
-        for (const User& u : current_.users)
-          if (u.external_proxy_id == id)
-            return "user " + u.username + " is routed through " + id +
-                   " (uringproxyctl set-proxy " + u.username + " none first)";
-        ps.erase(it);
-      }
-      if (cmd == "proxy.enable") it->enabled = true;
-      if (cmd == "proxy.disable") it->enabled = false;
-      return "";
-    });
-    if (!r.empty()) return r;
   }
-  UP_INFO("%s %s: generation %llu", cmd.c_str(), id.c_str(),
-          static_cast<unsigned long long>(generation_));
-  return answer([&](Json& w) { put(w, "generation", generation_); });
+  std::string r = edit_proxies(
+      [&](std::vector<UpstreamProxy>& ps) -> std::string {
+        auto it = std::find_if(ps.begin(), ps.end(), [&](const UpstreamProxy& q) { return q.id == id; });
+        if (it == ps.end()) return "no upstream has id " + id;
+        if (cmd == "proxy.del") {
+          for (const User& u : current_.users)
+            if (u.external_proxy_id == id)
+              return "user " + u.username + " is routed through " + id +
+                     " (uringproxyctl set-proxy " + u.username + " none first)";
+          ps.erase(it);
+        }
+        if (cmd == "proxy.enable") it->enabled = true;
+        if (cmd == "proxy.disable") it->enabled = false;
+        return "";
+      },
+      [cmd, id, done](uint64_t generation, size_t) {
+        UP_INFO("%s %s: generation %llu", cmd.c_str(), id.c_str(),
+                static_cast<unsigned long long>(generation));
+        done(answer([&](Json& w) { put(w, "generation", generation); }));
+      });
+  if (!r.empty()) done(r);
 }
 
-std::string Management::cmd_proxy_test(const Args& a) {
+void Management::add_proxy(const UpstreamProxy& p, const Reply& done) {
+  std::string r = edit_proxies(
+      [&](std::vector<UpstreamProxy>& ps) -> std::string {
+        if (has_proxy(ps, p.id)) return "an upstream with id " + p.id + " already exists";
+        ps.push_back(p);
+        return "";
+      },
+      [id = p.id, done](uint64_t generation, size_t) {
+        UP_INFO("proxy.add %s: generation %llu", id.c_str(),
+                static_cast<unsigned long long>(generation));
+        done(answer([&](Json& w) { put(w, "generation", generation); }));
+      });
+  if (!r.empty()) done(r);
+}
+
+void Management::cmd_proxy_test(const Args& a, const Reply& done) {
   std::string id = str_arg(a, "id");
   auto u = snapshots_.current()->find_upstream(id);
-  if (!u) return refuse("no upstream has id " + id);
-  std::string err = probe_upstream(*u, current_.config.health_check.target,
-                                   current_.config.health_check.timeout_ms);
-  if (!err.empty()) return refuse("probe failed: " + err);
-  return answer([&](Json& w) { put(w, "result", std::string("up")); });
-}
-
-std::string Management::cmd_connections(const Args& a) {
-  auto conns = collect_connections(str_arg(a, "user"));
-  return answer([&](Json& w) {
-    w.Key("connections");
-    w.StartArray();
-    for (const ConnectionInfo& c : conns) {
-      w.StartObject();
-      put(w, "user", c.user);
-      put(w, "group", c.group);
-      put(w, "client", c.client);
-      put(w, "target", c.target);
-      put(w, "route", c.route);
-      put(w, "bytes_up", c.bytes_up);
-      put(w, "bytes_down", c.bytes_down);
-      put(w, "age_s", c.age_s);
-      w.EndObject();
-    }
-    w.EndArray();
+  if (!u) return done(refuse("no upstream has id " + id));
+  probe_async(std::move(u), [done](std::string err) {
+    if (!err.empty()) return done(refuse("probe failed: " + err));
+    done(answer([&](Json& w) { put(w, "result", std::string("up")); }));
   });
 }
 
-std::string Management::cmd_kick(const Args& a) {
+void Management::cmd_connections(const Args& a, const Reply& done) {
+  std::string user = str_arg(a, "user");
+  ask_workers<std::vector<ConnectionInfo>>(
+      [user](Worker& w) { return w.list_connections(user); },
+      [done](std::vector<std::vector<ConnectionInfo>> per_worker) {
+        done(answer([&](Json& w) {
+          w.Key("connections");
+          w.StartArray();
+          for (const auto& conns : per_worker)
+            for (const ConnectionInfo& c : conns) {
+              w.StartObject();
+              put(w, "user", c.user);
+              put(w, "group", c.group);
+              put(w, "client", c.client);
+              put(w, "target", c.target);
+              put(w, "route", c.route);
+              put(w, "bytes_up", c.bytes_up);
+              put(w, "bytes_down", c.bytes_down);
+              put(w, "age_s", c.age_s);
+              w.EndObject();
+            }
+          w.EndArray();
+        }));
+      });
+}
+
+void Management::cmd_kick(const Args& a, const Reply& done) {
   std::string name = str_arg(a, "username");
-  if (name.empty()) return refuse("kick needs \"username\"");
+  if (name.empty()) return done(refuse("kick needs \"username\""));
   if (std::none_of(current_.users.begin(), current_.users.end(),
                    [&](const User& u) { return u.username == name; }))
-    return refuse("no user " + name);
-  size_t n = kick_everywhere(name, Result::kicked);
-  return answer([&](Json& w) { put(w, "closed", n); });
+    return done(refuse("no user " + name));
+  kick_everywhere(name, Result::kicked,
+                  [done](size_t n) { done(answer([&](Json& w) { put(w, "closed", n); })); });
 }
 
 }  // namespace up

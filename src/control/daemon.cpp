@@ -21,6 +21,7 @@
 #include "core/ring.h"
 #include "core/worker.h"
 #include "control/atomic_file.h"
+#include "control/config_stamps.h"
 #include "control/management.h"
 #include "route/health_checker.h"
 #include "route/snapshot_store.h"
@@ -140,7 +141,9 @@ int check_config(const std::string& config_path) {
 int run_daemon(const DaemonOptions& opts) {
   ConfigSet set;
   Diagnostics diag;
+  ConfigStamps stamps = ConfigStamps::take(opts.config_path);
   bool loaded = load_config_set(opts.config_path, set, diag);
+  if (!stamps.describes(set)) stamps = {};
   print_diagnostics(diag);
   if (!loaded || !diag.ok()) {
     UP_ERROR("%s: not starting (%zu error(s); run uringproxy --check --config %s)",
@@ -258,7 +261,7 @@ int run_daemon(const DaemonOptions& opts) {
     stop_workers(0);
     return 1;
   }
-  Management mgmt(opts.config_path, set, rt, snapshots, health, checker, access_log);
+  Management mgmt(opts.config_path, set, std::move(stamps), rt, snapshots, health, checker, access_log);
   if (!mgmt.open() || !drop_privileges(set.config, set.config.control_socket)) {
     stop_workers(0);
     return 1;

@@ -2,9 +2,12 @@
 // The management thread: after start-up it owns the control socket, the metrics endpoint,
 // signals, reloads and live edits. It publishes snapshots and asks workers (through their
 // mailboxes) for counters and tunnel lists; it never blocks a worker, and workers never wait
-// for it.
+// for it. Nor does it wait for them or for an upstream probe: a request that needs either is
+// answered when the result arrives, and other clients are served meanwhile.
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -13,6 +16,7 @@
 
 #include <rapidjson/document.h>
 
+#include "control/config_stamps.h"
 #include "core/worker_stats.h"
 #include "uringproxy/config.h"
 
@@ -24,13 +28,16 @@ class HealthChecker;
 class SnapshotStore;
 struct Runtime;
 struct Snapshot;
+struct Upstream;
 class Worker;
 enum class Result : uint8_t;
 
 class Management {
  public:
-  Management(std::string config_path, ConfigSet current, Runtime& rt, SnapshotStore& snapshots,
-             HealthBoard& health, HealthChecker& checker, AccessLog& access_log);
+  // `stamps`: taken before `current` was read (ConfigStamps::take).
+  Management(std::string config_path, ConfigSet current, ConfigStamps stamps, Runtime& rt,
+             SnapshotStore& snapshots, HealthBoard& health, HealthChecker& checker,
+             AccessLog& access_log);
   ~Management();
 
   // Opens the control socket and metrics listener; false (logged) if they cannot be opened.
@@ -40,48 +47,85 @@ class Management {
 
  private:
   struct Client {
-    std::string in;
+    uint64_t id = 0;  // tells a reused fd apart from the client an answer was meant for
     bool metrics = false;
-    uint64_t last_ms = 0;
+    bool waiting = false;      // its answer is being worked out (workers, a probe)
+    bool close_after = false;  // metrics: one answer per connection
+    uint32_t armed = 0;        // the epoll events asked for
+    std::string in;
+    std::string out;           // answer bytes the client has not read yet
+    uint64_t last_ms = 0;      // last progress either way
   };
+  // Where an answer goes once it is ready; it may be called at once or on a later loop turn.
+  using Reply = std::function<void(std::string)>;
+  // After an edit or reload is published and the workers have closed what it ended.
+  using Committed = std::function<void(uint64_t generation, size_t closed)>;
 
   // --- configuration changes
-  bool reload(std::vector<std::string>& errors);
+  // False (with `errors`) when the files do not load; `then` runs once the workers are done.
+  bool reload(std::vector<std::string>& errors, Committed then);
   // Validates `next` and builds its snapshot; then commit() publishes it. Edits write their
   // file between the two, so nothing is written that would not load.
   std::unique_ptr<Snapshot> prepare(const ConfigSet& next, std::vector<std::string>& errors);
-  // Returns how many tunnels it closed (users deleted, disabled or with a new password).
-  size_t commit(std::unique_ptr<Snapshot> snap, ConfigSet next);
-  size_t kick_everywhere(const std::string& user, Result why);
+  // What publishing a configuration does besides the snapshot swap.
+  struct Changes {
+    std::vector<std::string> kick;  // users deleted, disabled or given a new password
+    bool listeners = false;         // the workers re-sync their listening sockets
+  };
+  Changes changes_to(const ConfigSet& next) const;
+  // Makes `next` the configuration in force and publishes its snapshot.
+  void commit(std::unique_ptr<Snapshot> snap, ConfigSet next, Committed then);
+  // Publishes `snap` (current_ already holds its configuration) at once; the workers then make
+  // `ch` happen, and `then` gets how many tunnels they closed.
+  void publish(std::unique_ptr<Snapshot> snap, Changes ch, Committed then);
+  void kick_everywhere(const std::string& user, Result why, std::function<void(size_t)> then);
 
   // --- control requests (control_commands.cpp)
-  std::string handle(const std::string& line);
+  void handle(const std::string& line, const Reply& done);
   using Args = rapidjson::Value;
-  std::string cmd_status();
-  std::string cmd_reload();
-  std::string cmd_stats();
+  void cmd_status(const Reply& done);
+  void cmd_reload(const Reply& done);
+  void cmd_stats(const Reply& done);
   std::string cmd_user_list();
-  std::string cmd_user_edit(const std::string& cmd, const Args& a);
-  std::string cmd_set_proxy(const Args& a);
+  void cmd_user_edit(const std::string& cmd, const Args& a, const Reply& done);
+  void cmd_set_proxy(const Args& a, const Reply& done);
   std::string cmd_show_proxy(const Args& a);
   std::string cmd_list_assignments();
   std::string cmd_proxy_list();
-  std::string cmd_proxy_edit(const std::string& cmd, const Args& a);
-  std::string cmd_proxy_test(const Args& a);
-  std::string cmd_connections(const Args& a);
-  std::string cmd_kick(const Args& a);
-  // Loads the files fresh (hand edits count), applies `edit`, writes the changed file, publishes.
-  std::string edit_users(const std::function<std::string(std::vector<User>&)>& edit);
-  std::string edit_proxies(const std::function<std::string(std::vector<UpstreamProxy>&)>& edit);
+  void cmd_proxy_edit(const std::string& cmd, const Args& a, const Reply& done);
+  void add_proxy(const UpstreamProxy& p, const Reply& done);
+  void cmd_proxy_test(const Args& a, const Reply& done);
+  void cmd_connections(const Args& a, const Reply& done);
+  void cmd_kick(const Args& a, const Reply& done);
+  // Edits user `name` (absent: nullopt; set it to nullopt to delete), writes users.json and
+  // publishes. "" when done (then `then` runs), else the refusal. It starts from the users in
+  // force while the files are as they were read; after a hand edit, from the files.
+  using UserEdit = std::function<std::string(std::optional<User>&)>;
+  std::string edit_user(const std::string& name, const UserEdit& edit, Committed then);
+  std::string edit_user_from_files(const std::string& name, const UserEdit& edit,
+                                   Committed then);
+  std::string edit_proxies(const std::function<std::string(std::vector<UpstreamProxy>&)>& edit,
+                           Committed then);
+  // Caches the records of up to `batch` more users.
+  void cache_user_records(size_t batch);
 
   // --- metrics (prometheus.cpp)
-  std::string render_metrics();
+  void render_metrics(std::function<void(std::string)> then);
+  std::string metrics_text(WorkerStats& s);
 
-  // --- workers
-  WorkerStats collect_stats();
-  std::vector<ConnectionInfo> collect_connections(const std::string& user);
+  // --- work that finishes off this thread: worker answers and upstream probes
+  // Runs fn on every worker; `then` runs here once all have, or after 5 s with those that did
+  // (a missing answer is a default T).
   template <typename T>
-  std::vector<T> ask_workers(std::function<T(Worker&)> fn);
+  void ask_workers(std::function<T(Worker&)> fn, std::function<void(std::vector<T>)> then);
+  void collect_stats(std::function<void(WorkerStats)> then);
+  // Runs `work` on a thread of its own (it may block: a probe, a password hash); `then` gets its
+  // result here, or `if_no_thread` when no thread can be started.
+  void off_thread(std::function<std::string()> work, std::function<void(std::string)> then,
+                  std::string if_no_thread);
+  // The upstream probe (blocks up to health_check.timeout_ms); `then` gets "" or what failed.
+  void probe_async(std::shared_ptr<const Upstream> u, std::function<void(std::string)> then);
+  void finish_pending(uint64_t now);
 
   // --- sockets
   bool open_control_socket(const std::string& path);
@@ -89,9 +133,14 @@ class Management {
   // address only warns.
   bool open_metrics(const std::optional<SocketAddress>& where, bool written);
   void accept_on(int listen_fd, bool metrics);
-  void serve(int fd);
+  bool evict_oldest_idle(bool metrics);
+  void serve(int fd, uint32_t events);
+  void advance(int fd);
+  void answer_http(int fd, Client& c);
+  void deliver(int fd, uint64_t id, std::string text);
+  bool flush(int fd, Client& c);
+  void arm(int fd, Client& c);
   void close_client(int fd);
-  void sync_listeners();
 
   std::string config_path_;
   ConfigSet current_;
@@ -109,7 +158,27 @@ class Management {
   int metrics_fd_ = -1;
   std::string metrics_text_;  // the address it listens on
   std::map<int, Client> clients_;
-  size_t last_closed_ = 0;
+  uint64_t next_client_id_ = 0;
+  std::vector<int> resume_;  // clients answered off-turn: serve their next request
+  struct Wake;
+  std::shared_ptr<Wake> wake_;  // workers and probe threads wake this loop through it
+  struct WorkerAsk {
+    std::shared_ptr<std::atomic<size_t>> left;
+    uint64_t deadline_ms;
+    std::function<void()> then;
+  };
+  std::vector<WorkerAsk> asks_;
+  struct ThreadJob;
+  std::list<ThreadJob> jobs_;
+  // The files current_ was read from (or last written): an edit starts from current_ while
+  // they are unchanged, instead of reading and checking every user again.
+  ConfigStamps stamps_;
+  std::string cost_hash_;  // the hash the verifier's dummy cost was last matched to
+  // users.json as records: user_records_[i] is current_.users[i] for every i cached so far
+  // (the loop caches them while idle; a reload starts over), and the buffer the file is
+  // written from.
+  std::vector<std::string> user_records_;
+  std::string users_text_;
 };
 
 }  // namespace up

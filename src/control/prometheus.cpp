@@ -64,8 +64,11 @@ void histogram(std::string& o, const char* name, const char* help, const Histogr
 
 }  // namespace
 
-std::string Management::render_metrics() {
-  WorkerStats s = collect_stats();
+void Management::render_metrics(std::function<void(std::string)> then) {
+  collect_stats([this, then](WorkerStats s) { then(metrics_text(s)); });
+}
+
+std::string Management::metrics_text(WorkerStats& s) {
   const Snapshot* snap = snapshots_.current();
   std::string o;
   o.reserve(4096);

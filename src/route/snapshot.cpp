@@ -1,10 +1,105 @@
 #include "route/snapshot.h"
 
+#include <algorithm>
+
 #include "config/json_reader.h"
 #include "tls/server_context.h"
 #include "upstream/tls_layer.h"
 
 namespace up {
+
+namespace {
+
+UserRecord user_record(const User& u, UserBoard& board) {
+  UserRecord r;
+  r.user = u;
+  r.state = board.get(u.username);
+  if (!u.allow.empty() || !u.deny.empty()) {
+    auto a = std::make_shared<UserAcl>();
+    for (const auto& e : u.allow) a->allow.add(e);
+    for (const auto& e : u.deny) a->deny.add(e);
+    r.acl = std::move(a);
+  }
+  return r;
+}
+
+// Upstreams and groups, from the proxies and the config's group settings.
+bool add_routes(Snapshot& s, const std::vector<UpstreamProxy>& proxies, HealthBoard& health,
+                std::vector<std::string>& errors) {
+  const std::string& proxies_file = s.config.proxies_file;
+  size_t before = errors.size();
+  for (size_t i = 0; i < proxies.size(); ++i) {
+    const UpstreamProxy& p = proxies[i];
+    auto u = std::make_shared<Upstream>();
+    u->config = p;
+    u->health = health.get(p.id);
+    if (p.type == UpstreamType::socks5s || p.type == UpstreamType::https) {
+      std::string err;
+      u->tls = make_client_tls_context(p.tls.verify, p.tls.ca_file, err);
+      // A snapshot is built only from proxies that loaded cleanly: i is the index in the file.
+      if (!u->tls)
+        errors.push_back(config::display_path(proxies_file) + ": " +
+                         upstream_where(p.id, i) +
+                         (p.tls.ca_file.empty() ? ".tls: " : ".tls.ca_file: ") + err);
+    }
+    s.upstreams.emplace(p.id, u);
+    if (!p.group.empty()) {
+      Group& g = s.groups[p.group];
+      g.name = p.group;
+      g.members.push_back(u);
+    }
+  }
+  for (auto& [name, g] : s.groups) {
+    if (auto it = s.config.groups.find(name); it != s.config.groups.end()) {
+      g.policy = it->second.policy;
+      g.on_failure = it->second.on_failure;
+    }
+  }
+  return errors.size() == before;
+}
+
+}  // namespace
+
+UserTable::UserTable(Base base) : base_(std::make_shared<const Base>(std::move(base))) {
+  Uuids uuids;
+  for (const auto& [name, r] : *base_)
+    if (!r.user.uuid.empty()) uuids.emplace(r.user.uuid, name);
+  base_uuids_ = std::make_shared<const Uuids>(std::move(uuids));
+}
+
+UserTable UserTable::with(const std::string& name, std::shared_ptr<const UserRecord> record) const {
+  UserTable t = *this;  // shares the base; copies the overlay
+  if (record && !record->user.uuid.empty()) t.uuid_overlay_[record->user.uuid] = name;
+  t.overlay_[name] = std::move(record);
+  // Every edit copies the overlay, and folding copies everyone: fold once the overlay is a
+  // 32nd of the base, so an edit costs O(n/32) pointer copies at worst and O(n) once in a while.
+  if (t.overlay_.size() > std::max<size_t>(1024, base_->size() / 32)) {
+    Base merged = *base_;
+    for (auto& [n, r] : t.overlay_) {
+      if (r)
+        merged.insert_or_assign(n, *r);
+      else
+        merged.erase(n);
+    }
+    return UserTable(std::move(merged));
+  }
+  return t;
+}
+
+std::unique_ptr<Snapshot> snapshot_with_user(const Snapshot& prev, uint64_t generation,
+                                             const std::string& name, const User* user,
+                                             UserBoard& users) {
+  auto s = std::make_unique<Snapshot>();
+  s->generation = generation;
+  s->config = prev.config;
+  s->upstreams = prev.upstreams;  // shared_ptrs: TLS contexts and health are kept, not rebuilt
+  s->groups = prev.groups;
+  s->acl = prev.acl;
+  s->listener_tls = prev.listener_tls;
+  s->users = prev.users.with(
+      name, user ? std::make_shared<const UserRecord>(user_record(*user, users)) : nullptr);
+  return s;
+}
 
 std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, uint64_t generation,
                                          HealthBoard& health, UserBoard& user_board,
@@ -12,41 +107,14 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, uint64_t generati
   auto s = std::make_unique<Snapshot>();
   s->generation = generation;
   s->config = set.config;
-  s->users.reserve(set.users.size());
-  for (const User& u : set.users) {
-    s->users.emplace(u.username, u);
-    s->user_state.emplace(u.username, user_board.get(u.username));
-    if (!u.uuid.empty()) s->uuid_users.emplace(u.uuid, u.username);
-    if (!u.allow.empty() || !u.deny.empty()) {
-      UserAcl& a = s->user_acls[u.username];
-      for (const auto& e : u.allow) a.allow.add(e);
-      for (const auto& e : u.deny) a.deny.add(e);
-    }
-  }
+  UserTable::Base users;
+  users.reserve(set.users.size());
+  for (const User& u : set.users) users.emplace(u.username, user_record(u, user_board));
+  s->users = UserTable(std::move(users));
   s->acl = Acl(set.config.acl.deny_private, set.config.acl.allow, set.config.acl.deny,
                set.config.acl.deny_ports);
   size_t before = errors.size();
-  for (size_t i = 0; i < set.proxies.size(); ++i) {
-    const UpstreamProxy& p = set.proxies[i];
-    auto u = std::make_shared<Upstream>();
-    u->config = p;
-    u->health = health.get(p.id);
-    if (p.type == UpstreamType::socks5s || p.type == UpstreamType::https) {
-      std::string err;
-      u->tls = make_client_tls_context(p.tls.verify, p.tls.ca_file, err);
-      // A snapshot is built only from a set that loaded cleanly: i is the index in the file.
-      if (!u->tls)
-        errors.push_back(config::display_path(set.config.proxies_file) + ": " +
-                         upstream_where(p.id, i) +
-                         (p.tls.ca_file.empty() ? ".tls: " : ".tls.ca_file: ") + err);
-    }
-    s->upstreams.emplace(p.id, u);
-    if (!p.group.empty()) {
-      Group& g = s->groups[p.group];
-      g.name = p.group;
-      g.members.push_back(u);
-    }
-  }
+  add_routes(*s, set.proxies, health, errors);
   for (size_t i = 0; i < set.config.listeners.size(); ++i) {
     const ListenerConfig& l = set.config.listeners[i];
     if (!l.tls) continue;
@@ -59,13 +127,21 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, uint64_t generati
     if (!ctx) errors.push_back(config::display_path(set.config.path) + ": " + err);
     s->listener_tls.emplace(l.name, std::move(ctx));
   }
-  for (auto& [name, g] : s->groups) {
-    if (auto it = set.config.groups.find(name); it != set.config.groups.end()) {
-      g.policy = it->second.policy;
-      g.on_failure = it->second.on_failure;
-    }
-  }
   if (errors.size() != before) return nullptr;
+  return s;
+}
+
+std::unique_ptr<Snapshot> snapshot_with_proxies(const Snapshot& prev, uint64_t generation,
+                                                const std::vector<UpstreamProxy>& proxies,
+                                                HealthBoard& health,
+                                                std::vector<std::string>& errors) {
+  auto s = std::make_unique<Snapshot>();
+  s->generation = generation;
+  s->config = prev.config;
+  s->users = prev.users;
+  s->acl = prev.acl;
+  s->listener_tls = prev.listener_tls;
+  if (!add_routes(*s, proxies, health, errors)) return nullptr;
   return s;
 }
 

@@ -41,41 +41,91 @@ struct Group {
   std::vector<std::shared_ptr<const Upstream>> members;  // every upstream naming the group
 };
 
+// One user as a worker sees them.
+struct UserRecord {
+  User user;
+  UserShared* state = nullptr;          // owned by the UserBoard
+  std::shared_ptr<const UserAcl> acl;   // null unless the user has their own allow/deny
+};
+
+// The users of a snapshot. A live edit of one user must not copy 100,000 of them: snapshots
+// share an immutable base and each keeps the users changed since that base in a small overlay
+// (null = deleted). The overlay is folded into a new base once it grows large, so lookups stay
+// two hash probes and an edit copies at most the overlay.
+class UserTable {
+ public:
+  using Base = StringMap<UserRecord>;
+  using Overlay = StringMap<std::shared_ptr<const UserRecord>>;
+
+  using Uuids = StringMap<std::string>;  // VLESS id -> username
+
+  UserTable() : base_(std::make_shared<const Base>()), base_uuids_(std::make_shared<const Uuids>()) {}
+  explicit UserTable(Base base);
+
+  const UserRecord* find(std::string_view name) const {
+    if (!overlay_.empty()) {
+      auto it = overlay_.find(name);
+      if (it != overlay_.end()) return it->second.get();
+    }
+    auto it = base_->find(name);
+    return it == base_->end() ? nullptr : &it->second;
+  }
+  // The user whose VLESS id (canonical text) is `uuid`.
+  const UserRecord* find_by_uuid(std::string_view uuid) const {
+    const std::string* name = nullptr;
+    if (auto it = uuid_overlay_.find(uuid); it != uuid_overlay_.end()) {
+      name = &it->second;
+    } else if (auto jt = base_uuids_->find(uuid); jt != base_uuids_->end()) {
+      name = &jt->second;
+    }
+    const UserRecord* r = name ? find(*name) : nullptr;
+    // An entry outlives an edit that deleted the user or changed their uuid: check it.
+    return r && r->user.uuid == uuid ? r : nullptr;
+  }
+  // The same users with `name` replaced by `record` (null: removed).
+  UserTable with(const std::string& name, std::shared_ptr<const UserRecord> record) const;
+  size_t overlay_size() const { return overlay_.size(); }
+  bool shares_base_with(const UserTable& o) const { return base_ == o.base_; }
+
+ private:
+  std::shared_ptr<const Base> base_;
+  std::shared_ptr<const Uuids> base_uuids_;
+  Overlay overlay_;
+  Uuids uuid_overlay_;  // ids of users in the overlay
+};
+
 struct Snapshot {
   uint64_t generation = 0;
   Config config;
-  StringMap<User> users;
+  UserTable users;
   StringMap<std::shared_ptr<const Upstream>> upstreams;
   StringMap<Group> groups;
   Acl acl;
-  StringMap<UserAcl> user_acls;       // only users with their own allow/deny
-  StringMap<UserShared*> user_state;  // every user; owned by the UserBoard
   StringMap<std::shared_ptr<SSL_CTX>> listener_tls;  // by listener name, TLS listeners only
-  StringMap<std::string> uuid_users;  // VLESS id (canonical text) -> username
 
   const User* find_user(std::string_view name) const {
-    auto it = users.find(name);
-    return it == users.end() ? nullptr : &it->second;
+    const UserRecord* r = users.find(name);
+    return r ? &r->user : nullptr;
+  }
+  const User* find_user_by_uuid(std::string_view uuid) const {
+    const UserRecord* r = users.find_by_uuid(uuid);
+    return r ? &r->user : nullptr;
+  }
+  std::shared_ptr<SSL_CTX> find_listener_tls(std::string_view name) const {
+    auto it = listener_tls.find(name);
+    return it == listener_tls.end() ? nullptr : it->second;
   }
   std::shared_ptr<const Upstream> find_upstream(std::string_view id) const {
     auto it = upstreams.find(id);
     return it == upstreams.end() ? nullptr : it->second;
   }
   const UserAcl* find_user_acl(std::string_view name) const {
-    auto it = user_acls.find(name);
-    return it == user_acls.end() ? nullptr : &it->second;
+    const UserRecord* r = users.find(name);
+    return r ? r->acl.get() : nullptr;
   }
   UserShared* find_user_state(std::string_view name) const {
-    auto it = user_state.find(name);
-    return it == user_state.end() ? nullptr : it->second;
-  }
-  const User* find_user_by_uuid(std::string_view uuid) const {
-    auto it = uuid_users.find(uuid);
-    return it == uuid_users.end() ? nullptr : find_user(it->second);
-  }
-  std::shared_ptr<SSL_CTX> find_listener_tls(std::string_view name) const {
-    auto it = listener_tls.find(name);
-    return it == listener_tls.end() ? nullptr : it->second;
+    const UserRecord* r = users.find(name);
+    return r ? r->state : nullptr;
   }
   const Group* find_group(std::string_view name) const {
     auto it = groups.find(name);
@@ -88,5 +138,18 @@ struct Snapshot {
 std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, uint64_t generation,
                                          HealthBoard& health, UserBoard& users,
                                          std::vector<std::string>& errors);
+
+// The snapshot after a live edit of the upstreams: the users are shared with `prev`. Null (and
+// `errors`) when a TLS context cannot be made.
+std::unique_ptr<Snapshot> snapshot_with_proxies(const Snapshot& prev, uint64_t generation,
+                                                const std::vector<UpstreamProxy>& proxies,
+                                                HealthBoard& health,
+                                                std::vector<std::string>& errors);
+
+// The snapshot after a live edit of one user, `name` (`user` null: deleted): everything else,
+// the other users included, is shared with `prev` rather than rebuilt.
+std::unique_ptr<Snapshot> snapshot_with_user(const Snapshot& prev, uint64_t generation,
+                                             const std::string& name, const User* user,
+                                             UserBoard& users);
 
 }  // namespace up

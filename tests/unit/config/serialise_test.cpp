@@ -51,6 +51,28 @@ TEST_CASE("config serialise: users round trip") {
   CHECK(json.find("\"max_connections\": 0") != std::string::npos);
 }
 
+TEST_CASE("config serialise: users from cached records is users_to_json") {
+  std::vector<User> users(3);
+  users[0].username = "alice";
+  users[0].password_hash = kYescrypt;
+  users[0].groups = std::vector<std::string>{"us-east"};
+  users[0].allow = {"10.0.0.0/8"};
+  users[1].username = "bob";
+  users[1].password_hash = kSha512;
+  users[1].enabled = false;
+  users[1].email = "quote\" back\\slash";
+  users[2].username = "charlie";
+  users[2].password_hash = kSha512;
+  std::string out = "left over from the last edit";
+  for (size_t n = 0; n <= users.size(); ++n) {
+    std::vector<User> some(users.begin(), users.begin() + static_cast<std::ptrdiff_t>(n));
+    std::vector<std::string> records;
+    for (const User& u : some) records.push_back(user_json_record(u));
+    users_json_from_records(records, out);
+    CHECK(out == users_to_json(some));
+  }
+}
+
 TEST_CASE("config serialise: proxies round trip") {
   std::vector<UpstreamProxy> ps(3);
   ps[0].id = "proxy-us-east";
