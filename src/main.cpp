@@ -13,7 +13,7 @@ void usage(FILE* out) {
           "usage: uringproxy --config FILE [--check] [--workers N]\n"
           "       uringproxy --version | --help\n"
           "\n"
-          "  --config FILE   main configuration (DESIGN 2.1); default config/uringproxy.json\n"
+          "  --config FILE   main configuration (docs/configuration.md); default config/uringproxy.json\n"
           "  --check         validate FILE and the files it names, print every problem, exit\n"
           "  --workers N     worker threads (0 = one per CPU); overrides \"workers\"\n"
           "\n"

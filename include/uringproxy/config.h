@@ -1,6 +1,6 @@
 #pragma once
-// The operator's files as typed values: uringproxy.json (DESIGN 2.1), users.json (2.2) and
-// external_proxy.json (2.3). Loading validates everything and reports every problem with the
+// The operator's files as typed values: uringproxy.json, users.json and external_proxy.json
+// (docs/configuration.md). Loading validates everything and reports every problem with the
 // file, the field and the fix; nothing here touches sockets or threads.
 #include <sys/socket.h>
 

@@ -15,7 +15,7 @@ namespace up::socks5 {
 
 enum class Parse : uint8_t { need_more, done, error };
 
-// Reply codes, DESIGN 2.5.
+// Reply codes, docs/wire.md.
 enum class Reply : uint8_t {
   succeeded = 0x00,
   general_failure = 0x01,

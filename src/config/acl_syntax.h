@@ -1,5 +1,5 @@
 #pragma once
-// The written form of an ACL entry (DESIGN 2.1): a CIDR, an exact host (name or IP literal), or
+// The written form of an ACL entry (docs/configuration.md): a CIDR, an exact host (name or IP literal), or
 // "*.suffix". Matching is the router's job; this only says whether an entry makes sense.
 #include <string>
 

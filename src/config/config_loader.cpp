@@ -1,4 +1,4 @@
-// uringproxy.json (DESIGN 2.1) to Config.
+// uringproxy.json (docs/configuration.md) to Config.
 #include <cstring>
 #include <set>
 

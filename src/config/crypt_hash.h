@@ -1,5 +1,5 @@
 #pragma once
-// Whether a users.json password is a crypt(3) hash (DESIGN 2.2). Only the shape is checked here;
+// Whether a users.json password is a crypt(3) hash (docs/configuration.md#usersjson). Only the shape is checked here;
 // verification is libcrypt's job, off the workers.
 #include <string>
 

@@ -1,5 +1,5 @@
 #pragma once
-// "on_failure": "reject" | "direct" | the id of another upstream (DESIGN 2.4).
+// "on_failure": "reject" | "direct" | the id of another upstream (docs/configuration.md#route-selection).
 #include <string>
 
 #include "config/json_reader.h"

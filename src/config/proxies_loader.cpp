@@ -1,4 +1,4 @@
-// external_proxy.json (DESIGN 2.3) to UpstreamProxy records. The file holds upstream secrets:
+// external_proxy.json (docs/configuration.md#external_proxyjson) to UpstreamProxy records. The file holds upstream secrets:
 // no message ever shows a password or a username.
 #include <arpa/inet.h>
 

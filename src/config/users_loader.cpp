@@ -1,4 +1,4 @@
-// users.json (DESIGN 2.2) to User records. The password is a crypt(3) hash and never appears in
+// users.json (docs/configuration.md#usersjson) to User records. The password is a crypt(3) hash and never appears in
 // a message.
 #include <map>
 

@@ -1,4 +1,4 @@
-// GET /metrics: the Prometheus text format (version 0.0.4), DESIGN 2.7. Per-worker counters are
+// GET /metrics: the Prometheus text format (version 0.0.4), docs/wire.md#observability. Per-worker counters are
 // collected from the workers (never locked on the data path) and summed here.
 #include <algorithm>
 #include <cstdio>

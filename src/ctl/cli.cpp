@@ -1,4 +1,4 @@
-// The command tree: every command of DESIGN 2.6 as a CLI11 subcommand whose callback records how
+// The command tree: every command of docs/uringproxyctl.md as a CLI11 subcommand whose callback records how
 // to build its request (`user add` -> {"cmd":"user.add",...}). Passwords are read only after
 // parsing succeeded, and only from stdin (or a terminal prompt for user add/passwd).
 #include "ctl/cli.h"

@@ -6,7 +6,7 @@
 
 namespace up::ctl {
 
-// Exit codes (DESIGN 2.6).
+// Exit codes (docs/uringproxyctl.md).
 constexpr int kExitOk = 0;
 constexpr int kExitRefused = 1;  // the daemon answered ok:false
 constexpr int kExitUsage = 2;    // bad arguments, or the daemon could not be reached

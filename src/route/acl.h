@@ -1,5 +1,5 @@
 #pragma once
-// Which targets a user may reach (DESIGN 2.1). Entries are CIDRs, exact host names or
+// Which targets a user may reach (docs/configuration.md). Entries are CIDRs, exact host names or
 // "*.suffix"; per-user lists add to the global ones. Two stages:
 //   - the target as the client named it (deny_ports, host and suffix entries, and for literal
 //     addresses everything), before any resolution;

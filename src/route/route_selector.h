@@ -1,5 +1,5 @@
 #pragma once
-// Route selection, DESIGN 2.4, as a pure function of the snapshot, the user and the worker's
+// Route selection, docs/configuration.md#route-selection, as a pure function of the snapshot, the user and the worker's
 // round-robin cursors. The result owns what it names (shared_ptrs), so a tunnel keeps its
 // route across reloads.
 #include <cstdint>

@@ -1,5 +1,5 @@
 #pragma once
-// The handshake-level probe of an upstream (DESIGN 2.3): TCP connect, TLS with verification
+// The handshake-level probe of an upstream (docs/configuration.md#external_proxyjson): TCP connect, TLS with verification
 // where the type has it, then the upstream's own greeting and authentication (SOCKS5 method
 // + RFC 1929; for http/https a CONNECT to the health-check target when one is set).
 // Blocking, with a deadline: it runs on the health checker's thread, never on a worker.

@@ -1,4 +1,4 @@
-"""Shared pieces for the limits / ACL / brute-force / slowloris tests (issue 5, DESIGN 2.1, 2.2,
+"""Shared pieces for the limits / ACL / brute-force / slowloris tests (issue 5, docs/configuration.md, 2.2,
 2.5): users with sha512-crypt hashes and per-user fields, private proxy instances with extra
 config, /metrics scraping, SOCKS5 and HTTP logins from a chosen source address, and a byte
 source and byte sink for rate measurements."""

@@ -1,4 +1,4 @@
-"""Issue 5 / DESIGN 2.1: target ACLs. deny_private (loopback, RFC 1918, link-local, CGNAT, ULA,
+"""Issue 5 / docs/configuration.md: target ACLs. deny_private (loopback, RFC 1918, link-local, CGNAT, ULA,
 multicast, unspecified; on literals, on names, on resolved addresses, on IPv4-mapped IPv6 and on
 the IPv4 address inside NAT64 / 6to4 addresses;
 and non-canonical IPv4 spellings in HTTP URLs), allow / deny CIDRs (deny wins, allow opens the

@@ -47,7 +47,7 @@ def test_check_good_config(tmp_path):
 
 
 def test_check_good_config_with_comments(tmp_path):
-    """DESIGN 2.1: JSON with comments allowed."""
+    """docs/configuration.md: JSON with comments allowed."""
     body = json.dumps(base_config(11080, 18080, 15353), indent=2)
     body = "// leading comment\n" + body.replace('"workers": 2,', '"workers": 2, /* inline */')
     p = write_config(tmp_path, "commented.json", raw=body)
@@ -115,7 +115,7 @@ def test_check_missing_users_file(tmp_path):
 
 
 def test_check_full_design_example(tmp_path):
-    """The whole DESIGN 2.1 example (with the files it names) loads: fields whose feature has
+    """The whole documented example (with the files it names) loads: fields whose feature has
     not landed are accepted with a warning, not rejected."""
     certs = tmp_path / "certs"
     certs.mkdir()

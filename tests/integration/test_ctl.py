@@ -1,4 +1,4 @@
-"""uringproxyctl against the real daemon (DESIGN 2.6, docs/control-protocol.md,
+"""uringproxyctl against the real daemon (docs/uringproxyctl.md, docs/control-protocol.md,
 docs/uringproxyctl.md): every command in human form and with --json, exit codes 0/1/2, the
 control socket's mode, and the live effects of edits on logins and open tunnels."""
 from __future__ import annotations

@@ -87,7 +87,11 @@ def test_access_log_line(proxy, servers, mode):
     r = curl(curl_args(proxy, mode, "bob", PASSWORDS["bob"])
              + ["-f", origin_url(proxy, servers, mode, f"/bytes/{n}")])
     assert r.returncode == 0, r.stderr.decode()
-    rec = proxy.wait_access_log(lambda o: o.get("user") == "bob", timeout=20, start=start)
+    # The log is written off the workers, so a line of an earlier test's tunnel can still
+    # arrive after `start`: wait for this transfer's line.
+    rec = proxy.wait_access_log(lambda o: o.get("user") == "bob" and
+                                isinstance(o.get("bytes_down"), int) and o["bytes_down"] >= n,
+                                timeout=20, start=start)
     assert rec is not None, "no access-log JSON line for bob; stderr:\n" + \
         "\n".join(proxy.stderr_lines(start))
     for key in ("ts", "user", "group", "client", "target", "route", "bytes_up", "bytes_down",

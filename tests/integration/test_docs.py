@@ -159,3 +159,19 @@ def test_docs_link_inside_the_repo():
                 if anchor not in {slug(h) for h in heads}:
                     problems.append(f"{f.relative_to(REPO)}: no heading for #{anchor} in {path}")
     assert not problems, "\n".join(problems)
+
+
+def test_code_cites_docs_inside_the_repo():
+    """Comments and messages cite the repo's own docs, never DESIGN.md sections outside it."""
+    problems = []
+    for top in ("src", "include", "tests", "tools", "bench", "config", "scripts"):
+        for f in sorted((REPO / top).rglob("*")):
+            if not f.is_file() or f.name == "test_docs.py" or "corpus" in f.parts:
+                continue
+            try:
+                text = f.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            if "shared/DESIGN" in text or re.search(r"DESIGN \d", text):
+                problems.append(str(f.relative_to(REPO)))
+    assert not problems, f"cite docs/*.md instead of DESIGN sections: {problems}"

@@ -145,7 +145,7 @@ def split(table):
     return pipes, others
 
 
-# Free pipes stay in the per-worker pool (DESIGN: bounded, reused); its size follows the peak of
+# Free pipes stay in the per-worker pool (docs/internals.md: bounded, reused); its size follows the peak of
 # bytes in flight, so allow it to be up to one more tunnel's worth (2 pipes, 4 fds) above the
 # warmed-up baseline. Every other fd (sockets, files, io_uring, eventfds) must come back exactly.
 PIPE_SLACK = 4

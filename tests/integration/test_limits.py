@@ -1,4 +1,4 @@
-"""Issue 5 / DESIGN 2.1-2.2: per-user connection caps (SOCKS5 0x02, HTTP 429) counted across
+"""Issue 5 / docs/configuration.md: per-user connection caps (SOCKS5 0x02, HTTP 429) counted across
 workers, per-user bandwidth caps (each direction, across all of a user's tunnels) that do not
 slow other users, the global connection cap, and --check on bad limits fields."""
 import json

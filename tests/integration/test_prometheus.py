@@ -1,5 +1,5 @@
-"""DESIGN 2.7 with a real Prometheus: the daemon serves /metrics and /healthz on metrics.listen;
-the text parses as the Prometheus text format and holds every metric name of DESIGN 2.7; a
+"""docs/wire.md#observability with a real Prometheus: the daemon serves /metrics and /healthz on metrics.listen;
+the text parses as the Prometheus text format and holds every metric name of docs/wire.md#observability; a
 real Prometheus server (Debian's `prometheus` package) scrapes it every second and its query API
 returns alice's per-user byte counter; every query of config/grafana-dashboard.json runs on it
 without an error."""
@@ -27,8 +27,8 @@ pytestmark = pytest.mark.uringproxy_only
 
 PROMETHEUS_WAIT = 60.0  # bound for Prometheus to start, scrape and answer with the sample
 
-# DESIGN 2.7, in order; the histogram's samples carry the _bucket/_sum/_count suffixes.
-DESIGN_METRICS = {
+# docs/wire.md#observability, in order; the histogram's samples carry the _bucket/_sum/_count suffixes.
+DOCUMENTED_METRICS = {
     "uringproxy_connections_total": "counter",
     "uringproxy_connections_active": "gauge",
     "uringproxy_bytes_total": "counter",
@@ -227,7 +227,7 @@ def test_metrics_text_and_healthz(metered_proxy, servers):
     assert ctype.startswith("text/plain"), f"/metrics Content-Type {ctype!r}"
     types, samples = parse_exposition(text)
     names = {family(n, types) for n, _, _ in samples}
-    for name, kind in DESIGN_METRICS.items():
+    for name, kind in DOCUMENTED_METRICS.items():
         assert types.get(name) == kind, f"{name}: TYPE {types.get(name)!r}, want {kind}"
         assert name in names, f"{name}: no sample in /metrics"
     for n, _, _ in samples:  # every sample belongs to a declared family

@@ -1,4 +1,4 @@
-"""DESIGN 2: SIGHUP reloads config and users; a running tunnel survives a reload."""
+"""README.md: SIGHUP reloads config and users; a running tunnel survives a reload."""
 import json
 import signal
 import time

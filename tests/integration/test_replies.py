@@ -1,4 +1,4 @@
-"""5. Reply codes (DESIGN 2.5), SOCKS5 and HTTP, for every refusal the data plane makes."""
+"""5. Reply codes (docs/wire.md), SOCKS5 and HTTP, for every refusal the data plane makes."""
 import socket
 import time
 

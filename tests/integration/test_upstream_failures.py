@@ -1,4 +1,4 @@
-"""Upstream failures (DESIGN 2.3, 2.4 failure rules, 2.5; issue 3 "Bad input and faults"):
+"""Upstream failures (docs/configuration.md#external_proxyjson, 2.4 failure rules, 2.5; issue 3 "Bad input and faults"):
 refused, disabled, garbage, silent, SOCKS and HTTP errors, bad credentials, kill -9 mid-stream.
 Every refusal carries the right code (SOCKS5 0x01-0x06, HTTP 502/504), and the target never sees
 a direct connection unless `on_failure: direct` says so. Sentinel targets (fresh per test) prove

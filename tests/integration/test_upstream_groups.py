@@ -1,4 +1,4 @@
-"""Groups (DESIGN 2.4 step 2, 2.5): `user.group` picks a healthy member by the group's policy;
+"""Groups (docs/configuration.md#route-selection step 2, 2.5): `user.group` picks a healthy member by the group's policy;
 a group the user may not use is refused (0x02 / 403); no healthy member falls back to the
 user's own route (`group_fallback: default`) or is refused (`reject`: 0x01 / 502); a dead
 member is skipped; nothing ever leaves directly unless the user's own route is direct."""

@@ -1,4 +1,4 @@
-"""Routing in /metrics (DESIGN 2.7): uringproxy_upstream_up{proxy} follows health (down on a
+"""Routing in /metrics (docs/wire.md#observability): uringproxy_upstream_up{proxy} follows health (down on a
 closed port, up for a live upstream, down after kill -9, up again after restart);
 uringproxy_route_total{route} counts direct and per-upstream connections;
 uringproxy_connect_duration_seconds counts upstream handshakes."""

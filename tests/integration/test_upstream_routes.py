@@ -1,4 +1,4 @@
-"""Per-user upstream routes (DESIGN 2.3, 2.4 steps 3-4, 2.7): each user leaves by its own route
+"""Per-user upstream routes (docs/configuration.md#external_proxyjson, 2.4 steps 3-4, 2.7): each user leaves by its own route
 - socks5s, https, socks5, http upstreams or directly - whatever the client speaks to the
 proxy; the target name goes to the upstream unresolved; the access log names the route."""
 
@@ -144,7 +144,7 @@ def test_many_users_in_parallel(uproxy, ustack):
 
 @pytest.mark.parametrize("name", ["alice", "bob", "erin"])
 def test_udp_associate_on_tcp_only_routes_is_0x07(uproxy, name):
-    """DESIGN 2.5: UDP ASSOCIATE on a route that cannot carry UDP (socks5s, https, http)."""
+    """docs/wire.md: UDP ASSOCIATE on a route that cannot carry UDP (socks5s, https, http)."""
     r = socks5_open(uproxy.socks_port, "0.0.0.0", 0, user=name, pw=pw(name), cmd=3)
     r.sock.close()
     assert r.rep == 0x07, r

@@ -1,4 +1,4 @@
-"""TLS upstreams (socks5s, https; DESIGN 2.3): certificate and name verified by default, refused
+"""TLS upstreams (socks5s, https; docs/configuration.md#external_proxyjson): certificate and name verified by default, refused
 (0x01 / 502, never direct) on a wrong CA, a wrong name or a server that does not speak TLS;
 `verify: false` connects anyway; repeat connections resume the TLS session."""
 import sys

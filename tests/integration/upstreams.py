@@ -1,4 +1,4 @@
-"""Upstream peers for the routing tests (issue 3, DESIGN 2.3/2.4): a test PKI, dante (SOCKS5),
+"""Upstream peers for the routing tests (issue 3, docs/configuration.md): a test PKI, dante (SOCKS5),
 tinyproxy (HTTP CONNECT), stunnel (TLS in front of either), misbehaving upstreams written here
 (garbage, silent, fixed HTTP error, a recording SOCKS5 server), and a target that reports the
 source address it saw, so a test proves which way a user left.

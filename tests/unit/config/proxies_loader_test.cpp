@@ -30,7 +30,7 @@ const char* kBase = R"("id": "p1", "type": "socks5", "address": "10.0.0.1", "por
 
 }  // namespace
 
-TEST_CASE("config proxies: the DESIGN 2.3 example and the seed's shape") {
+TEST_CASE("config proxies: the documented example and the seed's shape") {
   Parsed p = parse(R"({"proxies": [
   {"id": "proxy-us-east", "name": "US East Proxy", "type": "socks5s",
    "address": "proxy-us.example.com", "port": 1080, "username": "proxyuser", "password": "s3cret",

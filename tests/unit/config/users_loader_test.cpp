@@ -38,7 +38,7 @@ std::string one(const std::string& name, const std::string& extra = "") {
 
 }  // namespace
 
-TEST_CASE("config users: the DESIGN 2.2 example") {
+TEST_CASE("config users: the documented example") {
   std::string text = std::string(R"({"users": [
   {"username": "alice", "password": ")") + kYescrypt + R"(", "uuid": "A1B2C3D4-E5F6-7890-1234-567890ABCDEF",
    "email": "alice@vless.local", "external_proxy_id": "proxy-us-east",
