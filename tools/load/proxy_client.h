@@ -1,7 +1,8 @@
 #pragma once
 // Client side of the proxy handshakes (SOCKS5 with RFC 1929 auth, HTTP CONNECT with Basic
-// auth, the VLESS request header), as a step machine that never touches a socket: the caller sends what `pending()`
-// holds and feeds what it receives. Used blocking (bulk, latency, idle) and from epoll (cps).
+// auth, the VLESS request header), as a step machine that never touches a socket: the caller
+// sends what `pending()` holds and feeds what it receives. Used blocking (bulk, latency, idle)
+// and from epoll (cps).
 #include <cstddef>
 #include <cstdint>
 #include <string>
