@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -23,6 +25,11 @@ void result_head(Result& r, const Options& o, const char* scenario) {
   r.str("proxy", o.proxy.text);
 }
 
+[[noreturn]] void die_tls(const std::string& err) {
+  fprintf(stderr, "uringload: --tls: %s\n", err.c_str());
+  exit(2);
+}
+
 std::string errors_text(const Errors& e) {
   if (!e.total()) return "";
   std::string s = ", ERRORS " + std::to_string(e.total()) + " (";
@@ -32,21 +39,24 @@ std::string errors_text(const Errors& e) {
     s += n + std::string("=") + std::to_string(v);
   };
   add("refused", e.refused); add("reset", e.reset); add("timeout", e.timeout);
-  add("proxy_reply", e.proxy_reply); add("other", e.other);
+  add("proxy_reply", e.proxy_reply); add("other", e.other); add("tls", e.tls);
   return s + ")";
 }
 
 Result run_bulk(const Options& o, const ProcWatch& pw) {
   Errors errs;
-  std::vector<int> fds;
+  TlsClient tls;
+  std::string terr;
+  if (!tls.init(o, terr)) die_tls(terr);
+  std::vector<Tunnel> tuns;
   for (int i = 0; i < o.streams; i++) {
-    int fd = open_tunnel_blocking(o, errs);
-    if (fd >= 0) fds.push_back(fd);
+    Tunnel t = open_tunnel_blocking(o, tls, errs);
+    if (t.fd >= 0) tuns.push_back(t);
   }
   // Tell the target the direction before the clock starts.
-  for (int& fd : fds) {
+  for (Tunnel& t : tuns) {
     if (!o.download) continue;
-    if (send(fd, "D", 1, MSG_NOSIGNAL) != 1) { errs.count_errno(errno); close(fd); fd = -1; }
+    if (t.send("D", 1) != 1) { errs.count_errno(errno); t.close(); }
   }
   std::atomic<uint64_t> total{0};
   std::mutex mu;
@@ -56,9 +66,9 @@ Result run_bulk(const Options& o, const ProcWatch& pw) {
   const double deadline = t0 + o.duration;
   std::atomic<double> t_end_max{t0};
   std::vector<std::thread> th;
-  for (int fd : fds) {
-    if (fd < 0) continue;
-    th.emplace_back([&, fd] {
+  for (Tunnel& tun : tuns) {
+    if (tun.fd < 0) continue;
+    th.emplace_back([&, t = &tun] {
       std::unique_ptr<char[]> buf(new char[o.buf]);
       memset(buf.get(), 'U', o.buf);
       uint64_t done = 0;
@@ -69,8 +79,7 @@ Result run_bulk(const Options& o, const ProcWatch& pw) {
         if (per_stream && done >= per_stream) break;
         size_t want = o.buf;
         if (per_stream && per_stream - done < want) want = size_t(per_stream - done);
-        ssize_t n = o.download ? recv(fd, buf.get(), want, 0)
-                               : send(fd, buf.get(), want, MSG_NOSIGNAL);
+        ssize_t n = o.download ? t->recv(buf.get(), want) : t->send(buf.get(), want);
         if (n < 0) {
           if (errno == EINTR) continue;
           le.count_errno(errno);
@@ -84,17 +93,18 @@ Result run_bulk(const Options& o, const ProcWatch& pw) {
       while (te > cur && !t_end_max.compare_exchange_weak(cur, te)) {}
       total += done;
       if (!o.download && !le.total()) {
-        // Wait until the target has seen everything: it closes after our EOF.
-        shutdown(fd, SHUT_WR);
-        pollfd p{fd, POLLIN, 0};
+        // Wait until the target has seen everything: it closes after our EOF. (Under TLS the
+        // bytes back are read raw: only the close matters.)
+        t->shutdown_write();
+        pollfd p{t->fd, POLLIN, 0};
         double until = now_s() + o.timeout;
         while (now_s() < until) {
           if (poll(&p, 1, int(o.timeout * 1000)) <= 0) { le.timeout++; break; }
-          ssize_t r = recv(fd, buf.get(), o.buf, 0);
+          ssize_t r = recv(t->fd, buf.get(), o.buf, 0);
           if (r <= 0) break;
         }
       }
-      close(fd);
+      t->close();
       std::lock_guard lk(mu);
       errs.add(le);
     });
@@ -123,10 +133,11 @@ Result run_bulk(const Options& o, const ProcWatch& pw) {
   }
   report_interference(r, before, after, secs);
   errs.report(r);
+  tls.report(r);
   char h[512];
-  snprintf(h, sizeof h, "bulk %s streams=%d via %s: %.2f Gbit/s, %.2f GB in %.2f s%s%s",
+  snprintf(h, sizeof h, "bulk %s streams=%d via %s: %.2f Gbit/s, %.2f GB in %.2f s%s%s%s",
            o.download ? "download" : "upload", o.streams, o.proxy.text.c_str(), gbps,
-           double(bytes) / 1e9, secs, cpu, errors_text(errs).c_str());
+           double(bytes) / 1e9, secs, cpu, tls.summary().c_str(), errors_text(errs).c_str());
   r.human = h;
   return r;
 }

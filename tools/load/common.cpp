@@ -103,6 +103,7 @@ void Errors::count_errno(int e) {
     case ECONNREFUSED: refused++; break;
     case ECONNRESET: case EPIPE: case ECONNABORTED: reset++; break;
     case ETIMEDOUT: case EAGAIN: timeout++; break;
+    case EPROTO: tls++; break;  // Tunnel maps TLS failures to EPROTO
     default: other++; break;
   }
 }
@@ -114,6 +115,7 @@ void Errors::report(Result& r) const {
   r.integer("err_timeout", (long long)timeout);
   r.integer("err_proxy_reply", (long long)proxy_reply);
   r.integer("err_other", (long long)other);
+  if (tls) r.integer("err_tls", (long long)tls);
 }
 
 void raise_nofile() {

@@ -11,11 +11,12 @@
 
 namespace uload {
 
-enum class ProxyKind { direct, socks5, http };
+enum class ProxyKind { direct, socks5, http, vless };
 
 struct ProxySpec {
   ProxyKind kind = ProxyKind::direct;
   std::string user, pass;  // empty user: no auth
+  uint8_t uuid[16] = {};    // vless: the user's id
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
   std::string text;  // as given, password masked
@@ -41,6 +42,9 @@ struct Options {
   size_t buf = 256 * 1024;      // bulk buffer
   int msg = 64;                 // cps/latency message size
   int interval_us = 0;          // latency, 1 tunnel: pause between round trips (idle tunnel)
+  bool tls = false;             // TLS to the proxy (or to the target with --direct)
+  bool tls_resume = false;      // offer the newest session on every new connection
+  std::string tls_sni;          // server name sent (none when empty)
   std::vector<int> proxy_pids;
   std::vector<int> parent_pids;  // sum over each and its children
   bool json = false;
@@ -79,10 +83,11 @@ std::string format_addr(const sockaddr_storage& a);
 // Error counters shared by the scenarios (relaxed atomics are enough for reporting).
 struct Errors {
   uint64_t refused = 0, reset = 0, timeout = 0, proxy_reply = 0, other = 0;
-  uint64_t total() const { return refused + reset + timeout + proxy_reply + other; }
+  uint64_t tls = 0;  // TLS handshake or record failures (reported only when some happened)
+  uint64_t total() const { return refused + reset + timeout + proxy_reply + other + tls; }
   void add(const Errors& o) {
     refused += o.refused; reset += o.reset; timeout += o.timeout;
-    proxy_reply += o.proxy_reply; other += o.other;
+    proxy_reply += o.proxy_reply; other += o.other; tls += o.tls;
   }
   void count_errno(int e);
   void report(Result& r) const;

@@ -1,7 +1,8 @@
 // cps: connections per second. Each connection: connect to the proxy, full handshake (with auth
 // when the URL has credentials), send one message ('E' + filler), read the echo, read the
 // target's close (the target closes first), close. `concurrency` connections in flight,
-// spread over `threads` epoll loops, for `duration` seconds.
+// spread over `threads` epoll loops, for `duration` seconds. With --tls a TLS handshake comes
+// first (a full one each time, or resumed with --tls-resume).
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,10 +19,10 @@
 namespace uload {
 namespace {
 
-enum class St { connecting, handshake, payload, echo };
+enum class St { connecting, tls, handshake, payload, echo };
 
 struct Slot {
-  int fd = -1;
+  Tunnel t;  // t.fd < 0: no connection
   St st = St::connecting;
   Handshake hs;
   size_t sent = 0, got = 0;
@@ -30,6 +31,7 @@ struct Slot {
 
 struct Loop {
   const Options& o;
+  TlsClient& tls;
   int ep = -1;
   std::vector<Slot> slots;
   std::string msg;
@@ -38,7 +40,7 @@ struct Loop {
   Errors errs;
   uint64_t lat_sum_ns = 0;
 
-  explicit Loop(const Options& opt, int n) : o(opt), slots(size_t(n)) {
+  Loop(const Options& opt, TlsClient& t, int n) : o(opt), tls(t), slots(size_t(n)) {
     msg.assign(size_t(o.msg), 'e');
     msg[0] = 'E';
   }
@@ -52,10 +54,10 @@ struct Loop {
 
   void begin(Slot& s) {
     int err = 0;
-    s.fd = start_connect(dst(), dst_len(), err);
+    s.t.fd = start_connect(dst(), dst_len(), err);
     started++;
     s.started = now_s();
-    if (s.fd < 0) {
+    if (s.t.fd < 0) {
       errs.count_errno(err);
       return;  // retried on the next timer pass
     }
@@ -64,19 +66,23 @@ struct Loop {
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.ptr = &s;
-    epoll_ctl(ep, EPOLL_CTL_ADD, s.fd, &ev);
+    epoll_ctl(ep, EPOLL_CTL_ADD, s.t.fd, &ev);
   }
 
   void fail(Slot& s, int e) {
     errs.count_errno(e);
-    close(s.fd);
-    s.fd = -1;
+    s.t.close();
   }
 
   void finish(Slot& s) {
     ok++;
-    close(s.fd);
-    s.fd = -1;
+    s.t.close();
+  }
+
+  void start_handshake(Slot& s) {
+    if (o.proxy.kind == ProxyKind::vless) s.t.vless.expect();
+    s.hs.start(o.proxy, o.target);
+    s.st = s.hs.state() == Handshake::State::done ? St::payload : St::handshake;
   }
 
   // Does everything possible for this connection until it has to wait.
@@ -88,19 +94,32 @@ struct Loop {
           if (events & (EPOLLERR | EPOLLHUP)) {
             int err = 0;
             socklen_t sl = sizeof err;
-            getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &err, &sl);
+            getsockopt(s.t.fd, SOL_SOCKET, SO_ERROR, &err, &sl);
             fail(s, err ? err : ECONNRESET);
             return;
           }
           if (!(events & EPOLLOUT)) return;
-          s.hs.start(o.proxy, o.target);
-          s.st = s.hs.state() == Handshake::State::done ? St::payload : St::handshake;
+          if (tls.enabled()) {
+            s.t.ssl = tls.make(s.t.fd);
+            if (!s.t.ssl) { fail(s, EPROTO); return; }
+            s.st = St::tls;
+            continue;
+          }
+          start_handshake(s);
+          continue;
+        }
+        case St::tls: {
+          ssize_t r = tls_result(s.t.ssl, SSL_connect(s.t.ssl));
+          if (r < 0 && errno == EAGAIN) return;  // SSL_connect waits for the socket
+          if (r <= 0) { fail(s, r < 0 ? errno : ECONNRESET); return; }
+          tls.handshaken(s.t.ssl);
+          start_handshake(s);
           continue;
         }
         case St::handshake: {
           auto hst = s.hs.state();
           if (hst == Handshake::State::send) {
-            ssize_t n = send(s.fd, s.hs.pending(), s.hs.pending_len(), MSG_NOSIGNAL);
+            ssize_t n = s.t.send(s.hs.pending(), s.hs.pending_len());
             if (n < 0) {
               if (errno == EAGAIN) return;
               fail(s, errno);
@@ -111,7 +130,7 @@ struct Loop {
             continue;
           }
           if (hst == Handshake::State::recv) {
-            ssize_t n = recv(s.fd, buf, sizeof buf, 0);
+            ssize_t n = s.t.recv(buf, sizeof buf);
             if (n < 0) {
               if (errno == EAGAIN) return;
               fail(s, errno);
@@ -123,15 +142,14 @@ struct Loop {
           }
           if (hst == Handshake::State::failed) {
             errs.proxy_reply++;
-            close(s.fd);
-            s.fd = -1;
+            s.t.close();
             return;
           }
           s.st = St::payload;
           continue;
         }
         case St::payload: {
-          ssize_t n = send(s.fd, msg.data() + s.sent, msg.size() - s.sent, MSG_NOSIGNAL);
+          ssize_t n = s.t.send(msg.data() + s.sent, msg.size() - s.sent);
           if (n < 0) {
             if (errno == EAGAIN) return;
             fail(s, errno);
@@ -143,7 +161,7 @@ struct Loop {
           return;  // wait for the echo
         }
         case St::echo: {
-          ssize_t n = recv(s.fd, buf, sizeof buf, 0);
+          ssize_t n = s.t.recv(buf, sizeof buf);
           if (n < 0) {
             if (errno == EAGAIN) return;
             fail(s, errno);
@@ -151,7 +169,7 @@ struct Loop {
           }
           if (n == 0) {
             if (s.got >= msg.size()) finish(s);
-            else { errs.other++; close(s.fd); s.fd = -1; }  // short echo
+            else { errs.other++; s.t.close(); }  // short echo
             return;
           }
           s.got += size_t(n);
@@ -172,37 +190,59 @@ struct Loop {
       int n = epoll_wait(ep, evs, 256, 50);
       for (int i = 0; i < n; i++) {
         Slot& s = *static_cast<Slot*>(evs[i].data.ptr);
-        if (s.fd < 0) continue;
+        if (s.t.fd < 0) continue;
         drive(s, evs[i].events);
-        if (s.fd < 0 && now_s() < deadline) begin(s);
+        if (s.t.fd < 0 && now_s() < deadline) begin(s);
       }
       t = now_s();
       if (t >= next_scan) {
         next_scan = t + 0.1;
         for (auto& s : slots) {
-          if (s.fd >= 0 && t - s.started > o.timeout) {
+          if (s.t.fd >= 0 && t - s.started > o.timeout) {
             errs.timeout++;
-            close(s.fd);
-            s.fd = -1;
+            s.t.close();
           }
-          if (s.fd < 0 && t < deadline) begin(s);
+          if (s.t.fd < 0 && t < deadline) begin(s);
         }
       }
     }
     for (auto& s : slots)
-      if (s.fd >= 0) close(s.fd);
+      if (s.t.fd >= 0) s.t.close();
     close(ep);
   }
 };
+
+// --tls-resume: full handshakes before the clock starts, echo and all (the servers' session
+// tickets come after the handshake and are read with the echo), until there is a session for
+// every connection in flight, so the measured ones resume from the start.
+void warm_sessions(const Options& o, TlsClient& tls) {
+  std::string msg(size_t(o.msg), 'e');
+  msg[0] = 'E';
+  for (int i = 0; i < o.concurrency && tls.sessions() < size_t(o.concurrency); i++) {
+    Errors ignored;
+    Tunnel t = open_tunnel_blocking(o, tls, ignored, false);
+    if (t.fd < 0) break;
+    if (t.send(msg.data(), msg.size()) == ssize_t(msg.size())) {
+      char buf[4096];
+      while (t.recv(buf, sizeof buf) > 0) {}
+    }
+    t.close();
+  }
+  tls.reset_counts();
+}
 
 }  // namespace
 
 Result run_cps(const Options& o, const ProcWatch& pw) {
   int nt = o.threads < 1 ? 1 : o.threads;
+  TlsClient tls;
+  std::string terr;
+  if (!tls.init(o, terr)) die_tls(terr);
+  if (o.tls_resume) warm_sessions(o, tls);
   std::vector<std::unique_ptr<Loop>> loops;
   for (int i = 0; i < nt; i++) {
     int n = o.concurrency / nt + (i < o.concurrency % nt ? 1 : 0);
-    loops.push_back(std::make_unique<Loop>(o, n < 1 ? 1 : n));
+    loops.push_back(std::make_unique<Loop>(o, tls, n < 1 ? 1 : n));
   }
   ProcSample before = pw.sample(false);
   double t0 = now_s();
@@ -237,10 +277,11 @@ Result run_cps(const Options& o, const ProcWatch& pw) {
   }
   report_interference(r, before, after, secs);
   errs.report(r);
+  tls.report(r);
   char h[512];
-  snprintf(h, sizeof h, "cps concurrency=%d via %s: %.0f conn/s, %llu in %.2f s%s%s",
+  snprintf(h, sizeof h, "cps concurrency=%d via %s: %.0f conn/s, %llu in %.2f s%s%s%s",
            o.concurrency, o.proxy.text.c_str(), cps, (unsigned long long)ok, secs, cpu,
-           errors_text(errs).c_str());
+           tls.summary().c_str(), errors_text(errs).c_str());
   r.human = h;
   return r;
 }

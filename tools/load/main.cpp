@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -32,10 +33,19 @@ Scenarios:
 
 Where to go:
   --proxy URL             socks5://[user:pass@]IP:PORT or http://[user:pass@]IP:PORT (CONNECT)
+                          or vless://UUID@IP:PORT (VLESS version 0, TCP; bulk and cps only)
   --direct                no proxy: connect straight to the target (the baseline; default)
   --target IP:PORT        the address the proxy is asked to connect to (default: --target-listen)
   --target-listen IP:PORT run the target servers in this process (epoll, SO_REUSEPORT)
   --target-threads N      target threads (default 2)
+
+TLS (bulk and cps; OpenSSL, no certificate check, TLS 1.3 offers AES-128-GCM only):
+  --tls                   TLS to the proxy (to the target with --direct): an HTTPS proxy,
+                          SOCKS5 over TLS, VLESS over TLS, or a TLS-terminating relay
+  --tls-resume            cps: offer a stored session (ticket), each once, on every new
+                          connection; full handshakes before the clock fill the store
+                          (the result counts how many handshakes resumed)
+  --tls-sni NAME          server name to send (default none)
 
 Scenario knobs:
   --duration S            measured seconds (default 5; idle: bound on opening, default 60)
@@ -91,18 +101,39 @@ std::string pct_decode(const std::string& s) {
   return o;
 }
 
+bool parse_uuid(const std::string& s, uint8_t out[16]) {
+  std::string hex;
+  for (char c : s)
+    if (c != '-') hex += c;
+  if (hex.size() != 32) return false;
+  for (int i = 0; i < 16; i++) {
+    char* end = nullptr;
+    std::string b = hex.substr(size_t(i) * 2, 2);
+    long v = strtol(b.c_str(), &end, 16);
+    if (*end || !isxdigit(uint8_t(b[0])) || !isxdigit(uint8_t(b[1]))) return false;
+    out[i] = uint8_t(v);
+  }
+  return true;
+}
+
 void parse_proxy(const std::string& url, ProxySpec& p) {
   auto sep = url.find("://");
   if (sep == std::string::npos) die("--proxy wants scheme://[user:pass@]IP:PORT");
   std::string scheme = url.substr(0, sep), rest = url.substr(sep + 3);
   if (scheme == "socks5" || scheme == "socks5h") p.kind = ProxyKind::socks5;
   else if (scheme == "http") p.kind = ProxyKind::http;
+  else if (scheme == "vless") p.kind = ProxyKind::vless;
   else die("unknown proxy scheme: " + scheme);
   if (!rest.empty() && rest.back() == '/') rest.pop_back();
   std::string hostport = rest;
   auto at = rest.rfind('@');
   std::string shown = scheme + "://";
-  if (at != std::string::npos) {
+  if (p.kind == ProxyKind::vless) {
+    if (at == std::string::npos || !parse_uuid(rest.substr(0, at), p.uuid))
+      die("--proxy vless://UUID@IP:PORT wants a uuid (8-4-4-4-12 hex digits)");
+    hostport = rest.substr(at + 1);
+    shown += "***@";
+  } else if (at != std::string::npos) {
     std::string cred = rest.substr(0, at);
     hostport = rest.substr(at + 1);
     auto c = cred.find(':');
@@ -155,6 +186,9 @@ int main(int argc, char** argv) {
     };
     if (a == "--proxy") parse_proxy(val(), o.proxy);
     else if (a == "--direct") { o.proxy = ProxySpec{}; o.proxy.text = "direct"; }
+    else if (a == "--tls") o.tls = true;
+    else if (a == "--tls-resume") o.tls_resume = true;
+    else if (a == "--tls-sni") o.tls_sni = val();
     else if (a == "--target") {
       o.target_text = val();
       if (!parse_hostport(o.target_text, o.target, o.target_len)) die("bad --target");
@@ -187,6 +221,9 @@ int main(int argc, char** argv) {
   if (o.interval_us < 0 || o.interval_us > 1000000) die("--interval-us must be 0..1000000");
   if (o.buf < 1024 || o.buf > (64u << 20)) die("--buf must be 1K..64M");
   if (o.duration <= 0 && o.scenario != "serve") die("--duration must be > 0");
+  if (o.tls_resume && !o.tls) die("--tls-resume needs --tls");
+  if ((o.tls || o.proxy.kind == ProxyKind::vless) && o.scenario != "bulk" && o.scenario != "cps")
+    die("--tls and vless:// are for bulk and cps");
   if (o.scenario == "idle") {
     if (!tunnels_set) o.tunnels = 5000;
     if (!duration_set) o.duration = 60;

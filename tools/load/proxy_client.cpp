@@ -41,6 +41,8 @@ void Handshake::start(const ProxySpec& proxy, const sockaddr_storage& target) {
     step_ = Step::none;
   } else if (kind_ == ProxyKind::socks5) {
     begin_step(Step::greeting);
+  } else if (kind_ == ProxyKind::vless) {
+    begin_step(Step::vless);
   } else {
     begin_step(Step::http);
   }
@@ -86,6 +88,24 @@ void Handshake::begin_step(Step s) {
       out_ += "\r\n";
       break;
     }
+    case Step::vless: {
+      // Version 0, the id, no addons, command 1 (TCP), port, then the address.
+      out_ = std::string(1, '\0');
+      out_.append(reinterpret_cast<const char*>(proxy_->uuid), 16);
+      out_ += std::string("\0\1", 2);
+      if (target_->ss_family == AF_INET) {
+        auto* a = reinterpret_cast<const sockaddr_in*>(target_);
+        out_.append(reinterpret_cast<const char*>(&a->sin_port), 2);
+        out_ += char(1);
+        out_.append(reinterpret_cast<const char*>(&a->sin_addr), 4);
+      } else {
+        auto* a = reinterpret_cast<const sockaddr_in6*>(target_);
+        out_.append(reinterpret_cast<const char*>(&a->sin6_port), 2);
+        out_ += char(3);
+        out_.append(reinterpret_cast<const char*>(&a->sin6_addr), 16);
+      }
+      break;
+    }
     case Step::none:
       state_ = State::done;
       break;
@@ -94,7 +114,7 @@ void Handshake::begin_step(Step s) {
 
 void Handshake::sent(size_t n) {
   out_off_ += n;
-  if (out_off_ >= out_.size()) state_ = State::recv;
+  if (out_off_ >= out_.size()) state_ = step_ == Step::vless ? State::done : State::recv;
 }
 
 size_t Handshake::feed(const uint8_t* p, size_t n) {
@@ -138,6 +158,7 @@ size_t Handshake::feed(const uint8_t* p, size_t n) {
         }
         continue;
       }
+      case Step::vless:
       case Step::none:
         return used;
     }
@@ -189,43 +210,57 @@ int start_connect(const sockaddr_storage& addr, socklen_t len, int& err) {
   return fd;
 }
 
-// Blocking: connect with a timeout, then walk the handshake.
-int open_tunnel_blocking(const Options& o, Errors& errs) {
+// Blocking: connect with a timeout, the TLS handshake (with --tls), then the proxy's.
+Tunnel open_tunnel_blocking(const Options& o, TlsClient& tls, Errors& errs, bool resume) {
+  Tunnel t;
   const bool direct = o.proxy.kind == ProxyKind::direct;
   const sockaddr_storage& dst = direct ? o.target : o.proxy.addr;
   socklen_t dlen = direct ? o.target_len : o.proxy.addr_len;
   int err = 0;
   int fd = start_connect(dst, dlen, err);
-  if (fd < 0) { errs.count_errno(err); return -1; }
+  if (fd < 0) { errs.count_errno(err); return t; }
   pollfd pfd{fd, POLLOUT, 0};
   int ms = int(o.timeout * 1000);
   int r = poll(&pfd, 1, ms);
-  if (r <= 0) { errs.timeout++; close(fd); return -1; }
+  if (r <= 0) { errs.timeout++; close(fd); return t; }
   socklen_t sl = sizeof err;
   getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl);
-  if (err) { errs.count_errno(err); close(fd); return -1; }
+  if (err) { errs.count_errno(err); close(fd); return t; }
   // Back to blocking with timeouts.
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   timeval tv{long(o.timeout), long((o.timeout - long(o.timeout)) * 1e6)};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  t.fd = fd;
+  if (tls.enabled()) {
+    t.ssl = tls.make(fd, resume);
+    ssize_t c = t.ssl ? tls_result(t.ssl, SSL_connect(t.ssl)) : (errno = EPROTO, -1);
+    if (c <= 0) { errs.count_errno(c < 0 ? errno : ECONNRESET); t.close(); return t; }
+    tls.handshaken(t.ssl);
+  }
+  if (o.proxy.kind == ProxyKind::vless) t.vless.expect();
   Handshake hs;
   hs.start(o.proxy, o.target);
   uint8_t buf[1024];
   while (hs.state() != Handshake::State::done) {
-    if (hs.state() == Handshake::State::failed) { errs.proxy_reply++; close(fd); return -1; }
+    if (hs.state() == Handshake::State::failed) { errs.proxy_reply++; t.close(); return t; }
     if (hs.state() == Handshake::State::send) {
-      ssize_t n = send(fd, hs.pending(), hs.pending_len(), MSG_NOSIGNAL);
-      if (n <= 0) { errs.count_errno(n < 0 ? errno : ECONNRESET); close(fd); return -1; }
+      ssize_t n = t.send(hs.pending(), hs.pending_len());
+      if (n <= 0) { errs.count_errno(n < 0 ? errno : ECONNRESET); t.close(); return t; }
       hs.sent(size_t(n));
     } else {
       // The target speaks only after we do, so nothing follows the final reply.
-      ssize_t n = recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) { errs.count_errno(n < 0 ? errno : ECONNRESET); close(fd); return -1; }
+      ssize_t n = t.recv(buf, sizeof buf);
+      if (n <= 0) { errs.count_errno(n < 0 ? errno : ECONNRESET); t.close(); return t; }
       hs.feed(buf, size_t(n));
     }
   }
-  return fd;
+  return t;
+}
+
+int open_tunnel_blocking(const Options& o, Errors& errs) {
+  TlsClient none;  // not initialised: plain
+  return open_tunnel_blocking(o, none, errs).fd;
 }
 
 }  // namespace uload

@@ -1,12 +1,14 @@
 #pragma once
 // Client side of the proxy handshakes (SOCKS5 with RFC 1929 auth, HTTP CONNECT with Basic
-// auth), as a step machine that never touches a socket: the caller sends what `pending()`
-// holds and feeds what it receives. Used blocking (bulk, latency, idle) and from epoll (cps).
+// auth, the VLESS request header), as a step machine that never touches a socket: the caller
+// sends what `pending()` holds and feeds what it receives. Used blocking (bulk, latency, idle)
+// and from epoll (cps).
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
 #include "common.h"
+#include "tunnel.h"
 
 namespace uload {
 
@@ -31,7 +33,9 @@ class Handshake {
   int reply_code() const { return reply_code_; }
 
  private:
-  enum class Step { greeting, auth, request, http, none };
+  // VLESS has no reply to wait for: its response header comes with the first bytes back
+  // (Tunnel strips it), so the step is done once the header is out.
+  enum class Step { greeting, auth, request, http, vless, none };
   void begin_step(Step s);
   ProxyKind kind_ = ProxyKind::direct;
   const ProxySpec* proxy_ = nullptr;
@@ -46,8 +50,11 @@ class Handshake {
 };
 
 // Blocking helpers (sockets with SO_RCVTIMEO/SO_SNDTIMEO set by connect_blocking).
-// Returns a connected fd with the tunnel established, or -1 with errs counted.
+// Returns a connected fd with the tunnel established, or -1 with errs counted. Plain only.
 int open_tunnel_blocking(const Options& o, Errors& errs);
+// The same with TLS (when tls is enabled; resume: offer a stored session) and VLESS; t.fd < 0
+// on failure, errs counted.
+Tunnel open_tunnel_blocking(const Options& o, TlsClient& tls, Errors& errs, bool resume = true);
 // A non-blocking TCP socket with TCP_NODELAY, connect() started. -1 on immediate failure.
 int start_connect(const sockaddr_storage& addr, socklen_t len, int& err);
 void set_nodelay(int fd);

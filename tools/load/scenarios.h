@@ -13,6 +13,8 @@ Result run_idle(const Options& o, const ProcWatch& pw);
 
 // Common head of every result: scenario, label, proxy.
 void result_head(Result& r, const Options& o, const char* scenario);
+// Exits with the reason the TLS client context could not be made.
+[[noreturn]] void die_tls(const std::string& err);
 // Human-readable error summary ("" when none).
 std::string errors_text(const Errors& e);
 
