@@ -151,6 +151,8 @@ void Management::cmd_status(const Reply& done) {
                             put(w, "workers", rt_.workers.size());
                             put(w, "generation", generation_);
                             put(w, "connections_active", active);
+                            w.Key("ktls");  // the kernel has the TLS ULP (tls/ktls_probe.h)
+                            w.Bool(rt_.ktls);
                           }));
                         });
 }

@@ -210,6 +210,7 @@ def test_status(ctld):
     assert isinstance(j["version"], str) and j["workers"] == 2
     for k in ("uptime_s", "generation", "connections_active"):
         assert isinstance(j[k], int) and j[k] >= 0, j
+    assert isinstance(j["ktls"], bool), j
 
 
 def test_stats(ctld, servers):
