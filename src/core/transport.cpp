@@ -79,7 +79,7 @@ void Connection::tls_flush(Side s) {
   if (t.sending) return;
   if (t.out_off == t.out_len) {
     t.out_off = 0;
-    t.out_len = static_cast<uint32_t>(t.layer.take_out(t.out.get(), TlsIo::buf_cap));
+    t.out_len = static_cast<uint32_t>(t.layer.take_out(t.out.get(), TlsIo::out_cap));
   }
   if (t.out_len > t.out_off) {
     t.sending = true;
@@ -96,7 +96,7 @@ void Connection::tls_want_ciphertext(Side s) {
   TlsIo& t = *tls(s);
   if (t.recving) return;
   t.recving = true;
-  ring_recv(s, t.in.get(), TlsIo::buf_cap);
+  ring_recv(s, t.in.get(), TlsIo::in_cap);
 }
 
 void Connection::tls_on_ring_send(Side s, int res) {
