@@ -10,8 +10,8 @@
 #include "core/clock.h"
 #include "core/tls_io.h"
 #include "core/worker.h"
-#include "relay/copy_relay.h"
 #include "relay/http_forward.h"
+#include "relay/relay.h"
 #include "upstream/upstream_session.h"
 #include "uringproxy/http.h"
 
@@ -126,16 +126,16 @@ void Connection::reply_client(const uint8_t* data, uint32_t len) {
   if (!client_send_pending()) submit_send_client(reply_, reply_len_);
 }
 
-void Connection::submit_poll(Op op, int fd, unsigned events) {
-  io_uring_sqe* s = w_.sqe();
-  io_uring_prep_poll_add(s, fd, events);
-  io_uring_sqe_set_data64(s, pack(this, op));
+void Connection::submit(io_uring_sqe* sqe, Op op) {
+  io_uring_sqe_set_data64(sqe, pack(this, op));
   mark(op);
 }
 
+void Connection::touch() { set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms); }
+
 void Connection::on_completion(Op op, int res, uint32_t flags) {
   if (!(flags & IORING_CQE_F_MORE)) inflight_ &= ~bit(op);
-  if (state_ == State::closed) return buffer_reclaim(op, flags);  // late or cancelled
+  if (state_ == State::closed) return reclaim(op, flags);  // late or cancelled
   if (retry_pending_) {
     // Old target operations of a failed upstream attempt finishing; then the next attempt.
     if (bit(op) & target_ops_mask) {
@@ -151,7 +151,7 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
   if (state_ == State::failing && op != Op::client_send && op != Op::client_tls_send) return;
   switch (op) {
     case Op::client_recv:
-      if (copy_) return copy_on_client_recv(res);
+      if (relay_) return relay_->on_recv(Side::client, res);
       if (fwd_) return fwd_->on_client_recv(res);
       if (res <= 0) return finish(res == 0 ? Result::client_closed : Result::reset);
       hs_len_ += res;
@@ -179,17 +179,9 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
     case Op::up_in:
     case Op::up_out:
     case Op::down_in:
-    case Op::down_out: {
-      bool up = op == Op::up_in || op == Op::up_out;
-      Direction& d = up ? up_ : down_;
-      if (!d.spliced) {
-        if (op == Op::up_in || op == Op::down_in) return buffer_on_recv(d, up, res, flags);
-        return buffer_on_sent(d, up, res);
-      }
-      if (res < 0) return relay_error(-res);
-      if (op == Op::up_out || op == Op::down_out) return on_dst_writable(d, up, res);
-      return pump(d, up);
-    }
+    case Op::down_out:
+      if (relay_) relay_->on_op(op, res, flags);
+      return;
     default:
       return;
   }
@@ -197,7 +189,7 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
 
 void Connection::on_target_recv(int res) {
   if (state_ == State::dialing && upstream_) return upstream_on_recv(res);
-  if (copy_) return copy_on_target_recv(res);
+  if (relay_) return relay_->on_recv(Side::target, res);
   if (fwd_) return fwd_->on_target_recv(res);
 }
 
@@ -234,14 +226,7 @@ void Connection::on_send_done(Op op, int res) {
       if (i == 0) start_relay();
       return;
     case State::relaying:
-      if (copy_) return copy_on_sent(i == 0);
-      if (i == 1) {  // bytes the client pipelined behind its handshake have reached the target
-        drop_handshake_buffer();
-        return relay_in(up_, true);
-      }
-      // the upstream's first tunnel bytes (sent with its handshake reply) reached the client
-      upstream_.reset();
-      return relay_in(down_, false);
+      return relay_->on_sent(i == 0 ? Side::client : Side::target);
     case State::forwarding:
       if (fwd_) fwd_->on_sent(i == 0);
       return;
@@ -288,6 +273,34 @@ void Connection::on_timeout() {
 }
 
 void Connection::abort(Result r) { finish(r); }
+
+void Connection::start_relay() {
+  state_ = State::relaying;
+  touch();
+  // Bytes the client pipelined behind its handshake, and tunnel bytes that came with an
+  // upstream's reply, go first; the handshake state is not needed any more.
+  std::string to_target(hs_ ? hs_.get() : "", hs_len_);
+  drop_handshake_buffer();
+  std::string to_client = upstream_ ? std::move(upstream_->leftover) : std::string();
+  upstream_.reset();
+  relay_ = make_relay(*this, std::move(to_target), std::move(to_client));
+  relay_->start();
+}
+
+void Connection::retry_pipe() {
+  if (relay_) return relay_->retry();
+  if (fwd_) return fwd_->retry();
+}
+
+void Connection::reclaim(Op op, uint32_t flags) {
+  // A recv that picked one of the worker's buffers as it was being cancelled.
+  if (flags & IORING_CQE_F_BUFFER) {
+    w_.buffers()->taken();
+    w_.buffers()->put(static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
+    return;
+  }
+  if (relay_) relay_->reclaim(op);
+}
 
 void Connection::cancel_ops(uint32_t mask) {
   for (unsigned op = first_conn_op; op < static_cast<unsigned>(Op::count); ++op) {
@@ -336,17 +349,7 @@ void Connection::finish(Result r) {
   if (tls_ && !tls_->handshaking && route_)
     w_.keep_tls_session(route_->config.id, tls_->layer.session());
   close_fds(r == Result::reset);
-  for (Direction* d : {&up_, &down_}) {
-    // A buffer still being sent is given back when that send's completion arrives.
-    Op out = d == &up_ ? Op::up_out : Op::down_out;
-    if (d->buf >= 0 && !(inflight_ & bit(out))) buffer_release(*d);
-    if (!d->pipe) continue;
-    if (d->in_pipe)
-      w_.pipes().discard(d->pipe);
-    else
-      w_.pipes().release(d->pipe);
-    d->pipe = nullptr;
-  }
+  if (relay_) relay_->release();
   w_.timers().disarm(&timer);
   timer.deadline_ms = 0;
   if (r == Result::auth_failed) ++w_.stats().auth_failures;
@@ -380,6 +383,18 @@ std::string_view Connection::route_name() const {
   if (refused_by_route_) return "reject";
   if (upstream_) return upstream_->current()->config.id;  // e.g. the upstream refused the target
   return "direct";
+}
+
+size_t Connection::bandwidth_allowance(bool up, size_t wants) {
+  if (!bandwidth_bps_) return SIZE_MAX;
+  RateLimiter& r = up ? limits_->up : limits_->down;
+  return r.allowance(monotonic_us() * 1000, bandwidth_bps_, wants);
+}
+
+void Connection::bandwidth_consume(bool up, size_t n) {
+  if (!bandwidth_bps_) return;
+  RateLimiter& r = up ? limits_->up : limits_->down;
+  r.consume(monotonic_us() * 1000, n, bandwidth_bps_);
 }
 
 void Connection::count_up(uint64_t n) {

@@ -9,8 +9,12 @@
 //   any:     failing (sending an error reply) -> closed
 //
 // Each state has one handler; every way a tunnel ends goes through finish(result), which
-// writes the access-log line. Memory: an idle relaying tunnel holds only this struct (the
-// handshake buffer and the pipes are given back), see docs/internals.md.
+// writes the access-log line. Once the client has its answer the tunnel belongs to a relay
+// (relay/relay.h), which sees this object as a record: two transports, counters, the user's
+// bandwidth cap, the idle deadline. Memory: an idle relaying tunnel holds this struct and its
+// relay's small state (the handshake buffer and the pipes are given back), see
+// docs/internals.md.
+#include <liburing.h>
 #include <netinet/in.h>
 #include <openssl/types.h>
 #include <sys/socket.h>
@@ -22,7 +26,6 @@
 #include <vector>
 
 #include "core/ops.h"
-#include "core/pipe_pool.h"
 #include "core/timer_wheel.h"
 #include "core/worker_stats.h"
 #include "upstream/dns_resolver.h"
@@ -35,7 +38,7 @@ class Worker;
 struct HttpForward;
 struct UpstreamSession;
 struct TlsIo;
-struct CopyRelay;
+class Relay;
 struct Upstream;
 
 enum class State : uint8_t {
@@ -90,34 +93,6 @@ struct Failure {
   int http_status;
 };
 
-// One direction of a plain tunnel. It starts on the small-message path (src -> provided
-// buffer -> dst with recv/send on the ring) and moves for good to splice (src -> pipe -> dst)
-// once a read fills a buffer: bulk bytes then never leave the kernel. A direction that found
-// the buffer pool empty splices too, until it is idle and the pool has room again.
-struct Direction {
-  bool spliced = false;
-  // On splice only because the buffer pool ran dry (ENOBUFS), not because of bulk: back to
-  // the small-message path once idle with the pool having room again.
-  bool on_loan = false;
-  // small-message path
-  bool bulk = false;      // the buffer in flight was full: splice once it is sent
-  int32_t buf = -1;       // the provided buffer held (read, not yet all sent), or -1
-  uint32_t buf_len = 0;   // bytes read into it
-  uint32_t buf_sent = 0;  // bytes of it sent so far
-  uint32_t buf_asked = 0;  // bytes the recv asked for (less than a buffer under a bandwidth cap)
-  // splice path
-  Pipe* pipe = nullptr;
-  uint32_t in_pipe = 0;  // bytes sitting in the pipe
-  // dst's peer half-closed: writability is awaited by sending the pipe's first bytes (below)
-  std::unique_ptr<char[]> nudge;
-  uint32_t nudge_len = 0;   // bytes taken out of the pipe into `nudge`
-  uint32_t nudge_sent = 0;  // of them, sent (a send of them is in flight while < nudge_len)
-  bool eof = false;      // src said EOF
-  bool done = false;     // EOF forwarded (dst shut down for writing)
-  bool wants_pipe = false;
-  bool throttled = false;  // waiting for the bandwidth cap
-};
-
 class alignas(32) Connection final : private DnsWaiter {
  public:
   Connection(Worker& w, int client_fd, const ListenerConfig& listener, uint16_t listener_index);
@@ -148,6 +123,30 @@ class alignas(32) Connection final : private DnsWaiter {
       (1u << static_cast<unsigned>(Op::tls_send)) | (1u << static_cast<unsigned>(Op::tls_recv)) |
       (1u << static_cast<unsigned>(Op::connect)) | (1u << static_cast<unsigned>(Op::up_out)) |
       (1u << static_cast<unsigned>(Op::down_in));
+
+  // --- the record, as the phases see it (relay/ today; frontends and dialers next)
+  Worker& worker() const { return w_; }
+  int fd(Side s) const { return s == Side::client ? cfd_ : tfd_; }
+  TlsIo* tls(Side s) const { return s == Side::client ? ctls_.get() : tls_.get(); }
+  // Plaintext through a side's transport (core/transport.cpp); each completes as that side's
+  // client_send / target_send / client_recv / target_recv.
+  void submit_send(Side s, const char* data, uint32_t len);
+  void submit_recv(Side s, char* buf, uint32_t len);
+  void half_close(Side s);  // EOF to that side: close_notify on TLS, else shutdown(SHUT_WR)
+  // A phase's own ring operation, prepared on an sqe from worker().sqe(): tagged and counted
+  // in flight, so its completion comes back through on_completion.
+  void submit(io_uring_sqe* sqe, Op op);
+  bool in_flight(Op op) const { return inflight_ & (1u << static_cast<unsigned>(op)); }
+  void count_up(uint64_t n);
+  void count_down(uint64_t n);
+  // The user's bandwidth cap: bytes this direction may move now (SIZE_MAX if uncapped), it
+  // `wants` at most that many; 0 parks the direction until the next tick (retry).
+  bool bandwidth_capped() const { return bandwidth_bps_ != 0; }
+  size_t bandwidth_allowance(bool up, size_t wants);
+  void bandwidth_consume(bool up, size_t n);
+  void touch();  // bytes moved: the idle deadline starts over
+  // The one way out: the access-log line, counters, and every resource given back.
+  void finish(Result r);
 
   TimerNode timer;         // the worker's timing wheel
   Connection* next = nullptr;  // the worker's list of live connections
@@ -196,11 +195,8 @@ class alignas(32) Connection final : private DnsWaiter {
   void release_route();  // forget the upstream (and its least_conn count)
 
   // --- transports (core/transport.cpp): plaintext above, plain or TLS ciphertext on the ring
-  void submit_send(Side s, const char* data, uint32_t len);
-  void submit_recv(Side s, char* buf, uint32_t len);
   void ring_send(Side s, const char* data, uint32_t len);
   void ring_recv(Side s, char* buf, uint32_t len);
-  void half_close(Side s);  // EOF to that side: close_notify on TLS, else shutdown(SHUT_WR)
   void tls_on_ring_send(Side s, int res);
   void tls_on_ring_recv(Side s, int res);
   void tls_flush(Side s);
@@ -210,39 +206,13 @@ class alignas(32) Connection final : private DnsWaiter {
   void tls_handshake_failed(Side s, const char* why);
   void count_tls_handshake(const char* result);  // a TLS listener's handshake ended so
   void defer_completion(Op op, int res);
-  TlsIo* tls(Side s) const { return s == Side::client ? ctls_.get() : tls_.get(); }
-  int fd(Side s) const { return s == Side::client ? cfd_ : tfd_; }
   // Once the client's transport is ready (at once, or after a TLS listener's handshake):
   // the listener's protocol begins.
   void begin_session();
 
-  // --- relaying (relay/splice_relay.cpp and relay/buffer_relay.cpp; relay/copy_relay.cpp
-  // when the target side is TLS)
+  // The client has its answer: the tunnel is handed to a relay (relay/relay.h).
   void start_relay();
-  void start_copy_relay();
-  void copy_on_client_recv(int res);
-  void copy_on_target_recv(int res);
-  void copy_on_sent(bool to_client);
-  void copy_read(bool up);
-  void copy_retry();
-  // The next read of a direction, on whichever path it is on.
-  void relay_in(Direction& d, bool up);
-  void pump(Direction& d, bool up);  // splice path (relay/splice_relay.cpp)
-  void on_dst_writable(Direction& d, bool up, int res);  // a POLLOUT wait (or nudge) is done
-  void nudge_send(Direction& d, bool up);
-  // small-message path (relay/buffer_relay.cpp)
-  void buffer_recv(Direction& d, bool up);
-  void buffer_send(Direction& d, bool up);
-  void buffer_on_recv(Direction& d, bool up, int res, uint32_t flags);
-  void buffer_on_sent(Direction& d, bool up, int res);
-  void buffer_release(Direction& d);
-  void buffer_reclaim(Op op, uint32_t flags);  // completions that arrive after finish()
-  // Bytes this direction may move now under the user's bandwidth cap (SIZE_MAX if none), it
-  // `wants` at most that many; 0 parks the direction until the next tick.
-  size_t bandwidth_allowance(bool up, size_t wants);
-  void bandwidth_consume(bool up, size_t n);
-  void relay_error(int err);
-  void maybe_finish_relay();
+  void reclaim(Op op, uint32_t flags);  // a completion that arrived after finish()
 
   // --- I/O helpers (core/connection.cpp)
   void submit_recv_client();  // into the handshake buffer
@@ -253,13 +223,11 @@ class alignas(32) Connection final : private DnsWaiter {
   bool client_send_pending() const { return send_left_[0] > 0; }
   void reply_client(const uint8_t* data, uint32_t len);
   void on_target_recv(int res);
-  void submit_poll(Op op, int fd, unsigned events);
   void on_send_done(Op op, int res);
   void set_deadline_in(uint32_t ms);
   void ensure_handshake_buffer(uint32_t cap);
   void drop_handshake_buffer();
   void consume_handshake(uint32_t n);
-  void finish(Result r);
   // The user's share of this connection ends (access-log line, per-user counters, connection
   // limit): at finish, and when a keep-alive HTTP client sends the next request as another user.
   void settle_user();
@@ -267,8 +235,6 @@ class alignas(32) Connection final : private DnsWaiter {
   // held (origin connection, route, counters) is closed out first, so the new user is
   // authorised, routed, limited and counted from scratch (see relay/http_forward.cpp).
   void change_user();
-  void count_up(uint64_t n);
-  void count_down(uint64_t n);
   void close_fds(bool reset);
   void write_access_log();
   std::string_view route_name() const;
@@ -305,16 +271,12 @@ class alignas(32) Connection final : private DnsWaiter {
   int last_connect_errno_ = 0;
   sockaddr_storage target_addr_{};
 
-  // relaying
-  Direction up_;
-  Direction down_;
-
   std::unique_ptr<HttpForward> fwd_;
   std::unique_ptr<UpstreamSession> upstream_;  // while an upstream route is being set up
   std::unique_ptr<TlsIo> tls_;                 // target side is TLS (socks5s, https)
   std::unique_ptr<TlsIo> ctls_;                // client side is TLS (a TLS listener)
   std::shared_ptr<SSL_CTX> tls_ctx_;           // the listener's, until start() uses it
-  std::unique_ptr<CopyRelay> copy_;            // user-space relay (TLS routes)
+  std::unique_ptr<Relay> relay_;               // once relaying
   std::shared_ptr<const Upstream> route_;      // the upstream this tunnel uses, if any
   bool counted_active_ = false;                // counted in route_->health->active
   bool refused_by_route_ = false;

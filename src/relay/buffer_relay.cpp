@@ -14,68 +14,66 @@
 
 #include "core/connection.h"
 #include "core/worker.h"
+#include "relay/splice_relay.h"
 
 namespace up {
 
-void Connection::buffer_recv(Direction& d, bool up) {
-  d.buf_asked = w_.buffers()->buffer_size();
-  if (bandwidth_bps_) {
-    size_t allowed = bandwidth_allowance(up, d.buf_asked);
-    if (allowed == 0) {  // at the cap: wait for the next tick (retry_pipe)
+void SpliceRelay::buffer_recv(Direction& d, bool up) {
+  Worker& w = c_.worker();
+  d.buf_asked = w.buffers()->buffer_size();
+  if (c_.bandwidth_capped()) {
+    size_t allowed = c_.bandwidth_allowance(up, d.buf_asked);
+    if (allowed == 0) {  // at the cap: wait for the next tick (retry)
       d.throttled = true;
-      return w_.wait_for_pipe(this);
+      return w.wait_for_pipe(&c_);
     }
     d.buf_asked = static_cast<uint32_t>(std::min<size_t>(d.buf_asked, allowed));
   }
-  io_uring_sqe* s = w_.sqe();
-  io_uring_prep_recv(s, up ? cfd_ : tfd_, nullptr, d.buf_asked, 0);
+  io_uring_sqe* s = w.sqe();
+  io_uring_prep_recv(s, src_fd(up), nullptr, d.buf_asked, 0);
   s->flags |= IOSQE_BUFFER_SELECT;
   s->buf_group = BufferRing::group;
-  Op op = up ? Op::up_in : Op::down_in;
-  io_uring_sqe_set_data64(s, pack(this, op));
-  mark(op);
+  c_.submit(s, up ? Op::up_in : Op::down_in);
 }
 
-void Connection::buffer_send(Direction& d, bool up) {
-  io_uring_sqe* s = w_.sqe();
-  const char* data = w_.buffers()->data(static_cast<uint16_t>(d.buf)) + d.buf_sent;
-  io_uring_prep_send(s, up ? tfd_ : cfd_, data, d.buf_len - d.buf_sent, MSG_NOSIGNAL);
-  Op op = up ? Op::up_out : Op::down_out;
-  io_uring_sqe_set_data64(s, pack(this, op));
-  mark(op);
+void SpliceRelay::buffer_send(Direction& d, bool up) {
+  io_uring_sqe* s = c_.worker().sqe();
+  const char* data = c_.worker().buffers()->data(static_cast<uint16_t>(d.buf)) + d.buf_sent;
+  io_uring_prep_send(s, dst_fd(up), data, d.buf_len - d.buf_sent, MSG_NOSIGNAL);
+  c_.submit(s, up ? Op::up_out : Op::down_out);
 }
 
-void Connection::buffer_on_recv(Direction& d, bool up, int res, uint32_t flags) {
-  if (flags & IORING_CQE_F_BUFFER) w_.buffers()->taken();
+void SpliceRelay::buffer_on_recv(Direction& d, bool up, int res, uint32_t flags) {
+  BufferRing& bufs = *c_.worker().buffers();
+  if (flags & IORING_CQE_F_BUFFER) bufs.taken();
   if (res <= 0 && (flags & IORING_CQE_F_BUFFER))  // a buffer with no bytes: give it back
-    w_.buffers()->put(static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
+    bufs.put(static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
   if (res == -ENOBUFS) {  // every buffer of this worker is in flight: splice needs none
     d.spliced = true;
     d.on_loan = true;
     return pump(d, up);
   }
-  if (res < 0) return relay_error(-res);
+  if (res < 0) return end_tunnel_on_error(c_, -res);
   if (res == 0) {  // EOF: pass it on as a half-close; the tunnel ends when both are done
-    shutdown(up ? tfd_ : cfd_, SHUT_WR);
-    d.done = true;
-    return maybe_finish_relay();
+    shutdown(dst_fd(up), SHUT_WR);
+    return direction_done(d);
   }
   d.buf = static_cast<int32_t>(flags >> IORING_CQE_BUFFER_SHIFT);
   d.buf_len = static_cast<uint32_t>(res);
   d.buf_sent = 0;
-  d.bulk = d.buf_len == d.buf_asked && w_.runtime().relay != Runtime::Relay::buffers;
-  bandwidth_consume(up, d.buf_len);
-  set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
+  d.bulk = d.buf_len == d.buf_asked && c_.worker().runtime().relay != Runtime::Relay::buffers;
+  c_.bandwidth_consume(up, d.buf_len);
+  c_.touch();
   buffer_send(d, up);
 }
 
-void Connection::buffer_on_sent(Direction& d, bool up, int res) {
+void SpliceRelay::buffer_on_sent(Direction& d, bool up, int res) {
   if (res < 0) {
     buffer_release(d);
-    return relay_error(-res);
+    return end_tunnel_on_error(c_, -res);
   }
   d.buf_sent += static_cast<uint32_t>(res);
-  up ? count_up(static_cast<uint64_t>(res)) : count_down(static_cast<uint64_t>(res));
+  up ? c_.count_up(static_cast<uint64_t>(res)) : c_.count_down(static_cast<uint64_t>(res));
   if (d.buf_sent < d.buf_len) return buffer_send(d, up);  // dst took part of it
   buffer_release(d);
   if (d.bulk) {
@@ -85,22 +83,10 @@ void Connection::buffer_on_sent(Direction& d, bool up, int res) {
   buffer_recv(d, up);
 }
 
-void Connection::buffer_release(Direction& d) {
+void SpliceRelay::buffer_release(Direction& d) {
   if (d.buf < 0) return;
-  w_.buffers()->put(static_cast<uint16_t>(d.buf));
+  c_.worker().buffers()->put(static_cast<uint16_t>(d.buf));
   d.buf = -1;
-}
-
-void Connection::buffer_reclaim(Op op, uint32_t flags) {
-  // A recv that picked a buffer as it was being cancelled.
-  if (flags & IORING_CQE_F_BUFFER) {
-    w_.buffers()->taken();
-    w_.buffers()->put(static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
-    return;
-  }
-  // The send that held a buffer when the tunnel ended.
-  if (op == Op::up_out) buffer_release(up_);
-  if (op == Op::down_out) buffer_release(down_);
 }
 
 }  // namespace up

@@ -1,91 +1,75 @@
 #include "relay/copy_relay.h"
 
-#include <errno.h>
-#include <sys/socket.h>
-
 #include <algorithm>
 
 #include "core/connection.h"
 #include "core/worker.h"
-#include "upstream/upstream_session.h"
 
 namespace up {
 
-void Connection::start_copy_relay() {
-  state_ = State::relaying;
-  copy_ = std::make_unique<CopyRelay>();
-  set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
-  if (hs_len_ > 0)
-    submit_send_target(hs_.get(), hs_len_);  // pipelined client bytes first
+CopyRelay::CopyRelay(Connection& c, std::string to_target, std::string to_client)
+    : c_(c), to_target_(std::move(to_target)), to_client_(std::move(to_client)) {}
+
+void CopyRelay::start() {
+  if (!to_target_.empty())  // pipelined client bytes first
+    c_.submit_send(Side::target, to_target_.data(), static_cast<uint32_t>(to_target_.size()));
   else
-    copy_read(true);
-  if (upstream_ && !upstream_->leftover.empty())
-    submit_send_client(upstream_->leftover.data(),
-                       static_cast<uint32_t>(upstream_->leftover.size()));
+    read(true);
+  if (c_.closed()) return;
+  if (!to_client_.empty())
+    c_.submit_send(Side::client, to_client_.data(), static_cast<uint32_t>(to_client_.size()));
   else
-    copy_read(false);
+    read(false);
 }
 
-void Connection::copy_on_client_recv(int res) {
-  if (res < 0) return relay_error(-res);
+void CopyRelay::on_recv(Side s, int res) {
+  bool up = s == Side::client;
+  if (res < 0) return end_tunnel_on_error(c_, -res);
   if (res == 0) {
-    copy_->up_done = true;
-    half_close(Side::target);
-    return maybe_finish_relay();
+    (up ? up_done_ : down_done_) = true;
+    c_.half_close(up ? Side::target : Side::client);
+    if (up_done_ && down_done_) c_.finish(Result::ok);
+    return;
   }
-  count_up(static_cast<uint64_t>(res));
-  bandwidth_consume(true, static_cast<size_t>(res));
-  set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
-  submit_send_target(copy_->up.get(), static_cast<uint32_t>(res));
+  up ? c_.count_up(static_cast<uint64_t>(res)) : c_.count_down(static_cast<uint64_t>(res));
+  c_.bandwidth_consume(up, static_cast<size_t>(res));
+  c_.touch();
+  if (up) return c_.submit_send(Side::target, up_.get(), static_cast<uint32_t>(res));
+  c_.submit_send(Side::client, down_.get(), static_cast<uint32_t>(res));
 }
 
-void Connection::copy_on_target_recv(int res) {
-  if (res < 0) return relay_error(-res);
-  if (res == 0) {
-    copy_->down_done = true;
-    half_close(Side::client);
-    return maybe_finish_relay();
+void CopyRelay::on_sent(Side s) {
+  // The first bytes (if that was them) are delivered.
+  if (s == Side::client) {
+    to_client_ = std::string();
+    return read(false);
   }
-  count_down(static_cast<uint64_t>(res));
-  bandwidth_consume(false, static_cast<size_t>(res));
-  set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
-  submit_send_client(copy_->down.get(), static_cast<uint32_t>(res));
+  to_target_ = std::string();
+  read(true);
 }
 
-void Connection::copy_on_sent(bool to_client) {
-  if (to_client) {
-    upstream_.reset();  // its leftover (if that was it) is delivered
-    return copy_read(false);
-  }
-  drop_handshake_buffer();  // pipelined bytes (if that was it) are delivered
-  copy_read(true);
-}
-
-// The next read of one direction, as much as the user's bandwidth cap allows now.
-void Connection::copy_read(bool up) {
-  uint32_t want = CopyRelay::buf_cap;
-  if (bandwidth_bps_) {
-    size_t allowed = bandwidth_allowance(up, want);
+void CopyRelay::read(bool up) {
+  uint32_t want = buf_cap;
+  if (c_.bandwidth_capped()) {
+    size_t allowed = c_.bandwidth_allowance(up, want);
     if (allowed == 0) {
-      (up ? copy_->up_throttled : copy_->down_throttled) = true;
-      return w_.wait_for_pipe(this);  // retried on the next tick
+      (up ? up_throttled_ : down_throttled_) = true;
+      return c_.worker().wait_for_pipe(&c_);  // retried on the next tick
     }
     want = static_cast<uint32_t>(std::min<size_t>(want, allowed));
   }
-  if (up)
-    submit_recv_client(copy_->up.get(), want);
-  else
-    submit_recv_target(copy_->down.get(), want);
+  if (up) return c_.submit_recv(Side::client, up_.get(), want);
+  c_.submit_recv(Side::target, down_.get(), want);
 }
 
-void Connection::copy_retry() {
-  if (copy_->up_throttled) {
-    copy_->up_throttled = false;
-    copy_read(true);
+void CopyRelay::retry() {
+  if (up_throttled_) {
+    up_throttled_ = false;
+    read(true);
   }
-  if (copy_->down_throttled && state_ != State::closed) {
-    copy_->down_throttled = false;
-    copy_read(false);
+  if (down_throttled_ && !c_.closed()) {
+    down_throttled_ = false;
+    read(false);
   }
 }
 

@@ -1,8 +1,8 @@
 // The zero-copy relay: socket -> pipe -> socket with splice(2), driven by readiness polls on
 // the worker's ring. Directions start on the small-message path (relay/buffer_relay.cpp) and
 // come here once their bytes turn out to be bulk. Each direction takes a pipe from the
-// worker's pool only while bytes are in it, so idle tunnels hold none. One side's EOF shuts the other side's write half; the tunnel
-// ends when both directions are done (RFC 9293 half-close), or at once on an error (reset is
+// worker's pool only while bytes are in it, so idle tunnels hold none. One side's EOF shuts the
+// other side's write half; the tunnel ends when both directions are done (RFC 9293 half-close), or at once on an error (reset is
 // passed on as a reset).
 //
 // Why not IORING_OP_SPLICE: the kernel always punts it to io-wq threads (liburing issue 426),
@@ -17,11 +17,9 @@
 #include <algorithm>
 
 #include "core/connection.h"
-#include "core/clock.h"
 #include "core/worker.h"
 #include "relay/copy_relay.h"
-#include "relay/http_forward.h"
-#include "upstream/upstream_session.h"
+#include "relay/splice_relay.h"
 
 namespace up {
 
@@ -30,72 +28,114 @@ constexpr int rounds_per_event = 8;  // fairness: then yield to other connection
 constexpr unsigned splice_flags = SPLICE_F_NONBLOCK | SPLICE_F_MOVE;
 }  // namespace
 
-void Connection::start_relay() {
+std::unique_ptr<Relay> make_relay(Connection& c, std::string to_target, std::string to_client) {
   // TLS bytes have to pass through user space.
-  if (tls_ || ctls_) return start_copy_relay();
-  state_ = State::relaying;
-  bool spliced = !w_.buffers() || w_.runtime().relay == Runtime::Relay::splice;
-  up_.spliced = down_.spliced = spliced;
-  set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
-  if (hs_len_ > 0) {
-    // Bytes the client sent right behind its handshake go first; the up pump starts when
-    // they have been written (on_send_done).
-    submit_send_target(hs_.get(), hs_len_);
-  } else {
-    drop_handshake_buffer();
-    relay_in(up_, true);
-  }
-  if (upstream_ && !upstream_->leftover.empty()) {
-    // Tunnel bytes that came with the upstream's reply (a server that speaks first) go to
-    // the client before the down pump starts.
-    submit_send_client(upstream_->leftover.data(),
-                       static_cast<uint32_t>(upstream_->leftover.size()));
-  } else {
-    upstream_.reset();
-    relay_in(down_, false);
-  }
+  if (c.tls(Side::client) || c.tls(Side::target))
+    return std::make_unique<CopyRelay>(c, std::move(to_target), std::move(to_client));
+  return std::make_unique<SpliceRelay>(c, std::move(to_target), std::move(to_client));
 }
 
-void Connection::relay_in(Direction& d, bool up) {
+void end_tunnel_on_error(Connection& c, int err) {
+  c.finish(err == ECONNRESET || err == EPIPE || err == ECONNABORTED ? Result::reset
+                                                                    : Result::error);
+}
+
+SpliceRelay::SpliceRelay(Connection& c, std::string to_target, std::string to_client)
+    : c_(c), to_target_(std::move(to_target)), to_client_(std::move(to_client)) {}
+
+void SpliceRelay::start() {
+  Worker& w = c_.worker();
+  bool spliced = !w.buffers() || w.runtime().relay == Runtime::Relay::splice;
+  up_.spliced = down_.spliced = spliced;
+  // Bytes the client sent right behind its handshake go first, and tunnel bytes that came
+  // with an upstream's reply (a server that speaks first): each direction's pump starts when
+  // they have been written (on_sent).
+  if (!to_target_.empty())
+    c_.submit_send(Side::target, to_target_.data(), static_cast<uint32_t>(to_target_.size()));
+  else
+    relay_in(up_, true);
+  if (c_.closed()) return;
+  if (!to_client_.empty())
+    c_.submit_send(Side::client, to_client_.data(), static_cast<uint32_t>(to_client_.size()));
+  else
+    relay_in(down_, false);
+}
+
+void SpliceRelay::on_sent(Side s) {
+  if (s == Side::target) {
+    to_target_ = std::string();
+    return relay_in(up_, true);
+  }
+  to_client_ = std::string();
+  relay_in(down_, false);
+}
+
+void SpliceRelay::on_op(Op op, int res, uint32_t flags) {
+  bool up = op == Op::up_in || op == Op::up_out;
+  Direction& d = up ? up_ : down_;
+  bool in = op == Op::up_in || op == Op::down_in;
+  if (!d.spliced) return in ? buffer_on_recv(d, up, res, flags) : buffer_on_sent(d, up, res);
+  if (res < 0) return end_tunnel_on_error(c_, -res);
+  if (!in) return on_dst_writable(d, up, res);
+  pump(d, up);
+}
+
+void SpliceRelay::relay_in(Direction& d, bool up) {
   if (d.spliced) return pump(d, up);
   buffer_recv(d, up);
 }
 
-void Connection::relay_error(int err) {
-  finish(err == ECONNRESET || err == EPIPE || err == ECONNABORTED ? Result::reset
-                                                                  : Result::error);
+int SpliceRelay::src_fd(bool up) const { return c_.fd(up ? Side::client : Side::target); }
+int SpliceRelay::dst_fd(bool up) const { return c_.fd(up ? Side::target : Side::client); }
+
+void SpliceRelay::poll(Op op, int fd, unsigned events) {
+  io_uring_sqe* s = c_.worker().sqe();
+  io_uring_prep_poll_add(s, fd, events);
+  c_.submit(s, op);
 }
 
-void Connection::retry_pipe() {
-  if (copy_) return copy_retry();
-  if (fwd_) return fwd_->retry();
+void SpliceRelay::direction_done(Direction& d) {
+  d.done = true;
+  if (up_.done && down_.done) c_.finish(Result::ok);
+}
+
+void SpliceRelay::retry() {
   if (up_.wants_pipe || up_.throttled) {
     up_.wants_pipe = up_.throttled = false;
     relay_in(up_, true);
   }
-  if (state_ == State::closed) return;
+  if (c_.closed()) return;
   if (down_.wants_pipe || down_.throttled) {
     down_.wants_pipe = down_.throttled = false;
     relay_in(down_, false);
   }
 }
 
-size_t Connection::bandwidth_allowance(bool up, size_t wants) {
-  if (!bandwidth_bps_) return SIZE_MAX;
-  RateLimiter& r = up ? limits_->up : limits_->down;
-  return r.allowance(monotonic_us() * 1000, bandwidth_bps_, wants);
+void SpliceRelay::release() {
+  PipePool& pipes = c_.worker().pipes();
+  for (Direction* d : {&up_, &down_}) {
+    // A buffer still being sent is given back when that send's completion arrives (reclaim).
+    if (d->buf >= 0 && !c_.in_flight(d == &up_ ? Op::up_out : Op::down_out)) buffer_release(*d);
+    if (!d->pipe) continue;
+    if (d->in_pipe)
+      pipes.discard(d->pipe);
+    else
+      pipes.release(d->pipe);
+    d->pipe = nullptr;
+  }
 }
 
-void Connection::bandwidth_consume(bool up, size_t n) {
-  if (!bandwidth_bps_) return;
-  RateLimiter& r = up ? limits_->up : limits_->down;
-  r.consume(monotonic_us() * 1000, n, bandwidth_bps_);
+void SpliceRelay::reclaim(Op op) {
+  // The send that held a buffer when the tunnel ended.
+  if (op == Op::up_out) buffer_release(up_);
+  if (op == Op::down_out) buffer_release(down_);
 }
 
-void Connection::pump(Direction& d, bool up) {
-  if (d.done || state_ != State::relaying) return;
-  const int src = up ? cfd_ : tfd_;
-  const int dst = up ? tfd_ : cfd_;
+void SpliceRelay::pump(Direction& d, bool up) {
+  if (d.done || c_.closed()) return;
+  Worker& w = c_.worker();
+  const int src = src_fd(up);
+  const int dst = dst_fd(up);
   const Op in = up ? Op::up_in : Op::down_in;
   const Op out = up ? Op::up_out : Op::down_out;
   bool drained_src = false;  // last read was short: the socket had no more queued
@@ -104,48 +144,47 @@ void Connection::pump(Direction& d, bool up) {
     if (d.in_pipe > 0) {
       ssize_t n = splice(d.pipe->rd, nullptr, dst, nullptr, d.in_pipe, splice_flags);
       if (n < 0) {
-        if (errno == EAGAIN) return submit_poll(out, dst, POLLOUT);
-        return relay_error(errno);
+        if (errno == EAGAIN) return poll(out, dst, POLLOUT);
+        return end_tunnel_on_error(c_, errno);
       }
       d.in_pipe -= static_cast<uint32_t>(n);
-      up ? count_up(static_cast<uint64_t>(n)) : count_down(static_cast<uint64_t>(n));
-      if (d.in_pipe > 0) return submit_poll(out, dst, POLLOUT);  // dst's buffer is full
+      up ? c_.count_up(static_cast<uint64_t>(n)) : c_.count_down(static_cast<uint64_t>(n));
+      if (d.in_pipe > 0) return poll(out, dst, POLLOUT);  // dst's buffer is full
     }
     if (d.eof) {
-      if (d.pipe) w_.pipes().release(d.pipe);
+      if (d.pipe) w.pipes().release(d.pipe);
       d.pipe = nullptr;
       shutdown(dst, SHUT_WR);
-      d.done = true;
-      return maybe_finish_relay();
+      return direction_done(d);
     }
     if (drained_src) break;
     if (!d.pipe) {
-      d.pipe = w_.pipes().acquire();
+      d.pipe = w.pipes().acquire();
       if (!d.pipe) {
         d.wants_pipe = true;
-        return w_.wait_for_pipe(this);
+        return w.wait_for_pipe(&c_);
       }
     }
     size_t want = static_cast<size_t>(d.pipe->size);
-    if (bandwidth_bps_) {
+    if (c_.bandwidth_capped()) {
       // The user's cap holds across all their tunnels and workers; at it, this direction
       // waits for the next tick. Below it, bytes still never leave the kernel.
-      size_t allowed = bandwidth_allowance(up, want);
+      size_t allowed = c_.bandwidth_allowance(up, want);
       if (allowed == 0) {
-        w_.pipes().release(d.pipe);
+        w.pipes().release(d.pipe);
         d.pipe = nullptr;
         d.throttled = true;
-        return w_.wait_for_pipe(this);
+        return w.wait_for_pipe(&c_);
       }
       want = std::min(want, allowed);
     }
     ssize_t n = splice(src, nullptr, d.pipe->wr, nullptr, want, splice_flags);
     if (n > 0) {
       d.in_pipe = static_cast<uint32_t>(n);
-      bandwidth_consume(up, static_cast<size_t>(n));
+      c_.bandwidth_consume(up, static_cast<size_t>(n));
       drained_src = static_cast<size_t>(n) < want;
       if (!drained_src) d.on_loan = false;  // bulk: splice for good
-      set_deadline_in(w_.snapshot().config.limits.idle_timeout_ms);
+      c_.touch();
       continue;
     }
     if (n == 0) {
@@ -153,22 +192,22 @@ void Connection::pump(Direction& d, bool up) {
       continue;
     }
     if (errno == EAGAIN) break;
-    return relay_error(errno);
+    return end_tunnel_on_error(c_, errno);
   }
   // This event had its share, or the source is drained. Bytes still in the pipe must not wait
   // for more input (the peer may be waiting for them): resume when dst can take them.
-  if (d.in_pipe > 0) return submit_poll(out, dst, POLLOUT);
+  if (d.in_pipe > 0) return poll(out, dst, POLLOUT);
   if (d.pipe) {
-    w_.pipes().release(d.pipe);
+    w.pipes().release(d.pipe);
     d.pipe = nullptr;
   }
-  if (d.on_loan && w_.buffers()->has_free()) {
+  if (d.on_loan && w.buffers()->has_free()) {
     // Idle, and the pool that ran dry has room again: small messages go back to buffers.
     d.on_loan = false;
     d.spliced = false;
     return buffer_recv(d, up);
   }
-  submit_poll(in, src, POLLIN);
+  poll(in, src, POLLIN);
 }
 
 // io_uring reports EPOLLRDHUP whatever a poll asked for. Once dst's peer has half-closed (an
@@ -177,11 +216,11 @@ void Connection::pump(Direction& d, bool up) {
 // are read out and sent with IORING_OP_SEND, whose own wait copes with a half-closed peer;
 // when that send is done, dst has room and splicing resumes. Order is kept: the rest of the
 // pipe goes only after them.
-void Connection::on_dst_writable(Direction& d, bool up, int res) {
+void SpliceRelay::on_dst_writable(Direction& d, bool up, int res) {
   if (d.nudge_sent < d.nudge_len) {  // a nudge send completed; res is bytes sent
-    if (res == 0) return relay_error(EIO);
+    if (res == 0) return end_tunnel_on_error(c_, EIO);
     d.nudge_sent += static_cast<uint32_t>(res);
-    up ? count_up(static_cast<uint64_t>(res)) : count_down(static_cast<uint64_t>(res));
+    up ? c_.count_up(static_cast<uint64_t>(res)) : c_.count_down(static_cast<uint64_t>(res));
     if (d.nudge_sent < d.nudge_len) return nudge_send(d, up);
     d.nudge_len = d.nudge_sent = 0;
     return pump(d, up);
@@ -190,26 +229,18 @@ void Connection::on_dst_writable(Direction& d, bool up, int res) {
   constexpr uint32_t nudge_cap = 4096;
   if (!d.nudge) d.nudge = std::make_unique<char[]>(nudge_cap);
   ssize_t n = read(d.pipe->rd, d.nudge.get(), std::min(d.in_pipe, nudge_cap));
-  if (n <= 0) return relay_error(n < 0 ? errno : EIO);
+  if (n <= 0) return end_tunnel_on_error(c_, n < 0 ? errno : EIO);
   d.in_pipe -= static_cast<uint32_t>(n);
   d.nudge_len = static_cast<uint32_t>(n);
   d.nudge_sent = 0;
   nudge_send(d, up);
 }
 
-void Connection::nudge_send(Direction& d, bool up) {
-  io_uring_sqe* s = w_.sqe();
-  io_uring_prep_send(s, up ? tfd_ : cfd_, d.nudge.get() + d.nudge_sent, d.nudge_len - d.nudge_sent,
+void SpliceRelay::nudge_send(Direction& d, bool up) {
+  io_uring_sqe* s = c_.worker().sqe();
+  io_uring_prep_send(s, dst_fd(up), d.nudge.get() + d.nudge_sent, d.nudge_len - d.nudge_sent,
                      MSG_NOSIGNAL);
-  Op op = up ? Op::up_out : Op::down_out;
-  io_uring_sqe_set_data64(s, pack(this, op));
-  mark(op);
-}
-
-void Connection::maybe_finish_relay() {
-  bool up = copy_ ? copy_->up_done : up_.done;
-  bool down = copy_ ? copy_->down_done : down_.done;
-  if (up && down) finish(Result::ok);
+  c_.submit(s, up ? Op::up_out : Op::down_out);
 }
 
 }  // namespace up
