@@ -7,7 +7,7 @@
 #include "core/connection.h"
 #include "core/log.h"
 #include "core/worker.h"
-#include "relay/http_forward.h"
+#include "frontend/frontend.h"
 #include "route/route_selector.h"
 #include "uringproxy/socks5.h"
 
@@ -26,7 +26,7 @@ void Connection::authenticate(std::string_view user, std::string_view password) 
   if (w_.runtime().auth_guard->blocked(client_key(), w_.now_ms())) {
     // Too many failures from this address: refused whatever it sends, no hash is run.
     w_.runtime().auth_blocked.fetch_add(1, std::memory_order_relaxed);
-    return answer_auth_failed();
+    return frontend_->answer_auth_failed();
   }
   std::string_view base = name.base;
   const User* u = snap.find_user(base);
@@ -71,12 +71,7 @@ void Connection::on_authenticated() {
     ++tally_->connections_total;
     ++tally_->connections_active;
   }
-  if (fwd_) return fwd_->on_authenticated();
-  if (protocol_ != Protocol::socks5) return route_and_dial();  // CONNECT, VLESS
-  static const uint8_t ok[2] = {0x01, 0x00};
-  reply_client(ok, 2);
-  state_ = State::request;
-  next_handshake_message();
+  frontend_->on_authenticated();
 }
 
 AuthGuard::Address Connection::client_key() const {
@@ -108,15 +103,7 @@ void Connection::on_auth_failed() {
     set_deadline_in(static_cast<uint32_t>(v.delay_ms));
     return;
   }
-  answer_auth_failed();
-}
-
-void Connection::answer_auth_failed() {
-  if (protocol_ != Protocol::socks5) return fail({Result::auth_failed, 0x01, 407});
-  static const uint8_t no[2] = {0x01, 0x01};
-  reply_client(no, 2);  // RFC 1929: the server closes after a failure status
-  result_ = Result::auth_failed;
-  state_ = State::failing;
+  frontend_->answer_auth_failed();
 }
 
 }  // namespace up

@@ -10,7 +10,8 @@
 #include "core/clock.h"
 #include "core/tls_io.h"
 #include "core/worker.h"
-#include "relay/http_forward.h"
+#include "frontend/frontend.h"
+#include "frontend/http_forward.h"
 #include "relay/relay.h"
 #include "upstream/upstream_session.h"
 #include "uringproxy/http.h"
@@ -19,7 +20,6 @@ namespace up {
 
 namespace {
 constexpr uint32_t bit(Op op) { return 1u << static_cast<unsigned>(op); }
-constexpr uint32_t socks5_buffer = 1024;  // a greeting, 513-byte userpass and a request fit
 }  // namespace
 
 const char* to_string(Result r) {
@@ -51,12 +51,9 @@ Connection::Connection(Worker& w, int client_fd, const ListenerConfig& listener,
                        uint16_t listener_index)
     : w_(w),
       cfd_(client_fd),
-      protocol_(listener.protocol),
       listener_index_(listener_index),
       started_ms_(w.now_ms()) {
-  state_ = protocol_ == Protocol::http    ? State::http_head
-           : protocol_ == Protocol::vless ? State::vless_header
-                                          : State::greeting;
+  frontend_ = make_frontend(listener.protocol, *this);
   timer.owner = this;
   if (listener.tls) {
     // The context of the snapshot this connection was accepted under; none means the listener
@@ -82,9 +79,21 @@ void Connection::start() {
   tls_handshake_step(Side::client);
 }
 
-void Connection::begin_session() {
-  ensure_handshake_buffer(protocol_ == Protocol::http ? http::max_head_bytes + 1 : socks5_buffer);
+void Connection::begin_session() { frontend_->begin(); }
+
+void Connection::read_more_handshake() {
+  if (hs_len_ == hs_cap_) return finish(Result::bad_request);  // no valid message is that long
   submit_recv_client();
+}
+
+void Connection::next_handshake_message() {
+  if (hs_len_ > 0) return frontend_->on_client_data(0);  // pipelined behind the last one
+  submit_recv_client();
+}
+
+void Connection::fail_after_reply(Result r) {
+  result_ = r;
+  state_ = State::failing;
 }
 
 bool Connection::mark(Op op) {
@@ -155,12 +164,7 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
       if (fwd_) return fwd_->on_client_recv(res);
       if (res <= 0) return finish(res == 0 ? Result::client_closed : Result::reset);
       hs_len_ += res;
-      // An HTTP head cannot end without a LF: a client dribbling bytes is not re-parsed for
-      // each one (that would be quadratic in the head size).
-      if (state_ == State::http_head && hs_len_ < hs_cap_ &&
-          !memchr(hs_.get() + hs_len_ - res, '\n', static_cast<size_t>(res)))
-        return submit_recv_client();
-      return on_client_data();
+      return frontend_->on_client_data(static_cast<uint32_t>(res));
     case Op::client_send:
     case Op::target_send:
       return on_send_done(op, res);
@@ -241,11 +245,7 @@ void Connection::on_timeout() {
     return finish(Result::handshake_timeout);
   }
   switch (state_) {
-    case State::greeting:
-    case State::userpass:
-    case State::request:
-    case State::http_head:
-    case State::vless_header:
+    case State::handshake:
     case State::verifying:
       finish(Result::handshake_timeout);
       return;
@@ -263,7 +263,7 @@ void Connection::on_timeout() {
       if (auth_delayed_) {
         auth_delayed_ = false;
         set_deadline_in(2000);  // as for any error reply
-        return answer_auth_failed();
+        return frontend_->answer_auth_failed();
       }
       finish(result_);
       return;

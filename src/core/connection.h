@@ -1,12 +1,13 @@
 #pragma once
 // One client connection and everything it leads to, as an explicit state machine:
 //
-//   socks5:  greeting -> userpass -> request -> [verifying] -> dialing -> replying -> relaying
-//   http:    http_head -> [verifying] -> dialing -> replying -> relaying            (CONNECT)
-//                                     -> forwarding (absolute URI, keep-alive loop)
-//   vless:   vless_header -> dialing -> replying (00 00) -> relaying
-//   (a TLS listener runs its TLS handshake first, in the protocol's first state)
-//   any:     failing (sending an error reply) -> closed
+//   handshake -> [verifying] -> dialing -> replying -> relaying
+//             (http)          -> forwarding (absolute URI, keep-alive loop)
+//   any:      failing (sending an error reply) -> closed
+//
+// The handshake belongs to the listener's frontend (frontend/frontend.h: SOCKS5, HTTP,
+// VLESS), which asks the dialer for the route (upstream/) and answers the client in its
+// protocol; a TLS listener runs its TLS handshake first, in `handshake`.
 //
 // Each state has one handler; every way a tunnel ends goes through finish(result), which
 // writes the access-log line. Once the client has its answer the tunnel belongs to a relay
@@ -36,17 +37,14 @@ namespace up {
 
 class Worker;
 struct HttpForward;
+class Frontend;
 struct UpstreamSession;
 struct TlsIo;
 class Relay;
 struct Upstream;
 
 enum class State : uint8_t {
-  greeting,
-  userpass,
-  request,
-  http_head,
-  vless_header,
+  handshake,  // the frontend reads and parses the client's request (frontend/)
   verifying,
   dialing,
   replying,
@@ -124,7 +122,8 @@ class alignas(32) Connection final : private DnsWaiter {
       (1u << static_cast<unsigned>(Op::connect)) | (1u << static_cast<unsigned>(Op::up_out)) |
       (1u << static_cast<unsigned>(Op::down_in));
 
-  // --- the record, as the phases see it (relay/ today; frontends and dialers next)
+  // --- the record, as the phases see it (relay/ uses only this; the frontends are friends
+  // for now and also use the handshake helpers below)
   Worker& worker() const { return w_; }
   int fd(Side s) const { return s == Side::client ? cfd_ : tfd_; }
   TlsIo* tls(Side s) const { return s == Side::client ? ctls_.get() : tls_.get(); }
@@ -154,21 +153,21 @@ class alignas(32) Connection final : private DnsWaiter {
   bool waiting_for_pipe = false;
 
  private:
+  // The frontends read the handshake buffer and set who and where (the dialer is still
+  // Connection members, upstream/).
   friend struct HttpForward;
+  friend class Socks5Frontend;
+  friend class HttpFrontend;
+  friend class VlessFrontend;
 
-  // --- handshake (core/socks5_session.cpp, core/http_session.cpp)
-  void on_client_data();
+  // --- handshake helpers for the frontends (core/connection.cpp, core/authenticate.cpp)
   void read_more_handshake();     // the message is incomplete: read on, within the buffer
   void next_handshake_message();  // parse what the client pipelined, or read
-  void socks5_greeting();
-  void socks5_userpass();
-  void socks5_request();
-  void http_head();
-  void vless_header();  // core/vless_session.cpp
+  // An error reply is on its way (queued by the frontend); the connection ends once it is sent.
+  void fail_after_reply(Result r);
   void authenticate(std::string_view user, std::string_view password);
   void on_authenticated();
   void on_auth_failed();
-  void answer_auth_failed();  // the failure reply, now
   std::array<uint8_t, 16> client_key() const;  // the client address, IPv4 as v4-mapped
 
   // --- routing (upstream/upstream_dial.cpp): decide, then dial direct or via an upstream
@@ -233,7 +232,7 @@ class alignas(32) Connection final : private DnsWaiter {
   void settle_user();
   // A forwarded request from a user other than the previous one: everything the previous user
   // held (origin connection, route, counters) is closed out first, so the new user is
-  // authorised, routed, limited and counted from scratch (see relay/http_forward.cpp).
+  // authorised, routed, limited and counted from scratch (see frontend/http_forward.cpp).
   void change_user();
   void close_fds(bool reset);
   void write_access_log();
@@ -243,13 +242,12 @@ class alignas(32) Connection final : private DnsWaiter {
   Worker& w_;
   int cfd_;
   int tfd_ = -1;
-  State state_ = State::greeting;
-  Protocol protocol_;
+  State state_ = State::handshake;
   Result result_ = Result::ok;
   uint16_t listener_index_;
   uint32_t inflight_ = 0;  // bitmask of outstanding ring operations (bit = Op)
   uint32_t async_ = 0;     // outstanding off-ring jobs
-  State verifying_from_ = State::greeting;  // where a password check resumes
+  State verifying_from_ = State::handshake;  // where a password check resumes
   bool resolving_ = false;
   bool auth_delayed_ = false;  // a failed login's answer waits for the deadline (brute force)
 
@@ -271,6 +269,7 @@ class alignas(32) Connection final : private DnsWaiter {
   int last_connect_errno_ = 0;
   sockaddr_storage target_addr_{};
 
+  std::unique_ptr<Frontend> frontend_;
   std::unique_ptr<HttpForward> fwd_;
   std::unique_ptr<UpstreamSession> upstream_;  // while an upstream route is being set up
   std::unique_ptr<TlsIo> tls_;                 // target side is TLS (socks5s, https)

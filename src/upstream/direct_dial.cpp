@@ -12,11 +12,8 @@
 #include "core/clock.h"
 #include "core/connection.h"
 #include "core/worker.h"
-#include "relay/http_forward.h"
+#include "frontend/frontend.h"
 #include "upstream/upstream_session.h"
-#include "uringproxy/http.h"
-#include "uringproxy/socks5.h"
-#include "uringproxy/vless.h"
 
 namespace up {
 
@@ -121,23 +118,8 @@ void Connection::on_connect(int res) {
 
 void Connection::on_dialed() {
   if (dial_started_us_) w_.stats().observe_connect(monotonic_us() - dial_started_us_);
-  if (fwd_) return fwd_->on_dialed();
-  state_ = State::replying;
-  if (protocol_ == Protocol::http) {
-    std::string_view ok = http::status_response(200);
-    return submit_send_client(ok.data(), static_cast<uint32_t>(ok.size()));
-  }
-  if (protocol_ == Protocol::vless) {
-    uint8_t header[2];
-    return reply_client(header, static_cast<uint32_t>(vless::encode_response(header)));
-  }
-  sockaddr_storage bound{};
-  socklen_t len = sizeof bound;
-  getsockname(tfd_, reinterpret_cast<sockaddr*>(&bound), &len);
-  uint8_t out[22];
-  size_t n = socks5::encode_reply(socks5::Reply::succeeded, reinterpret_cast<sockaddr*>(&bound),
-                                  out);
-  reply_client(out, static_cast<uint32_t>(n));
+  state_ = State::replying;  // the frontend's success reply; its completion starts the relay
+  frontend_->answer_dialed();
 }
 
 void Connection::fail(const Failure& f) {
@@ -147,15 +129,7 @@ void Connection::fail(const Failure& f) {
   result_ = f.result;
   state_ = State::failing;
   set_deadline_in(2000);  // a client that will not read its error reply is not waited for
-  if (protocol_ == Protocol::vless) return finish(f.result);  // VLESS has no error reply
-  if (protocol_ == Protocol::http) {
-    std::string_view r = http::status_response(f.http_status);
-    if (client_send_pending()) return finish(f.result);
-    return submit_send_client(r.data(), static_cast<uint32_t>(r.size()));
-  }
-  uint8_t out[22];
-  size_t n = socks5::encode_reply(static_cast<socks5::Reply>(f.socks_reply), nullptr, out);
-  reply_client(out, static_cast<uint32_t>(n));
+  frontend_->answer_failure(f);
 }
 
 void Connection::close_target() {

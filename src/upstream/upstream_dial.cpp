@@ -12,7 +12,6 @@
 #include "core/connection.h"
 #include "core/log.h"
 #include "core/worker.h"
-#include "relay/http_forward.h"
 #include "upstream/upstream_session.h"
 #include "uringproxy/http.h"
 #include "uringproxy/socks5.h"

@@ -1,4 +1,4 @@
-#include "relay/http_forward.h"
+#include "frontend/http_forward.h"
 
 #include <string.h>
 #include <strings.h>
