@@ -5,6 +5,8 @@
 //   http:    http_head -> [verifying] -> dialing -> replying -> relaying            (CONNECT)
 //                                     -> forwarding (absolute URI, keep-alive loop)
 //   vless:   vless_header -> dialing -> replying (00 00) -> relaying
+//   socks5 UDP ASSOCIATE:  request -> [dialing] -> udp (udp/udp_association.h relays; the
+//            control connection is watched for its close)
 //   (a TLS listener runs its TLS handshake first, in the protocol's first state)
 //   any:     failing (sending an error reply) -> closed
 //
@@ -40,6 +42,7 @@ struct UpstreamSession;
 struct TlsIo;
 class Relay;
 struct Upstream;
+class UdpAssociation;
 
 enum class State : uint8_t {
   greeting,
@@ -52,6 +55,7 @@ enum class State : uint8_t {
   replying,
   relaying,
   forwarding,
+  udp,
   failing,
   closed,
 };
@@ -109,7 +113,9 @@ class alignas(32) Connection final : private DnsWaiter {
   bool closed() const { return state_ == State::closed; }
   const std::string& user() const { return user_; }
   ConnectionInfo describe(uint64_t now_ms) const;
-  bool can_free() const { return state_ == State::closed && inflight_ == 0 && async_ == 0; }
+  bool can_free() const {
+    return state_ == State::closed && inflight_ == 0 && async_ == 0 && udp_drained();
+  }
 
   // Async jobs (password checks) keep the object alive until they report back.
   void on_verified(bool ok, const uint8_t* digest);
@@ -155,6 +161,7 @@ class alignas(32) Connection final : private DnsWaiter {
 
  private:
   friend struct HttpForward;
+  friend class UdpAssociation;
 
   // --- handshake (core/socks5_session.cpp, core/http_session.cpp)
   void on_client_data();
@@ -170,6 +177,13 @@ class alignas(32) Connection final : private DnsWaiter {
   void on_auth_failed();
   void answer_auth_failed();  // the failure reply, now
   std::array<uint8_t, 16> client_key() const;  // the client address, IPv4 as v4-mapped
+
+  // --- UDP ASSOCIATE (udp/udp_session.cpp; the relay itself is udp/udp_association.cpp)
+  void udp_associate(const Target& named);  // the request: route it
+  void udp_dialed();  // the route is ready (direct, or the upstream's association): reply
+  void udp_on_control(Side s, int res);  // bytes or EOF on a control connection
+  void udp_retry();
+  bool udp_drained() const;
 
   // --- routing (upstream/upstream_dial.cpp): decide, then dial direct or via an upstream
   void route_and_dial();
@@ -277,6 +291,7 @@ class alignas(32) Connection final : private DnsWaiter {
   std::unique_ptr<TlsIo> ctls_;                // client side is TLS (a TLS listener)
   std::shared_ptr<SSL_CTX> tls_ctx_;           // the listener's, until start() uses it
   std::unique_ptr<Relay> relay_;               // once relaying
+  std::unique_ptr<UdpAssociation> udp_;        // UDP ASSOCIATE: from its request on
   std::shared_ptr<const Upstream> route_;      // the upstream this tunnel uses, if any
   bool counted_active_ = false;                // counted in route_->health->active
   bool refused_by_route_ = false;

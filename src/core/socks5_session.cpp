@@ -115,8 +115,9 @@ void Connection::socks5_request() {
       break;
   }
   consume_handshake(static_cast<uint32_t>(used));
+  if (req.cmd == socks5::Command::udp_associate) return udp_associate(req.target);
   target_ = std::move(req.target);
-  if (req.cmd != socks5::Command::connect)  // BIND and UDP ASSOCIATE have not landed yet
+  if (req.cmd != socks5::Command::connect)  // BIND has not landed yet
     return fail({Result::unsupported, 0x07, 400});
   route_and_dial();
 }

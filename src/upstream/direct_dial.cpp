@@ -33,6 +33,7 @@ Failure failure_for_errno(int err) {
 }  // namespace
 
 void Connection::dial() {
+  if (udp_) return udp_dialed();  // a direct UDP association dials nothing
   state_ = State::dialing;
   addrs_.clear();
   next_addr_ = 0;
@@ -121,6 +122,7 @@ void Connection::on_connect(int res) {
 
 void Connection::on_dialed() {
   if (dial_started_us_) w_.stats().observe_connect(monotonic_us() - dial_started_us_);
+  if (udp_) return udp_dialed();
   if (fwd_) return fwd_->on_dialed();
   state_ = State::replying;
   if (protocol_ == Protocol::http) {
