@@ -73,5 +73,30 @@ size_t encode_userpass(std::string_view user, std::string_view pass, uint8_t* ou
 size_t encode_request(Command cmd, const Target& target, uint8_t* out);
 // Parses the server's reply to a request: VER REP RSV ATYP BND.ADDR BND.PORT.
 Parse parse_reply(std::span<const uint8_t> in, Reply& reply, size_t& consumed);
+// The same, also giving BND.ADDR/BND.PORT (a UDP ASSOCIATE reply names the relay there).
+Parse parse_reply(std::span<const uint8_t> in, Reply& reply, size_t& consumed, Target& bound);
+
+// The header of a UDP datagram through a SOCKS5 relay (RFC 1928 section 7):
+// RSV(2) FRAG ATYP DST.ADDR DST.PORT, then the payload. A datagram is whole, so there is no
+// need_more: a header that does not fit in it is malformed.
+enum class UdpParse : uint8_t {
+  ok,
+  truncated,  // shorter than its header (domain length included)
+  bad_atyp,   // ATYP other than 1, 3 or 4
+  bad_name,   // an empty or invalid domain name
+};
+struct UdpHeader {
+  uint8_t frag = 0;  // non-zero: a fragment (the relay drops them; no reassembly)
+  Target target;
+  size_t header_len = 0;  // the payload starts here
+};
+UdpParse parse_udp_header(std::span<const uint8_t> in, UdpHeader& out);
+constexpr size_t max_udp_header = 3 + 1 + 1 + 255 + 2;
+// FRAG 0 and `target`; `out` must hold max_udp_header bytes. Returns 0 for a domain that
+// cannot be encoded (empty or over 255 bytes).
+size_t encode_udp_header(const Target& target, uint8_t* out);
+// FRAG 0 and the address `from` (AF_INET or AF_INET6; anything else encodes 0.0.0.0:0);
+// `out` must hold 22 bytes. What a relay puts in front of a datagram it hands to its client.
+size_t encode_udp_header(const sockaddr* from, uint8_t out[22]);
 
 }  // namespace up::socks5

@@ -170,6 +170,18 @@ std::string Management::metrics_text(WorkerStats& s) {
          "1 if the kernel has the TLS ULP (kTLS); 0: TLS is relayed in user space.");
   sample(o, "uringproxy_ktls_available", rt_.ktls ? 1 : 0);
 
+  header(o, "uringproxy_udp_associations_active", "gauge", "SOCKS5 UDP associations open now.");
+  sample(o, "uringproxy_udp_associations_active", s.udp_associations_active);
+  header(o, "uringproxy_udp_datagrams_total", "counter",
+         "Datagrams relayed by UDP associations; up is client to target.");
+  sample(o, "uringproxy_udp_datagrams_total{direction=\"up\"}", s.udp_datagrams_up);
+  sample(o, "uringproxy_udp_datagrams_total{direction=\"down\"}", s.udp_datagrams_down);
+  header(o, "uringproxy_udp_dropped_total", "counter", "Datagrams the UDP relay dropped, by reason.");
+  for (size_t i = 0; i < s.udp_dropped.size(); ++i)
+    sample(o, std::string("uringproxy_udp_dropped_total{reason=\"") +
+                  to_string(static_cast<UdpDrop>(i)) + "\"}",
+           s.udp_dropped[i]);
+
   header(o, "uringproxy_config_generation", "gauge", "Generation of the configuration in force.");
   sample(o, "uringproxy_config_generation", generation_);
   return o;

@@ -203,6 +203,10 @@ void AccessLog::write(unsigned writer, const AccessRecord& r) {
   line += "\",\"bytes_up\":" + std::to_string(r.bytes_up);
   line += ",\"bytes_down\":" + std::to_string(r.bytes_down);
   line += ",\"duration_ms\":" + std::to_string(r.duration_ms);
+  if (r.udp) {
+    line += ",\"datagrams_up\":" + std::to_string(r.datagrams_up);
+    line += ",\"datagrams_down\":" + std::to_string(r.datagrams_down);
+  }
   line += ",\"result\":\"";
   append_escaped(line, r.result);
   line += "\"}\n";

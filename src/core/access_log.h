@@ -28,6 +28,10 @@ struct AccessRecord {
   uint64_t bytes_down;
   uint64_t duration_ms;
   std::string_view result;
+  // A UDP association's line also counts its datagrams.
+  bool udp = false;
+  uint64_t datagrams_up = 0;
+  uint64_t datagrams_down = 0;
 };
 
 class AccessLog {

@@ -6,8 +6,8 @@
 
 namespace up {
 
-BufferRing::BufferRing(io_uring& ring, unsigned count, uint32_t size)
-    : ring_(ring), count_(count), size_(size) {
+BufferRing::BufferRing(io_uring& ring, unsigned count, uint32_t size, uint16_t bgid)
+    : ring_(ring), bgid_(bgid), count_(count), size_(size) {
   // The kernel wants the entries page-aligned; the buffers follow them in the same mapping.
   // Pages are touched (and so resident) only as buffers are first used.
   size_t ring_bytes = count * sizeof(io_uring_buf);
@@ -23,7 +23,7 @@ BufferRing::BufferRing(io_uring& ring, unsigned count, uint32_t size)
   memset(&reg, 0, sizeof reg);
   reg.ring_addr = reinterpret_cast<uint64_t>(br);
   reg.ring_entries = count;
-  reg.bgid = group;
+  reg.bgid = bgid_;
   if (int r = io_uring_register_buf_ring(&ring_, &reg, 0); r < 0) {
     error_ = -r;
     munmap(mem, map_bytes_);
@@ -41,7 +41,7 @@ BufferRing::BufferRing(io_uring& ring, unsigned count, uint32_t size)
 
 BufferRing::~BufferRing() {
   if (!br_) return;
-  io_uring_unregister_buf_ring(&ring_, group);
+  io_uring_unregister_buf_ring(&ring_, bgid_);
   munmap(br_, map_bytes_);
 }
 

@@ -13,11 +13,12 @@ namespace up {
 
 class BufferRing {
  public:
-  static constexpr uint16_t group = 0;  // the buffer group id used in SQEs
+  static constexpr uint16_t group = 0;  // the relay's buffer group id, used in its SQEs
+  static constexpr uint16_t udp_group = 1;  // UDP relay datagrams (udp/udp_association.cpp)
 
-  // Registers `count` (a power of two) buffers of `size` bytes with `ring`; on failure
-  // (an older kernel) ok() is false and error() says why.
-  BufferRing(io_uring& ring, unsigned count, uint32_t size);
+  // Registers `count` (a power of two) buffers of `size` bytes with `ring` as group `bgid`;
+  // on failure (an older kernel) ok() is false and error() says why.
+  BufferRing(io_uring& ring, unsigned count, uint32_t size, uint16_t bgid = group);
   ~BufferRing();
   BufferRing(const BufferRing&) = delete;
   BufferRing& operator=(const BufferRing&) = delete;
@@ -36,6 +37,7 @@ class BufferRing {
 
  private:
   io_uring& ring_;
+  uint16_t bgid_;
   io_uring_buf_ring* br_ = nullptr;
   char* base_ = nullptr;  // count * size bytes of buffers
   size_t map_bytes_ = 0;  // the ring entries and the buffers, one mapping

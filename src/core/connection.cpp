@@ -13,6 +13,7 @@
 #include "frontend/frontend.h"
 #include "frontend/http_forward.h"
 #include "relay/relay.h"
+#include "udp/udp_association.h"
 #include "upstream/upstream_session.h"
 #include "uringproxy/http.h"
 
@@ -160,6 +161,7 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
   if (state_ == State::failing && op != Op::client_send && op != Op::client_tls_send) return;
   switch (op) {
     case Op::client_recv:
+      if (state_ == State::udp) return udp_on_control(Side::client, res);
       if (relay_) return relay_->on_recv(Side::client, res);
       if (fwd_) return fwd_->on_client_recv(res);
       if (res <= 0) return finish(res == 0 ? Result::client_closed : Result::reset);
@@ -193,6 +195,7 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
 
 void Connection::on_target_recv(int res) {
   if (state_ == State::dialing && upstream_) return upstream_on_recv(res);
+  if (state_ == State::udp) return udp_on_control(Side::target, res);
   if (relay_) return relay_->on_recv(Side::target, res);
   if (fwd_) return fwd_->on_target_recv(res);
 }
@@ -257,6 +260,7 @@ void Connection::on_timeout() {
     case State::replying:
     case State::relaying:
     case State::forwarding:
+    case State::udp:
       finish(Result::idle_timeout);
       return;
     case State::failing:
@@ -288,6 +292,7 @@ void Connection::start_relay() {
 }
 
 void Connection::retry_pipe() {
+  if (udp_) return udp_retry();
   if (relay_) return relay_->retry();
   if (fwd_) return fwd_->retry();
 }
@@ -346,6 +351,7 @@ void Connection::finish(Result r) {
   // live until the connection is freed, after the last completion.
   cancel_ops(~0u);
   cancel_resolve();
+  if (udp_) udp_->close();
   if (tls_ && !tls_->handshaking && route_)
     w_.keep_tls_session(route_->config.id, tls_->layer.session());
   close_fds(r == Result::reset);
@@ -429,6 +435,7 @@ ConnectionInfo Connection::describe(uint64_t now_ms) const {
   i.group = group_;
   i.client = format_client(client_addr_);
   i.target = target_.port ? target_.to_string() : std::string();
+  if (udp_) i.target = "udp:" + (i.target.empty() ? std::string("*") : i.target);
   i.route = route_name();
   i.bytes_up = bytes_up_;
   i.bytes_down = bytes_down_;
@@ -444,6 +451,11 @@ void Connection::write_access_log() {
   AccessRecord rec{user_,       group_,       client,
                    target,      route_name(), bytes_up_,
                    bytes_down_, w_.now_ms() - started_ms_, to_string(result_)};
+  if (udp_) {
+    rec.udp = true;
+    rec.datagrams_up = udp_->datagrams_up();
+    rec.datagrams_down = udp_->datagrams_down();
+  }
   log->write(w_.id(), rec);
 }
 

@@ -3,6 +3,8 @@
 //
 //   handshake -> [verifying] -> dialing -> replying -> relaying
 //             (http)          -> forwarding (absolute URI, keep-alive loop)
+//   socks5 UDP ASSOCIATE: handshake -> [dialing] -> udp (udp/udp_association.h relays;
+//             the control connection is watched for its close)
 //   any:      failing (sending an error reply) -> closed
 //
 // The handshake belongs to the listener's frontend (frontend/frontend.h: SOCKS5, HTTP,
@@ -42,6 +44,7 @@ struct UpstreamSession;
 struct TlsIo;
 class Relay;
 struct Upstream;
+class UdpAssociation;
 
 enum class State : uint8_t {
   handshake,  // the frontend reads and parses the client's request (frontend/)
@@ -50,6 +53,7 @@ enum class State : uint8_t {
   replying,
   relaying,
   forwarding,
+  udp,
   failing,
   closed,
 };
@@ -107,7 +111,9 @@ class alignas(32) Connection final : private DnsWaiter {
   bool closed() const { return state_ == State::closed; }
   const std::string& user() const { return user_; }
   ConnectionInfo describe(uint64_t now_ms) const;
-  bool can_free() const { return state_ == State::closed && inflight_ == 0 && async_ == 0; }
+  bool can_free() const {
+    return state_ == State::closed && inflight_ == 0 && async_ == 0 && udp_drained();
+  }
 
   // Async jobs (password checks) keep the object alive until they report back.
   void on_verified(bool ok, const uint8_t* digest);
@@ -159,6 +165,7 @@ class alignas(32) Connection final : private DnsWaiter {
   friend class Socks5Frontend;
   friend class HttpFrontend;
   friend class VlessFrontend;
+  friend class UdpAssociation;
 
   // --- handshake helpers for the frontends (core/connection.cpp, core/authenticate.cpp)
   void read_more_handshake();     // the message is incomplete: read on, within the buffer
@@ -169,6 +176,13 @@ class alignas(32) Connection final : private DnsWaiter {
   void on_authenticated();
   void on_auth_failed();
   std::array<uint8_t, 16> client_key() const;  // the client address, IPv4 as v4-mapped
+
+  // --- UDP ASSOCIATE (udp/udp_session.cpp; the relay itself is udp/udp_association.cpp)
+  void udp_associate(const Target& named);  // the request: route it
+  void udp_dialed();  // the route is ready (direct, or the upstream's association): reply
+  void udp_on_control(Side s, int res);  // bytes or EOF on a control connection
+  void udp_retry();
+  bool udp_drained() const;
 
   // --- routing (upstream/upstream_dial.cpp): decide, then dial direct or via an upstream
   void route_and_dial();
@@ -276,6 +290,7 @@ class alignas(32) Connection final : private DnsWaiter {
   std::unique_ptr<TlsIo> ctls_;                // client side is TLS (a TLS listener)
   std::shared_ptr<SSL_CTX> tls_ctx_;           // the listener's, until start() uses it
   std::unique_ptr<Relay> relay_;               // once relaying
+  std::unique_ptr<UdpAssociation> udp_;        // UDP ASSOCIATE: from its request on
   std::shared_ptr<const Upstream> route_;      // the upstream this tunnel uses, if any
   bool counted_active_ = false;                // counted in route_->health->active
   bool refused_by_route_ = false;

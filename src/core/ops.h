@@ -28,6 +28,11 @@ enum class Op : uint8_t {
   tls_recv,  // ciphertext from a TLS upstream
   client_tls_send,  // ciphertext to a client of a TLS listener
   client_tls_recv,  // ciphertext from a client of a TLS listener
+  // UDP association (udp/udp_association.cpp): the pointer is the UdpAssociation, or for
+  // udp_send one of its send slots (many datagrams may be in flight at once).
+  udp_client_in,  // multishot recvmsg on the client-facing relay socket
+  udp_target_in,  // multishot recvmsg on the target-facing socket
+  udp_send,       // sendmsg of one datagram, either way
   count
 };
 static_assert(static_cast<int>(Op::count) <= 32);

@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/ops.h"
 #include "route/snapshot_store.h"
+#include "udp/udp_association.h"
 
 namespace up {
 
@@ -34,6 +35,11 @@ constexpr int pipe_bytes = 1 << 20;  // fewer splice calls per GB; pages are onl
 // send is in flight, which is mostly no time at all. A small pool does: 128 x 16 KiB = 2 MiB
 // per worker, resident once the ring has cycled through it.
 constexpr uint32_t relay_buffer_bytes = 16 * 1024;
+// UDP datagrams: any size up to 64 KiB, plus recvmsg's header and the source address in front.
+// Held only while a datagram's send is in flight (or its name resolves); pages are touched as
+// datagrams fill them.
+constexpr unsigned udp_buffer_count = 64;
+constexpr uint32_t udp_buffer_bytes = 64 * 1024 + 128;
 }  // namespace
 
 Worker::Worker(unsigned id, Runtime& rt)
@@ -244,6 +250,7 @@ void Worker::run(int cpu, std::function<void(unsigned, std::string)> bound) {
   begin_stop();  // a loop that ended on a ring error must not leave its listeners open
   dns_.reset();
   bufs_.reset();
+  udp_bufs_.reset();
   io_uring_queue_exit(&ring_);
   for (auto& [id, sess] : tls_sessions_) SSL_SESSION_free(sess);
   rt_.snapshots->leave(id_);
@@ -263,6 +270,21 @@ void Worker::keep_tls_session(const std::string& upstream_id, SSL_SESSION* s) {
   SSL_SESSION*& slot = tls_sessions_[upstream_id];
   if (slot) SSL_SESSION_free(slot);
   slot = s;
+}
+
+BufferRing* Worker::udp_buffers() {
+  if (!udp_bufs_ && !udp_bufs_failed_) {
+    udp_bufs_ = std::make_unique<BufferRing>(ring_, udp_buffer_count, udp_buffer_bytes,
+                                             BufferRing::udp_group);
+    if (!udp_bufs_->ok()) {
+      UP_WARN("io_uring: provided buffer rings unavailable (%s): UDP ASSOCIATE is answered 0x07 "
+              "(Linux 6.0+ has them with multishot recvmsg)",
+              strerror(udp_bufs_->error()));
+      udp_bufs_.reset();
+      udp_bufs_failed_ = true;
+    }
+  }
+  return udp_bufs_.get();
 }
 
 void Worker::begin_stop() {
@@ -365,6 +387,13 @@ void Worker::handle(const Completion& cqe) {
     case Op::dns_poll:
       if (cqe.res >= 0 && dns_) dns_->on_poll(fd_of(ud), static_cast<unsigned>(cqe.res));
       return;
+    case Op::udp_client_in:
+    case Op::udp_target_in:
+    case Op::udp_send: {
+      Connection* c = UdpAssociation::complete(ud, cqe.res, cqe.flags);
+      if (c->can_free()) release(c);
+      return;
+    }
     case Op::none:
     case Op::ignored:
     case Op::count:

@@ -73,6 +73,9 @@ class Worker final : private PollHooks {
   PipePool& pipes() { return pipes_; }
   // Provided buffers for the relay's small-message path; null if the kernel lacks them.
   BufferRing* buffers() { return bufs_.get(); }
+  // Provided buffers for UDP associations (a datagram each, up to 64 KiB), registered on first
+  // use; null if the kernel lacks buffer rings.
+  BufferRing* udp_buffers();
   DnsResolver& dns() { return *dns_; }
   CredentialCache& credentials() { return credentials_; }
   TimerWheel& timers() { return timers_; }
@@ -130,6 +133,8 @@ class Worker final : private PollHooks {
   uint64_t now_ms_ = 0;
   PipePool pipes_;
   std::unique_ptr<BufferRing> bufs_;
+  std::unique_ptr<BufferRing> udp_bufs_;
+  bool udp_bufs_failed_ = false;
   std::unique_ptr<DnsResolver> dns_;
   CredentialCache credentials_;
   TimerWheel timers_;

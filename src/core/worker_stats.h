@@ -39,6 +39,23 @@ struct Histogram {
   }
 };
 
+// Why the UDP relay dropped a datagram (uringproxy_udp_dropped_total{reason}).
+enum class UdpDrop : uint8_t {
+  acl,             // the ACL refuses the destination
+  frag,            // FRAG != 0 (no reassembly)
+  foreign_source,  // not from the association's client, nor from a peer it sent to
+  limit,           // over the user's bandwidth cap, or too many datagrams waiting
+  malformed,       // shorter than its header, unknown ATYP, bad name, larger than a buffer
+  dns,             // the destination name did not resolve
+  error,           // the send failed (e.g. the destination's family is unreachable)
+  count
+};
+inline const char* to_string(UdpDrop d) {
+  static const char* const names[] = {"acl", "frag", "foreign_source", "limit",
+                                      "malformed", "dns", "error"};
+  return names[static_cast<int>(d)];
+}
+
 struct WorkerStats {
   uint64_t connections_total = 0;
   uint64_t connections_active = 0;
@@ -51,6 +68,10 @@ struct WorkerStats {
   Histogram connect;             // route decision to a usable target
   StringMap<uint64_t> tls_handshakes;  // "listener\tresult" -> TLS listener handshakes
   Histogram tls_handshake;       // accept to a finished TLS handshake
+  uint64_t udp_associations_active = 0;
+  uint64_t udp_datagrams_up = 0;    // client to target
+  uint64_t udp_datagrams_down = 0;  // target to client
+  std::array<uint64_t, static_cast<size_t>(UdpDrop::count)> udp_dropped{};
 
   void observe_connect(uint64_t us) { connect.observe(us); }
 
@@ -72,6 +93,10 @@ struct WorkerStats {
     connect.merge(o.connect);
     for (const auto& [k, v] : o.tls_handshakes) tls_handshakes[k] += v;
     tls_handshake.merge(o.tls_handshake);
+    udp_associations_active += o.udp_associations_active;
+    udp_datagrams_up += o.udp_datagrams_up;
+    udp_datagrams_down += o.udp_datagrams_down;
+    for (size_t i = 0; i < udp_dropped.size(); ++i) udp_dropped[i] += o.udp_dropped[i];
   }
 };
 

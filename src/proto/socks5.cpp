@@ -58,6 +58,38 @@ size_t write_address(const Target& t, uint8_t* out) {
   return n;
 }
 
+// ATYP DST.ADDR DST.PORT at `a` (its length already checked) into `t`; false for a domain that
+// is not a valid name.
+bool read_address(const uint8_t* a, Target& t) {
+  uint8_t atyp = a[0];
+  ++a;
+  switch (atyp) {
+    case atyp_ipv4:
+    case atyp_ipv6: {
+      size_t n = atyp == atyp_ipv4 ? 4 : 16;
+      char text[INET6_ADDRSTRLEN];
+      inet_ntop(n == 4 ? AF_INET : AF_INET6, a, text, sizeof text);
+      t.kind = n == 4 ? Target::Kind::ipv4 : Target::Kind::ipv6;
+      std::memset(t.ip, 0, sizeof t.ip);
+      std::memcpy(t.ip, a, n);
+      t.host.assign(text);
+      t.port = read_port(a + n);
+      return true;
+    }
+    case atyp_domain: {
+      size_t n = a[0];
+      if (n == 0) return false;
+      std::string_view name(reinterpret_cast<const char*>(a + 1), n);
+      // A literal sent as a name ("1.2.3.4" with ATYP 3) becomes a literal target.
+      if (!set_host(name, t)) return false;
+      t.port = read_port(a + 1 + n);
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 Parse parse_greeting(std::span<const uint8_t> in, Greeting& out, size_t& consumed) {
@@ -123,29 +155,13 @@ Parse parse_request(std::span<const uint8_t> in, Request& out, size_t& consumed,
   size_t alen = address_len(in, 3);
   if (alen == 0 || in.size() < 3 + alen) return Parse::need_more;
 
-  const uint8_t* a = in.data() + 4;
-  Target& t = out.target;
-  switch (atyp) {
-    case atyp_ipv4:
-    case atyp_ipv6: {
-      size_t n = atyp == atyp_ipv4 ? 4 : 16;
-      char text[INET6_ADDRSTRLEN];
-      inet_ntop(n == 4 ? AF_INET : AF_INET6, a, text, sizeof text);
-      t.kind = n == 4 ? Target::Kind::ipv4 : Target::Kind::ipv6;
-      std::memset(t.ip, 0, sizeof t.ip);
-      std::memcpy(t.ip, a, n);
-      t.host.assign(text);
-      t.port = read_port(a + n);
-      break;
-    }
-    case atyp_domain: {
-      size_t n = a[0];
-      std::string_view name(reinterpret_cast<const char*>(a + 1), n);
-      // A literal sent as a name ("1.2.3.4" with ATYP 3) becomes a literal target.
-      if (!set_host(name, t)) return Parse::error;
-      t.port = read_port(a + 1 + n);
-      break;
-    }
+  if (!read_address(in.data() + 3, out.target)) {
+    // UDP ASSOCIATE's address only says where the client will send from, and clients put
+    // names there that are none (PySocks sends "0"): that is "not known", all zeros.
+    if (in[1] != static_cast<uint8_t>(Command::udp_associate) || atyp != atyp_domain)
+      return Parse::error;
+    set_host("0.0.0.0", out.target);
+    out.target.port = read_port(in.data() + 3 + alen - 2);
   }
   out.cmd = static_cast<Command>(in[1]);
   reply = Reply::succeeded;
@@ -224,6 +240,11 @@ size_t encode_request(Command cmd, const Target& target, uint8_t* out) {
 }
 
 Parse parse_reply(std::span<const uint8_t> in, Reply& reply, size_t& consumed) {
+  Target ignored;
+  return parse_reply(in, reply, consumed, ignored);
+}
+
+Parse parse_reply(std::span<const uint8_t> in, Reply& reply, size_t& consumed, Target& bound) {
   consumed = 0;
   reply = Reply::general_failure;
   if (in.empty()) return Parse::need_more;
@@ -234,9 +255,42 @@ Parse parse_reply(std::span<const uint8_t> in, Reply& reply, size_t& consumed) {
   if (atyp != atyp_ipv4 && atyp != atyp_ipv6 && atyp != atyp_domain) return Parse::error;
   size_t alen = address_len(in, 3);
   if (alen == 0 || in.size() < 3 + alen) return Parse::need_more;
+  // A name that does not parse leaves `bound` empty (kind domain, no host): callers that need
+  // the address refuse it; CONNECT callers never look.
+  bound = Target{};
+  if (!read_address(in.data() + 3, bound)) bound = Target{};
   reply = static_cast<Reply>(in[1]);
   consumed = 3 + alen;
   return Parse::done;
+}
+
+UdpParse parse_udp_header(std::span<const uint8_t> in, UdpHeader& out) {
+  // RSV is not checked (RFC 1928 says X'0000', but nothing depends on it and clients differ).
+  if (in.size() < 4) return UdpParse::truncated;
+  uint8_t atyp = in[3];
+  if (atyp != atyp_ipv4 && atyp != atyp_ipv6 && atyp != atyp_domain) return UdpParse::bad_atyp;
+  size_t alen = address_len(in, 3);
+  if (alen == 0 || in.size() < 3 + alen) return UdpParse::truncated;
+  UdpHeader h;
+  h.frag = in[2];
+  if (!read_address(in.data() + 3, h.target)) return UdpParse::bad_name;
+  h.header_len = 3 + alen;
+  out = std::move(h);
+  return UdpParse::ok;
+}
+
+size_t encode_udp_header(const Target& target, uint8_t* out) {
+  out[0] = out[1] = out[2] = 0;
+  size_t n = write_address(target, out + 3);
+  return n == 0 ? 0 : 3 + n;
+}
+
+size_t encode_udp_header(const sockaddr* from, uint8_t out[22]) {
+  // The reply encoder writes VER REP RSV ATYP ADDR PORT; a UDP header is RSV RSV FRAG and the
+  // same address, so only the first three bytes differ.
+  size_t n = encode_reply(Reply::succeeded, from, out);
+  out[0] = out[1] = out[2] = 0;
+  return n;
 }
 
 }  // namespace up::socks5

@@ -30,6 +30,7 @@ Failure failure_for_errno(int err) {
 }  // namespace
 
 void Connection::dial() {
+  if (udp_) return udp_dialed();  // a direct UDP association dials nothing
   state_ = State::dialing;
   addrs_.clear();
   next_addr_ = 0;
@@ -118,6 +119,7 @@ void Connection::on_connect(int res) {
 
 void Connection::on_dialed() {
   if (dial_started_us_) w_.stats().observe_connect(monotonic_us() - dial_started_us_);
+  if (udp_) return udp_dialed();
   state_ = State::replying;  // the frontend's success reply; its completion starts the relay
   frontend_->answer_dialed();
 }

@@ -61,13 +61,14 @@ void Connection::route_and_dial() {
     }
   }
   const UserAcl* uacl = s.find_user_acl(user_);
-  Acl::Verdict verdict = s.acl.check_target(target_, uacl);
+  // A UDP association has no target yet: each datagram is judged as it comes.
+  Acl::Verdict verdict = udp_ ? Acl::Verdict::check_addresses : s.acl.check_target(target_, uacl);
   if (verdict == Acl::Verdict::deny) return fail({Result::denied, 0x02, 403});
   name_allowed_ = verdict == Acl::Verdict::allow && target_.kind == Target::Kind::domain;
   RoutePlan plan = plan_route(s, {user_, group_}, u, w_.cursors());
   // An upstream resolves names itself: with allow lists, a name they do not list is refused.
   if (plan.kind == RoutePlan::Kind::upstream && verdict == Acl::Verdict::check_addresses &&
-      s.acl.has_allow(uacl))
+      !udp_ && s.acl.has_allow(uacl))
     return fail({Result::denied, 0x02, 403});
   switch (plan.kind) {
     case RoutePlan::Kind::refuse:
@@ -90,6 +91,10 @@ void Connection::dial_upstream() {
   state_ = State::dialing;
   set_deadline_in(w_.snapshot().config.upstream.connect_timeout_ms);
   const UpstreamProxy& cfg = upstream_->current()->config;
+  // Only a plain SOCKS5 upstream relays UDP; the others fail closed (0x07) unless a later
+  // attempt or on_failure says otherwise.
+  if (udp_ && cfg.type != UpstreamType::socks5)
+    return upstream_attempt_failed({Result::unsupported, 0x07, 400}, false, "cannot carry UDP");
   upstream_->phase = UpstreamSession::Phase::resolving;
   upstream_->len = 0;
   upstream_->leftover.clear();
@@ -142,7 +147,13 @@ void Connection::upstream_handshake_step() {
       us.out.assign(reinterpret_cast<char*>(buf), n);
       break;
     case UpstreamSession::Phase::request:
-      if (socks) {
+      if (socks && udp_) {
+        // Where we will send from is not known yet: all zeros (RFC 1928).
+        Target any;
+        set_host("0.0.0.0", any);
+        n = socks5::encode_request(socks5::Command::udp_associate, any, buf);
+        us.out.assign(reinterpret_cast<char*>(buf), n);
+      } else if (socks) {
         n = socks5::encode_request(socks5::Command::connect, target_, buf);
         us.out.assign(reinterpret_cast<char*>(buf), n);
       } else {
@@ -212,7 +223,7 @@ void Connection::upstream_on_recv(int res) {
   if (cfg.type == UpstreamType::socks5 || cfg.type == UpstreamType::socks5s) {
     socks5::Reply rep;
     size_t used = 0;
-    switch (socks5::parse_reply({b, us.len}, rep, used)) {
+    switch (socks5::parse_reply({b, us.len}, rep, used, us.relay)) {
       case socks5::Parse::need_more:
         return more();
       case socks5::Parse::error:

@@ -22,6 +22,7 @@ struct UpstreamSession {
   std::unique_ptr<char[]> buf{new char[buf_cap]};  // handshake bytes received
   uint32_t len = 0;
   std::string leftover;  // tunnel bytes that arrived with the upstream's reply
+  Target relay;  // UDP ASSOCIATE: the relay address the upstream answered with
 
   const std::shared_ptr<const Upstream>& current() const { return plan.attempts[attempt]; }
 };

@@ -448,3 +448,124 @@ TEST_CASE("client encoders round-trip through the server parsers") {
     CHECK(r.target.host == t.host);
   }
 }
+
+// --- UDP request header (RFC 1928 section 7)
+
+TEST_CASE("udp header: IPv4, IPv6 and domain destinations, payload after the header") {
+  UdpHeader h;
+  Bytes v4 = {0, 0, 0, 1, 127, 0, 0, 1, 0x1f, 0x90, 'h', 'i'};
+  REQUIRE(parse_udp_header(v4, h) == UdpParse::ok);
+  CHECK(h.frag == 0);
+  CHECK(h.target.kind == up::Target::Kind::ipv4);
+  CHECK(h.target.host == "127.0.0.1");
+  CHECK(h.target.port == 8080);
+  CHECK(h.header_len == 10);
+
+  Bytes v6 = {0, 0, 0, 4};
+  for (int i = 0; i < 15; ++i) v6.push_back(0);
+  v6.push_back(1);
+  v6.push_back(0);
+  v6.push_back(53);
+  REQUIRE(parse_udp_header(v6, h) == UdpParse::ok);
+  CHECK(h.target.kind == up::Target::Kind::ipv6);
+  CHECK(h.target.host == "::1");
+  CHECK(h.target.port == 53);
+  CHECK(h.header_len == v6.size());  // an empty payload is a datagram too
+
+  Bytes name = {0, 0, 0, 3, 8, 'd', 'n', 's', '.', 't', 'e', 's', 't', 0, 53, 'q'};
+  REQUIRE(parse_udp_header(name, h) == UdpParse::ok);
+  CHECK(h.target.kind == up::Target::Kind::domain);
+  CHECK(h.target.host == "dns.test");
+  CHECK(h.header_len == 15);
+
+  // A literal sent as a name is that literal.
+  Bytes lit = {0, 0, 0, 3, 7, '1', '.', '2', '.', '3', '.', '4', 0, 1};
+  REQUIRE(parse_udp_header(lit, h) == UdpParse::ok);
+  CHECK(h.target.kind == up::Target::Kind::ipv4);
+}
+
+TEST_CASE("udp header: FRAG is reported, not judged") {
+  UdpHeader h;
+  Bytes frag = {0, 0, 1, 1, 10, 0, 0, 1, 0, 53};
+  REQUIRE(parse_udp_header(frag, h) == UdpParse::ok);
+  CHECK(h.frag == 1);
+}
+
+TEST_CASE("udp header: short datagrams, unknown ATYP, a domain longer than the datagram") {
+  UdpHeader h;
+  Bytes v4 = {0, 0, 0, 1, 127, 0, 0, 1, 0, 53};
+  for (size_t n = 0; n < v4.size(); ++n) {
+    CAPTURE(n);
+    CHECK(parse_udp_header(prefix(v4, n), h) == UdpParse::truncated);
+  }
+  CHECK(parse_udp_header(Bytes{0, 0, 0, 2, 1, 2, 3, 4, 0, 53}, h) == UdpParse::bad_atyp);
+  CHECK(parse_udp_header(Bytes{0, 0, 0, 0}, h) == UdpParse::bad_atyp);
+  // The name claims 200 bytes; the datagram has 5.
+  CHECK(parse_udp_header(Bytes{0, 0, 0, 3, 200, 'a', 'b', 'c', 'd', 'e'}, h) ==
+        UdpParse::truncated);
+  CHECK(parse_udp_header(Bytes{0, 0, 0, 3}, h) == UdpParse::truncated);
+  CHECK(parse_udp_header(Bytes{0, 0, 0, 3, 0, 0, 53}, h) == UdpParse::bad_name);
+  CHECK(parse_udp_header(Bytes{0, 0, 0, 3, 3, 'a', ' ', 'b', 0, 53}, h) == UdpParse::bad_name);
+}
+
+TEST_CASE("udp header: encoders round trip") {
+  up::Target t;
+  REQUIRE(up::parse_authority("example.com:443", 0, t));
+  uint8_t out[max_udp_header];
+  size_t n = encode_udp_header(t, out);
+  REQUIRE(n == 3 + 1 + 1 + 11 + 2);
+  UdpHeader h;
+  REQUIRE(parse_udp_header({out, n}, h) == UdpParse::ok);
+  CHECK(h.target.host == "example.com");
+  CHECK(h.target.port == 443);
+  CHECK(h.header_len == n);
+
+  sockaddr_in6 s6{};
+  s6.sin6_family = AF_INET6;
+  inet_pton(AF_INET6, "2001:db8::7", &s6.sin6_addr);
+  s6.sin6_port = htons(5353);
+  uint8_t hdr[22];
+  n = encode_udp_header(reinterpret_cast<sockaddr*>(&s6), hdr);
+  REQUIRE(n == 22);
+  CHECK(hdr[0] == 0);
+  CHECK(hdr[1] == 0);
+  CHECK(hdr[2] == 0);
+  REQUIRE(parse_udp_header({hdr, n}, h) == UdpParse::ok);
+  CHECK(h.target.host == "2001:db8::7");
+  CHECK(h.target.port == 5353);
+
+  sockaddr_in s4{};
+  s4.sin_family = AF_INET;
+  inet_pton(AF_INET, "192.0.2.1", &s4.sin_addr);
+  s4.sin_port = htons(9);
+  n = encode_udp_header(reinterpret_cast<sockaddr*>(&s4), hdr);
+  REQUIRE(n == 10);
+  REQUIRE(parse_udp_header({hdr, n}, h) == UdpParse::ok);
+  CHECK(h.target.host == "192.0.2.1");
+  CHECK(h.target.port == 9);
+}
+
+TEST_CASE("reply: BND.ADDR of a UDP ASSOCIATE answer") {
+  Reply r;
+  size_t consumed = 0;
+  up::Target bound;
+  Bytes ok = {5, 0, 0, 1, 127, 0, 0, 2, 0x04, 0x00};
+  REQUIRE(parse_reply(ok, r, consumed, bound) == Parse::done);
+  CHECK(r == Reply::succeeded);
+  CHECK(consumed == ok.size());
+  CHECK(bound.host == "127.0.0.2");
+  CHECK(bound.port == 1024);
+}
+
+TEST_CASE("request: UDP ASSOCIATE naming something that is not a name means unspecified") {
+  Request req;
+  Reply rep;
+  size_t consumed = 0;
+  Bytes pysocks = {5, 3, 0, 3, 1, '0', 0x30, 0x39};  // what PySocks sends: "0", its port
+  REQUIRE(parse_request(pysocks, req, consumed, rep) == Parse::done);
+  CHECK(req.cmd == Command::udp_associate);
+  CHECK(req.target.host == "0.0.0.0");
+  CHECK(req.target.port == 12345);
+  Bytes connect = {5, 1, 0, 3, 1, '0', 0x30, 0x39};
+  CHECK(parse_request(connect, req, consumed, rep) == Parse::error);
+}
