@@ -182,6 +182,28 @@ TEST_CASE("socks5 targets: IPv4 and IPv6 literals go as addresses") {
   CHECK(o.sent[1] == bytes({5, 1, 0, 4}) + std::string(15, '\0') + bytes({1, 1, 0xbb}));
 }
 
+TEST_CASE("socks5 UDP ASSOCIATE: the request names where we send from; bound() is the relay") {
+  Target any;  // as the dialer builds it: 0.0.0.0, port 0
+  REQUIRE(up::set_host("0.0.0.0", any));
+  HS hs(HS::Protocol::socks5, "", "", &any, HS::Request::udp_associate);
+  std::string reply = bytes({5, 0, 0, 1, 127, 0, 0, 9, 0x1f, 0x90});
+  std::vector<std::string> replies = {bytes({5, 0}), reply};
+  Outcome o = play_whole(hs, replies);
+  CHECK(o.step == HS::Step::done);
+  CHECK(o.sent == std::vector<std::string>{greeting_none, bytes({5, 3, 0, 1, 0, 0, 0, 0, 0, 0})});
+  check_every_split(hs, replies);
+  hs.sent();
+  hs.received({"\x05\x00", 2});
+  hs.sent();
+  REQUIRE(hs.received({reply.data(), reply.size()}) == HS::Step::done);
+  CHECK(hs.bound().kind == Target::Kind::ipv4);
+  CHECK(hs.bound().host == "127.0.0.9");
+  CHECK(hs.bound().port == 8080);
+  HS refused(HS::Protocol::socks5, "", "", &any, HS::Request::udp_associate);
+  check_failure(play_whole(refused, {bytes({5, 0}), socks_reply(7)}), Fault::target, 1, 502,
+                "answered our UDP ASSOCIATE with SOCKS5 reply 0x07");
+}
+
 TEST_CASE("socks5 probe (no target): done after the authentication, no CONNECT") {
   std::vector<std::string> replies = {bytes({5, 2}), bytes({1, 0})};
   Outcome o = play_whole(socks(true, nullptr), replies);
