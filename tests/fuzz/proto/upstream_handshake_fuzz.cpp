@@ -1,6 +1,7 @@
 // Fuzzes src/proto/upstream_handshake.cpp with an upstream's byte stream. The first byte picks
-// the set-up (bit 0: http, bit 1: credentials, bit 2: a SOCKS5 probe without a target), the
-// second how the stream is cut (0: whole, else pieces of that size). Invariants: a failure
+// the set-up (bit 0: http, bit 1: credentials, bit 2: a SOCKS5 probe without a target, bit 3:
+// UDP ASSOCIATE instead of CONNECT), the second how the stream is cut (0: whole, else pieces
+// of that size). Invariants: a failure
 // answers the client within the codes docs/wire.md allows; leftover bytes are the stream's
 // tail; and the verdict does not depend on the cut the way it must not: one byte at a time
 // is the most lenient delivery (a reply's bytes arriving before we sent our next message are
@@ -76,6 +77,7 @@ Outcome run(HS hs, const uint8_t* data, size_t size, size_t piece) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   bool http = data[0] & 1, creds = data[0] & 2, probe = (data[0] & 4) && !http;
+  bool udp = (data[0] & 8) && !http;
   size_t piece = data[1];
   data += 2;
   size_t size_left = size - 2;
@@ -84,7 +86,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   target.host = "example.com";
   target.port = 443;
   HS hs(http ? HS::Protocol::http : HS::Protocol::socks5, creds ? "user" : "",
-        creds ? "password" : "", probe ? nullptr : &target);
+        creds ? "password" : "", probe ? nullptr : &target,
+        udp ? HS::Request::udp_associate : HS::Request::connect);
   Outcome cut = run(hs, data, size_left, piece);
   Outcome bytewise = run(hs, data, size_left, 1);
   if (cut.step == HS::Step::done) {
