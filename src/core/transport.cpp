@@ -150,7 +150,6 @@ void Connection::tls_handshake_step(Side s) {
         count_tls_handshake(t.layer.resumed() ? "resumed" : "ok");
         return begin_session();
       }
-      upstream_->phase = UpstreamSession::Phase::greeting;
       return upstream_handshake_step();
     case TlsLayer::Step::want_read:
       return tls_want_ciphertext(s);

@@ -13,31 +13,21 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "upstream/upstream_session.h"
-#include "uringproxy/http.h"
-#include "uringproxy/socks5.h"
 
 namespace up {
 
 namespace {
 
-// An upstream's SOCKS5 refusal of the target is passed on as it came; it says nothing about
-// the upstream's health.
-Failure failure_for_socks_reply(socks5::Reply r) {
-  switch (r) {
-    case socks5::Reply::not_allowed: return {Result::denied, 0x02, 403};
-    case socks5::Reply::net_unreachable: return {Result::unreachable, 0x03, 502};
-    case socks5::Reply::host_unreachable: return {Result::dns_failed, 0x04, 502};
-    case socks5::Reply::refused: return {Result::refused, 0x05, 502};
-    case socks5::Reply::timeout: return {Result::timeout, 0x06, 504};
-    default: return {Result::upstream_error, 0x01, 502};
+// The access-log result for what the client is answered: the REP already says it.
+Result result_for_reply(uint8_t socks_reply) {
+  switch (socks_reply) {
+    case 0x02: return Result::denied;
+    case 0x03: return Result::unreachable;
+    case 0x04: return Result::dns_failed;
+    case 0x05: return Result::refused;
+    case 0x06: return Result::timeout;
+    default: return Result::upstream_error;
   }
-}
-
-Failure failure_for_http_status(int status) {
-  if (status == 504) return {Result::timeout, 0x06, 504};
-  if (status == 403) return {Result::denied, 0x02, 502};
-  if (status >= 500) return {Result::refused, 0x05, 502};
-  return {Result::upstream_error, 0x01, 502};
 }
 
 }  // namespace
@@ -96,7 +86,7 @@ void Connection::dial_upstream() {
   if (udp_ && cfg.type != UpstreamType::socks5)
     return upstream_attempt_failed({Result::unsupported, 0x07, 400}, false, "cannot carry UDP");
   upstream_->phase = UpstreamSession::Phase::resolving;
-  upstream_->len = 0;
+  upstream_->handshake.reset();
   upstream_->leftover.clear();
   addrs_.clear();
   next_addr_ = 0;
@@ -113,10 +103,7 @@ void Connection::dial_upstream() {
 
 void Connection::upstream_connected() {
   const Upstream& u = *upstream_->current();
-  if (!u.has_tls()) {
-    upstream_->phase = UpstreamSession::Phase::greeting;
-    return upstream_handshake_step();
-  }
+  if (!u.has_tls()) return upstream_handshake_step();
   upstream_->phase = UpstreamSession::Phase::tls;
   tls_ = std::make_unique<TlsIo>();
   const std::string& name =
@@ -126,132 +113,65 @@ void Connection::upstream_connected() {
   tls_handshake_step(Side::target);
 }
 
-// Sends the message of the current phase; its answer arrives in upstream_on_recv.
+// The upstream's own handshake (after TCP, and TLS where the type has it): starts it, then
+// does what the machine asks next; the upstream's answers arrive in upstream_on_recv.
 void Connection::upstream_handshake_step() {
   UpstreamSession& us = *upstream_;
-  const UpstreamProxy& cfg = us.current()->config;
-  bool socks = cfg.type == UpstreamType::socks5 || cfg.type == UpstreamType::socks5s;
-  uint8_t buf[600];
-  size_t n = 0;
-  switch (us.phase) {
-    case UpstreamSession::Phase::greeting:
-      if (!socks) {
-        us.phase = UpstreamSession::Phase::request;
-        return upstream_handshake_step();
-      }
-      n = socks5::encode_greeting(!cfg.username.empty(), buf);
-      us.out.assign(reinterpret_cast<char*>(buf), n);
-      break;
-    case UpstreamSession::Phase::auth:
-      n = socks5::encode_userpass(cfg.username, cfg.password, buf);
-      us.out.assign(reinterpret_cast<char*>(buf), n);
-      break;
-    case UpstreamSession::Phase::request:
-      if (socks && udp_) {
-        // Where we will send from is not known yet: all zeros (RFC 1928).
-        Target any;
-        set_host("0.0.0.0", any);
-        n = socks5::encode_request(socks5::Command::udp_associate, any, buf);
-        us.out.assign(reinterpret_cast<char*>(buf), n);
-      } else if (socks) {
-        n = socks5::encode_request(socks5::Command::connect, target_, buf);
-        us.out.assign(reinterpret_cast<char*>(buf), n);
-      } else {
-        us.out = http::encode_connect(
-            target_, cfg.username.empty() ? std::string()
-                                          : http::basic_credentials(cfg.username, cfg.password));
-      }
-      break;
-    default:
-      return;
+  if (us.phase != UpstreamSession::Phase::handshake) {
+    const UpstreamProxy& cfg = us.current()->config;
+    bool socks = cfg.type == UpstreamType::socks5 || cfg.type == UpstreamType::socks5s;
+    us.phase = UpstreamSession::Phase::handshake;
+    if (udp_) {
+      // Where we will send from is not known yet: all zeros (RFC 1928).
+      Target any;
+      set_host("0.0.0.0", any);
+      us.handshake.emplace(UpstreamHandshake::Protocol::socks5, cfg.username, cfg.password, &any,
+                           UpstreamHandshake::Request::udp_associate);
+    } else {
+      us.handshake.emplace(socks ? UpstreamHandshake::Protocol::socks5
+                                 : UpstreamHandshake::Protocol::http,
+                           cfg.username, cfg.password, &target_);
+    }
   }
-  us.len = 0;
-  submit_send_target(us.out.data(), static_cast<uint32_t>(us.out.size()));
+  UpstreamHandshake& hs = *us.handshake;
+  switch (hs.step()) {
+    case UpstreamHandshake::Step::send: {
+      std::string_view out = hs.output();  // stays put until sent()
+      return submit_send_target(out.data(), static_cast<uint32_t>(out.size()));
+    }
+    case UpstreamHandshake::Step::recv:
+      return submit_recv_target(us.buf.get(), UpstreamSession::buf_cap);
+    case UpstreamHandshake::Step::done:
+      us.leftover.assign(hs.leftover());
+      us.relay = hs.bound();
+      return upstream_ready();
+    case UpstreamHandshake::Step::failed:
+      break;
+  }
+  const UpstreamHandshake::Failure& f = hs.failure();
+  Failure reply{result_for_reply(f.socks_reply), f.socks_reply, f.http_status};
+  switch (f.fault) {
+    case UpstreamHandshake::Failure::Fault::upstream:
+      return upstream_attempt_failed(reply, true, f.why.c_str());
+    case UpstreamHandshake::Failure::Fault::after_request:
+      return upstream_attempt_failed(reply, false, f.why.c_str());
+    case UpstreamHandshake::Failure::Fault::target:
+      return fail(reply);  // passed on at once: it says nothing about the upstream's health
+  }
 }
 
 void Connection::upstream_on_sent() {
-  UpstreamSession& us = *upstream_;
-  submit_recv_target(us.buf.get() + us.len, UpstreamSession::buf_cap - us.len);
+  upstream_->handshake->sent();
+  upstream_handshake_step();
 }
 
 void Connection::upstream_on_recv(int res) {
   UpstreamSession& us = *upstream_;
-  if (res <= 0) {
-    // Closed after our CONNECT: the upstream was working; it is the target that failed (dante
-    // answers a refused target with a reset, and a TLS front end may drop the reply).
-    bool after_request = us.phase == UpstreamSession::Phase::request;
-    return upstream_attempt_failed(
-        after_request ? Failure{Result::refused, 0x05, 502}
-                      : Failure{Result::upstream_error, 0x01, 502},
-        !after_request, res == 0 ? "closed during its handshake" : "reset during its handshake");
-  }
-  us.len += static_cast<uint32_t>(res);
-  const UpstreamProxy& cfg = us.current()->config;
-  auto more = [&] {
-    if (us.len == UpstreamSession::buf_cap)
-      return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true,
-                                     "handshake reply too long");
-    submit_recv_target(us.buf.get() + us.len, UpstreamSession::buf_cap - us.len);
-  };
-  const uint8_t* b = reinterpret_cast<const uint8_t*>(us.buf.get());
-  switch (us.phase) {
-    case UpstreamSession::Phase::greeting:
-      if (us.len < 2) return more();
-      if (b[0] != 5 || us.len > 2)
-        return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true,
-                                       "not a SOCKS5 server");
-      if (b[1] == socks5::method_userpass && !cfg.username.empty())
-        us.phase = UpstreamSession::Phase::auth;
-      else if (b[1] == socks5::method_no_auth)
-        us.phase = UpstreamSession::Phase::request;
-      else
-        return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true,
-                                       "refused every authentication method we offered");
-      return upstream_handshake_step();
-    case UpstreamSession::Phase::auth:
-      if (us.len < 2) return more();
-      if (b[0] != 1 || b[1] != 0 || us.len > 2)
-        return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true,
-                                       "refused our username/password");
-      us.phase = UpstreamSession::Phase::request;
-      return upstream_handshake_step();
-    case UpstreamSession::Phase::request:
-      break;
-    default:
-      return;
-  }
-  if (cfg.type == UpstreamType::socks5 || cfg.type == UpstreamType::socks5s) {
-    socks5::Reply rep;
-    size_t used = 0;
-    switch (socks5::parse_reply({b, us.len}, rep, used, us.relay)) {
-      case socks5::Parse::need_more:
-        return more();
-      case socks5::Parse::error:
-        return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true,
-                                       "sent a malformed SOCKS5 reply");
-      case socks5::Parse::done:
-        break;
-    }
-    if (rep != socks5::Reply::succeeded) return fail(failure_for_socks_reply(rep));
-    us.leftover.assign(us.buf.get() + used, us.len - used);
-    return upstream_ready();
-  }
-  http::ResponseHead head;
-  switch (http::parse_response_head({us.buf.get(), us.len}, head)) {
-    case http::Parse::need_more:
-      return more();
-    case http::Parse::error:
-      return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true,
-                                     "sent a malformed HTTP response");
-    case http::Parse::done:
-      break;
-  }
-  if (head.status == 407)
-    return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true,
-                                   "refused our credentials (407)");
-  if (head.status < 200 || head.status > 299) return fail(failure_for_http_status(head.status));
-  us.leftover.assign(us.buf.get() + head.head_len, us.len - head.head_len);
-  upstream_ready();
+  if (res <= 0)
+    us.handshake->closed(res < 0);
+  else
+    us.handshake->received({us.buf.get(), static_cast<size_t>(res)});
+  upstream_handshake_step();
 }
 
 void Connection::upstream_ready() {

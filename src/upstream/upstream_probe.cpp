@@ -1,5 +1,6 @@
 #include "upstream/upstream_probe.h"
 
+#include <errno.h>
 #include <netdb.h>
 #include <openssl/err.h>
 #include <poll.h>
@@ -11,8 +12,7 @@
 #include <chrono>
 
 #include "upstream/tls_layer.h"
-#include "uringproxy/http.h"
-#include "uringproxy/socks5.h"
+#include "uringproxy/upstream_handshake.h"
 
 namespace up {
 
@@ -56,15 +56,6 @@ struct ProbeStream {
     arm_timeouts();
     if (ssl) return SSL_read(ssl, buf, static_cast<int>(cap));
     return recv(fd, buf, cap, 0);
-  }
-  bool recv_exact(uint8_t* buf, size_t n) {
-    size_t got = 0;
-    while (got < n) {
-      ssize_t r = recv_some(buf + got, n - got);
-      if (r <= 0) return false;
-      got += static_cast<size_t>(r);
-    }
-    return true;
   }
 };
 
@@ -125,42 +116,40 @@ std::string probe_upstream(const Upstream& u, const std::string& target, uint32_
       return std::string("TLS handshake: ") + buf;
     }
   }
-  if (cfg.type == UpstreamType::socks5 || cfg.type == UpstreamType::socks5s) {
-    uint8_t buf[600];
-    size_t n = socks5::encode_greeting(!cfg.username.empty(), buf);
-    if (!s.send_all(buf, n) || !s.recv_exact(buf, 2)) return "no SOCKS5 greeting reply";
-    if (buf[0] != 5) return "not a SOCKS5 server";
-    if (buf[1] == socks5::method_userpass && !cfg.username.empty()) {
-      n = socks5::encode_userpass(cfg.username, cfg.password, buf);
-      if (!s.send_all(buf, n) || !s.recv_exact(buf, 2)) return "no SOCKS5 auth reply";
-      if (buf[1] != 0) return "SOCKS5 authentication refused";
-    } else if (buf[1] != socks5::method_no_auth) {
-      return "refused every SOCKS5 authentication method offered";
-    }
-    return "";
-  }
-  if (target.empty()) return "";  // http/https without a target: the TCP/TLS stage alone
+  bool socks = cfg.type == UpstreamType::socks5 || cfg.type == UpstreamType::socks5s;
   Target t;
-  if (!parse_authority(target, 0, t)) return "health_check.target is not host:port";
-  std::string req = http::encode_connect(
-      t, cfg.username.empty() ? std::string() : http::basic_credentials(cfg.username, cfg.password));
-  if (!s.send_all(req.data(), req.size())) return "cannot send CONNECT";
-  char buf[8192];
-  size_t len = 0;
+  if (!socks) {
+    if (target.empty()) return "";  // http/https without a target: the TCP/TLS stage alone
+    if (!parse_authority(target, 0, t)) return "health_check.target is not host:port";
+  }
+  // The dialer's machine, so the probe judges the upstream as every connection would; SOCKS5
+  // stops after the authentication (no CONNECT leaves for the internet).
+  UpstreamHandshake hs(socks ? UpstreamHandshake::Protocol::socks5
+                             : UpstreamHandshake::Protocol::http,
+                       cfg.username, cfg.password, socks ? nullptr : &t);
+  char buf[UpstreamHandshake::max_reply];
   for (;;) {
-    ssize_t r = s.recv_some(buf + len, sizeof buf - len);
-    if (r <= 0) return "no answer to CONNECT";
-    len += static_cast<size_t>(r);
-    http::ResponseHead head;
-    switch (http::parse_response_head({buf, len}, head)) {
-      case http::Parse::need_more:
-        if (len == sizeof buf) return "CONNECT answer too long";
-        continue;
-      case http::Parse::error:
-        return "malformed answer to CONNECT";
-      case http::Parse::done:
-        if (head.status >= 200 && head.status < 300) return "";
-        return "CONNECT " + target + " answered " + std::to_string(head.status);
+    switch (hs.step()) {
+      case UpstreamHandshake::Step::send: {
+        std::string_view out = hs.output();
+        if (!s.send_all(out.data(), out.size())) return "cannot send its handshake";
+        hs.sent();
+        break;
+      }
+      case UpstreamHandshake::Step::recv: {
+        ssize_t r = s.recv_some(buf, sizeof buf);
+        if (r > 0)
+          hs.received({buf, static_cast<size_t>(r)});
+        else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || s.remaining_ms() == 0))
+          return "timed out during its handshake";  // SO_RCVTIMEO: the deadline passed
+        else
+          hs.closed(r < 0);
+        break;
+      }
+      case UpstreamHandshake::Step::done:
+        return "";
+      case UpstreamHandshake::Step::failed:
+        return hs.failure().why;
     }
   }
 }

@@ -1,8 +1,10 @@
 #pragma once
 // The handshake-level probe of an upstream (docs/configuration.md#external_proxyjson): TCP connect, TLS with verification
 // where the type has it, then the upstream's own greeting and authentication (SOCKS5 method
-// + RFC 1929; for http/https a CONNECT to the health-check target when one is set).
-// Blocking, with a deadline: it runs on the health checker's thread, never on a worker.
+// + RFC 1929; for http/https a CONNECT to the health-check target when one is set), spoken by
+// the dialer's own state machine (uringproxy/upstream_handshake.h), so an upstream the probe
+// passes is one the dialer accepts. Blocking, with a deadline: it runs on the health
+// checker's thread, never on a worker.
 #include <cstdint>
 #include <string>
 
