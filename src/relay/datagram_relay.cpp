@@ -49,7 +49,7 @@ void DatagramRelay::pump_up() {
       count_drop(c_, UdpDrop::malformed);
       continue;
     }
-    if (c_.bandwidth_allowance(true, len) < len) {
+    if (c_.bandwidth_allowance(true, len) == 0) {  // whole, on any room (as for SOCKS5 UDP)
       count_drop(c_, UdpDrop::limit);
       continue;
     }
@@ -81,7 +81,7 @@ void DatagramRelay::on_recv(Side s, int res) {
     return end_tunnel_on_error(c_, -res);
   }
   auto len = static_cast<uint32_t>(res);  // 0 is an empty datagram, not an end
-  if (c_.bandwidth_allowance(false, len) < len) {
+  if (c_.bandwidth_allowance(false, len) == 0) {
     count_drop(c_, UdpDrop::limit);
     return read_down();
   }

@@ -284,7 +284,9 @@ bool UdpAssociation::client_source(const sockaddr* src) {
 }
 
 bool UdpAssociation::bandwidth_ok(bool up, uint32_t len) {
-  if (c_.bandwidth_allowance(up, len) < len) return false;
+  // A datagram cannot be cut: it goes whole when the cap has any room, and the limiter's debt
+  // holds back those after it (else one larger than the cap's 100 ms burst never passes).
+  if (c_.bandwidth_allowance(up, len) == 0) return false;
   c_.bandwidth_consume(up, len);
   return true;
 }
@@ -501,6 +503,9 @@ void UdpAssociation::on_sent(UdpSend* s, int res) {
   }
   s->next_free = free_;
   free_ = s;
+  // A receive that ran the buffer ring dry need not wait for the tick once this association's
+  // sends have all given their buffers back (a burst drains at send speed, not 64 a tick).
+  if (sends_ == 0 && !closed_) retry();
 }
 
 }  // namespace up

@@ -439,19 +439,29 @@ def test_flood_from_one_client_is_bounded(fresh_proxy, echo):
         _, _, body = b.recv()
         assert body.endswith(b"|other client")
 
-        # The association still works after the flood (and its datagram brings the count of
-        # those the kernel dropped from the relay socket's full queue).
-        a.send("127.0.0.1", echo.port, b"after")
-        while True:
-            _, _, body = a.recv()
-            if body.endswith(b"|after"):
-                break
+        # The association still works after the flood (its datagram may meet a queue still
+        # full, so it is sent until answered; the one that passes brings the count of those
+        # the kernel dropped from the relay socket's full queue).
+        a.udp.settimeout(1)
+        tries = 0
+        while time.monotonic() - t0 < WAIT:
+            tries += 1
+            a.send("127.0.0.1", echo.port, b"after")
+            try:
+                if a.recv()[2].endswith(b"|after"):
+                    break
+            except socket.timeout:
+                pass
+        else:
+            pytest.fail("the association did not answer after the flood")
 
         def accounted():
             m = metrics(mport)
-            return m['uringproxy_udp_datagrams_total{direction="up"}'] - 2 + dropped_total(m)
+            return m['uringproxy_udp_datagrams_total{direction="up"}'] - 1 + dropped_total(m)
         # Every datagram is either sent on or counted as dropped, none vanish unseen.
-        assert wait_until(lambda: accounted() == 10000, WAIT), (accounted(), metrics(mport))
+        want = 10000 + tries
+        assert wait_until(lambda: accounted() == want, WAIT), \
+            (accounted(), want, [(k, v) for k, v in metrics(mport).items() if "udp" in k])
         assert time.monotonic() - t0 < WAIT
         assert p.alive()
     finally:
@@ -533,19 +543,22 @@ class RefusingSocks5:
                 c, _ = self.sock.accept()
             except OSError:
                 return
-            with c:
-                c.settimeout(WAIT)
-                try:
-                    head = recv_exact(c, 2)
-                    recv_exact(c, head[1])
-                    c.sendall(b"\x05\x00")
-                    req = recv_exact(c, 4)
-                    n = {1: 4, 4: 16}.get(req[3]) or recv_exact(c, 1)[0]
-                    recv_exact(c, n + 2)
-                    self.requests.append(req[1])
-                    c.sendall(bytes([5, self.rep, 0, 1, 0, 0, 0, 0, 0, 0]))
-                except OSError:
-                    pass
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        with c:
+            c.settimeout(WAIT)
+            try:  # health probes greet and go: their EOF is fine
+                head = recv_exact(c, 2)
+                recv_exact(c, head[1])
+                c.sendall(b"\x05\x00")
+                req = recv_exact(c, 4)
+                n = {1: 4, 4: 16}.get(req[3]) or recv_exact(c, 1)[0]
+                recv_exact(c, n + 2)
+                self.requests.append(req[1])
+                c.sendall(bytes([5, self.rep, 0, 1, 0, 0, 0, 0, 0, 0]))
+            except (OSError, EOFError):
+                pass
 
     def close(self):
         self.sock.close()
@@ -588,20 +601,25 @@ def test_bandwidth_cap_drops_datagrams(fresh_proxy, echo):
     users = users_doc()
     for u in users["users"]:
         if u["username"] == "alice":
-            u["bandwidth_bps"] = 80000  # 10 kB/s
+            u["bandwidth_bps"] = 8000  # 1 kB/s
     p = fresh_proxy({"metrics": {"listen": f"127.0.0.1:{mport}"}}, users=users)
     a = Association(p.socks_port)
     try:
         assert a.rep == 0
         before = len(echo.seen)
-        for _ in range(20):  # 200 kB at once: far over 10 kB/s
-            a.send("127.0.0.1", echo.port, b"y" * 10000)
-        limit = lambda: metrics(mport).get('uringproxy_udp_dropped_total{reason="limit"}', 0)
-        assert wait_until(lambda: limit() >= 10, WAIT), metrics(mport)
-        m = metrics(mport)
-        assert m['uringproxy_udp_datagrams_total{direction="up"}'] + limit() == 20
-        assert len(echo.seen) - before < 10
+        for _ in range(10):  # 50 kB at once: far over 1 kB/s (and within the socket's queue)
+            a.send("127.0.0.1", echo.port, b"y" * 5000)
+        def counts():
+            m = metrics(mport)
+            return (m['uringproxy_udp_datagrams_total{direction="up"}'],
+                    m.get('uringproxy_udp_dropped_total{reason="limit"}', 0))
+        assert wait_until(lambda: sum(counts()) == 10, WAIT), metrics(mport)
+        up, limit = counts()
+        # A datagram larger than the cap's burst still goes (whole) when there is room; the
+        # rest of the burst is over the cap.
+        assert 1 <= up < 5 and limit > 5, counts()
+        assert len(echo.seen) - before < 5
     finally:
         a.close()
     line = p.wait_access_log(lambda o: "datagrams_up" in o and o["user"] == "alice")
-    assert line and line["datagrams_up"] < 10, line
+    assert line and 1 <= line["datagrams_up"] < 5, line

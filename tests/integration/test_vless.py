@@ -264,6 +264,54 @@ def test_v2ray_vless_clients_are_their_users(vproxy, servers, tmp_path):
                 p.wait()
 
 
+@pytest.mark.skipif(shutil.which("v2ray") is None, reason="v2ray is not installed")
+def test_v2ray_udp_through_dokodemo_door(vproxy, udp_echo, tmp_path):
+    """v2ray's own VLESS UDP: a dokodemo-door UDP inbound forwarding to the echo target, out
+    through its vless outbound to uringproxy."""
+    door = free_port()
+    cfg = {
+        "log": {"loglevel": "warning"},
+        "inbounds": [{"listen": "127.0.0.1", "port": door, "protocol": "dokodemo-door",
+                      "settings": {"address": "127.0.0.1", "port": udp_echo.port,
+                                   "network": "udp"}}],
+        "outbounds": [{"protocol": "vless",
+                       "settings": {"vnext": [{"address": "127.0.0.1", "port": vproxy.vless_port,
+                                               "users": [{"id": UUIDS["vera"],
+                                                          "encryption": "none"}]}]},
+                       "streamSettings": {"network": "tcp", "security": "tls",
+                                          "tlsSettings": {"serverName": "proxy.test",
+                                                          "allowInsecure": True}}}],
+    }
+    path = tmp_path / "v2ray-udp.json"
+    path.write_text(json.dumps(cfg))
+    start = vproxy.mark()
+    proc = subprocess.Popen(["v2ray", "-config", str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(1)
+    try:
+        got = None
+        deadline = time.monotonic() + 20
+        while got is None and time.monotonic() < deadline:  # until v2ray listens
+            u.sendto(b"via-v2ray", ("127.0.0.1", door))
+            try:
+                got = u.recv(65536)
+            except socket.timeout:
+                pass
+        assert got and got.endswith(b"|via-v2ray"), got
+    finally:
+        u.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    line = vproxy.wait_access_log(lambda o: o.get("user") == "vera" and "datagrams_up" in o,
+                                  start=start)
+    assert line and line["datagrams_down"] >= 1, line
+
+
 def test_user_add_gives_a_vless_id_that_works(vproxy, servers):
     from ctl_helpers import run_ctl
     cfg = str(vproxy.config_path)
