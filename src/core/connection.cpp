@@ -202,6 +202,11 @@ void Connection::on_target_recv(int res) {
 
 void Connection::on_send_done(Op op, int res) {
   int i = op == Op::client_send ? 0 : 1;
+  if (res < 0 && state_ == State::relaying && relay_ &&
+      relay_->on_send_error(i == 0 ? Side::client : Side::target, -res)) {
+    send_left_[i] = 0;  // the relay took the loss (a datagram), not the tunnel's end
+    return;
+  }
   if (res < 0) {
     if (i == 1 && state_ == State::dialing && upstream_)
       return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true,
@@ -435,7 +440,7 @@ ConnectionInfo Connection::describe(uint64_t now_ms) const {
   i.group = group_;
   i.client = format_client(client_addr_);
   i.target = target_.port ? target_.to_string() : std::string();
-  if (udp_) i.target = "udp:" + (i.target.empty() ? std::string("*") : i.target);
+  if (udp_ || datagram_) i.target = "udp:" + (i.target.empty() ? std::string("*") : i.target);
   i.route = route_name();
   i.bytes_up = bytes_up_;
   i.bytes_down = bytes_down_;
@@ -455,6 +460,10 @@ void Connection::write_access_log() {
     rec.udp = true;
     rec.datagrams_up = udp_->datagrams_up();
     rec.datagrams_down = udp_->datagrams_down();
+  } else if (datagram_) {
+    rec.udp = true;
+    rec.datagrams_up = datagrams_up_;
+    rec.datagrams_down = datagrams_down_;
   }
   log->write(w_.id(), rec);
 }

@@ -3,6 +3,7 @@
 //
 //   handshake -> [verifying] -> dialing -> replying -> relaying
 //             (http)          -> forwarding (absolute URI, keep-alive loop)
+//   VLESS UDP: as a tunnel, with a UDP socket as the target (relay/datagram_relay.cpp)
 //   socks5 UDP ASSOCIATE: handshake -> [dialing] -> udp (udp/udp_association.h relays;
 //             the control connection is watched for its close)
 //   any:      failing (sending an error reply) -> closed
@@ -150,6 +151,10 @@ class alignas(32) Connection final : private DnsWaiter {
   size_t bandwidth_allowance(bool up, size_t wants);
   void bandwidth_consume(bool up, size_t n);
   void touch();  // bytes moved: the idle deadline starts over
+  // VLESS UDP (command 2): the target is a connected UDP socket and the relay carries
+  // length-prefixed datagrams (relay/datagram_relay.cpp); each one sent on is counted here.
+  bool datagram() const { return datagram_; }
+  void count_datagram(bool up) { ++(up ? datagrams_up_ : datagrams_down_); }
   // The one way out: the access-log line, counters, and every resource given back.
   void finish(Result r);
 
@@ -306,6 +311,9 @@ class alignas(32) Connection final : private DnsWaiter {
   bool name_allowed_ = false;     // the ACL allowed the target by name
   uint64_t bytes_up_ = 0;
   uint64_t bytes_down_ = 0;
+  bool datagram_ = false;  // VLESS UDP: see datagram()
+  uint64_t datagrams_up_ = 0;
+  uint64_t datagrams_down_ = 0;
   sockaddr_in6 client_addr_{};
   std::string user_;
   std::string group_;

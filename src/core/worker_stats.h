@@ -48,11 +48,12 @@ enum class UdpDrop : uint8_t {
   malformed,       // shorter than its header, unknown ATYP, bad name, larger than a buffer
   dns,             // the destination name did not resolve
   error,           // the send failed (e.g. the destination's family is unreachable)
+  overflow,        // the relay socket's receive queue was full: the kernel dropped it
   count
 };
 inline const char* to_string(UdpDrop d) {
   static const char* const names[] = {"acl", "frag", "foreign_source", "limit",
-                                      "malformed", "dns", "error"};
+                                      "malformed", "dns", "error", "overflow"};
   return names[static_cast<int>(d)];
 }
 

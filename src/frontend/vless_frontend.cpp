@@ -45,7 +45,9 @@ void VlessFrontend::on_client_data(uint32_t) {
   if (!u || !u->enabled) return c_.on_auth_failed();
   c_.user_ = u->username;
   c_.group_.clear();
-  if (req.cmd != vless::Command::tcp) return c_.finish(Result::unsupported);  // UDP, mux
+  if (req.cmd == vless::Command::mux) return c_.finish(Result::unsupported);
+  // UDP: datagrams to the one destination the header names (relay/datagram_relay.cpp).
+  c_.datagram_ = req.cmd == vless::Command::udp;
   c_.target_ = std::move(req.target);
   c_.on_authenticated();  // counts the user, then routes and dials
 }

@@ -28,6 +28,9 @@ class Relay {
   // the first bytes of either).
   virtual void on_recv(Side s, int res) = 0;
   virtual void on_sent(Side s) = 0;
+  // A send through a transport failed with `err`: true if the relay carries on (a lost
+  // datagram), false if the tunnel ends.
+  virtual bool on_send_error(Side, int) { return false; }
   // One of the relay's own ring operations (up_in, up_out, down_in, down_out) completed.
   virtual void on_op(Op op, int res, uint32_t flags) = 0;
   // A pipe may be free again, or the user's bandwidth cap has room.

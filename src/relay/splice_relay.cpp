@@ -19,6 +19,7 @@
 #include "core/connection.h"
 #include "core/worker.h"
 #include "relay/copy_relay.h"
+#include "relay/datagram_relay.h"
 #include "relay/splice_relay.h"
 
 namespace up {
@@ -29,6 +30,7 @@ constexpr unsigned splice_flags = SPLICE_F_NONBLOCK | SPLICE_F_MOVE;
 }  // namespace
 
 std::unique_ptr<Relay> make_relay(Connection& c, std::string to_target, std::string to_client) {
+  if (c.datagram()) return std::make_unique<DatagramRelay>(c, std::move(to_target));
   // TLS bytes have to pass through user space.
   if (c.tls(Side::client) || c.tls(Side::target))
     return std::make_unique<CopyRelay>(c, std::move(to_target), std::move(to_client));

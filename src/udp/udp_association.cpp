@@ -139,7 +139,14 @@ int UdpAssociation::open(const sockaddr_storage& local, const sockaddr_storage* 
     upstream_ = true;
     relay_ = mapped(reinterpret_cast<const sockaddr*>(relay));
   }
-  for (int i = 0; i < 2; ++i) recv_msg_[i].msg_namelen = sizeof(sockaddr_in6);
+  // A burst larger than a socket's receive queue is dropped by the kernel; SO_RXQ_OVFL
+  // reports how many with the next datagram, so those drops are counted too (overflow).
+  int one = 1;
+  for (int fd : {cfd_, tfd_}) setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
+  for (int i = 0; i < 2; ++i) {
+    recv_msg_[i].msg_namelen = sizeof(sockaddr_in6);
+    recv_msg_[i].msg_controllen = CMSG_SPACE(sizeof(uint32_t));
+  }
   ++w_.stats().udp_associations_active;
   counted_ = true;
   return 0;
@@ -245,6 +252,7 @@ void UdpAssociation::on_recv(bool client_side, int res, uint32_t flags) {
   io_uring_recvmsg_out* o = io_uring_recvmsg_validate(base, res, &m);
   if (!o || (o->flags & MSG_TRUNC) || o->namelen < sizeof(sockaddr_in))
     return drop(UdpDrop::malformed, buf);
+  count_kernel_drops(client_side ? 0 : 1, o);
   const auto* src = static_cast<const sockaddr*>(io_uring_recvmsg_name(o));
   const auto* data = static_cast<const uint8_t*>(io_uring_recvmsg_payload(o, &m));
   uint32_t len = io_uring_recvmsg_payload_length(o, res, &m);
@@ -252,6 +260,18 @@ void UdpAssociation::on_recv(bool client_side, int res, uint32_t flags) {
     from_client(buf, src, data, len);
   else
     from_target(buf, src, data, len);
+}
+
+void UdpAssociation::count_kernel_drops(int side, io_uring_recvmsg_out* o) {
+  for (cmsghdr* c = io_uring_recvmsg_cmsg_firsthdr(o, &recv_msg_[side]); c;
+       c = io_uring_recvmsg_cmsg_nexthdr(o, &recv_msg_[side], c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_RXQ_OVFL) continue;
+    uint32_t total;
+    memcpy(&total, CMSG_DATA(c), sizeof total);
+    // The counter is the socket's total (it wraps): what grew since the last datagram.
+    w_.stats().udp_dropped[static_cast<size_t>(UdpDrop::overflow)] += total - kernel_drops_[side];
+    kernel_drops_[side] = total;
+  }
 }
 
 bool UdpAssociation::client_source(const sockaddr* src) {
@@ -264,7 +284,9 @@ bool UdpAssociation::client_source(const sockaddr* src) {
 }
 
 bool UdpAssociation::bandwidth_ok(bool up, uint32_t len) {
-  if (c_.bandwidth_allowance(up, len) < len) return false;
+  // A datagram cannot be cut: it goes whole when the cap has any room, and the limiter's debt
+  // holds back those after it (else one larger than the cap's 100 ms burst never passes).
+  if (c_.bandwidth_allowance(up, len) == 0) return false;
   c_.bandwidth_consume(up, len);
   return true;
 }
@@ -481,6 +503,9 @@ void UdpAssociation::on_sent(UdpSend* s, int res) {
   }
   s->next_free = free_;
   free_ = s;
+  // A receive that ran the buffer ring dry need not wait for the tick once this association's
+  // sends have all given their buffers back (a burst drains at send speed, not 64 a tick).
+  if (sends_ == 0 && !closed_) retry();
 }
 
 }  // namespace up

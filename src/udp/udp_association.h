@@ -7,6 +7,7 @@
 // datagram is sent on with sendmsg straight from that buffer (the header is skipped, or
 // written in front with a second iovec), so no payload is copied. docs/wire.md says what the
 // client sees; docs/internals.md how it sits on the ring.
+#include <liburing.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -86,6 +87,7 @@ class alignas(32) UdpAssociation final {
   void remember_peer(const sockaddr_in6& a);
   bool known_peer(const sockaddr_in6& a) const;
   void drop(UdpDrop why, int32_t buf);
+  void count_kernel_drops(int side, io_uring_recvmsg_out* o);
   void put(int32_t buf);
   UdpSend* take_slot();
   void mark_target(const Target& t);
@@ -103,7 +105,8 @@ class alignas(32) UdpAssociation final {
   uint32_t inflight_ = 0;     // bit per Op (the two receives)
   bool wants_rearm_[2] = {false, false};  // a receive stopped on ENOBUFS: re-armed at retry()
   uint32_t sends_ = 0;        // sendmsg in flight
-  msghdr recv_msg_[2]{};      // the multishot recvmsg templates (name length, no control)
+  msghdr recv_msg_[2]{};      // the multishot recvmsg templates (name, SO_RXQ_OVFL control)
+  uint32_t kernel_drops_[2] = {0, 0};  // the sockets' SO_RXQ_OVFL counters, last seen
 
   // Who the client is: the address its request named, else the TCP client's IP; the port it
   // named, else the first one seen.

@@ -87,13 +87,16 @@ void Connection::on_resolved(int status, const std::vector<ResolvedAddress>& add
 void Connection::connect_next() {
   while (next_addr_ < addrs_.size()) {
     const ResolvedAddress& a = addrs_[next_addr_++];
-    int fd = socket(a.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    // VLESS UDP: a connected UDP socket (its connect completes at once; the kernel then
+    // takes datagrams from that address only).
+    int type = datagram_ && !upstream_ ? SOCK_DGRAM : SOCK_STREAM;
+    int fd = socket(a.addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       last_connect_errno_ = errno;
       continue;
     }
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (type == SOCK_STREAM) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     tfd_ = fd;
     target_addr_ = a.addr;
     io_uring_sqe* s = w_.sqe();

@@ -85,6 +85,10 @@ void Connection::dial_upstream() {
   // attempt or on_failure says otherwise.
   if (udp_ && cfg.type != UpstreamType::socks5)
     return upstream_attempt_failed({Result::unsupported, 0x07, 400}, false, "cannot carry UDP");
+  // VLESS UDP leaves directly only (no upstream carries it yet): fail closed.
+  if (datagram_)
+    return upstream_attempt_failed({Result::unsupported, 0x07, 400}, false,
+                                   "cannot carry VLESS UDP");
   upstream_->phase = UpstreamSession::Phase::resolving;
   upstream_->handshake.reset();
   upstream_->leftover.clear();

@@ -32,7 +32,8 @@ def vproxy(instances, tmp_path_factory):
     doc = {"users": [
         {"username": "vera", "password": sha512_hash(password("vera")), "uuid": UUIDS["vera"]},
         {"username": "walt", "password": sha512_hash(password("walt")),
-         "uuid": UUIDS["walt"].upper()},  # any case in users.json
+         "uuid": UUIDS["walt"].upper(),  # any case in users.json
+         "deny": ["127.0.0.3/32"]},
         {"username": "off", "password": sha512_hash(password("off")), "uuid": UUIDS["off"],
          "enabled": False},
     ]}
@@ -105,10 +106,20 @@ def test_addons_are_read_and_ignored(vproxy, servers):
         s.close()
 
 
-@pytest.mark.parametrize("case", ["unknown-id", "disabled-user", "bad-version", "mux", "udp"])
+@pytest.mark.parametrize("case", ["unknown-id", "disabled-user", "bad-version", "mux",
+                                  "udp-denied"])
 def test_refusals_close_without_reply(vproxy, servers, case):
-    uid = {"unknown-id": str(uuid.uuid4()), "disabled-user": UUIDS["off"]}.get(case, UUIDS["vera"])
-    kw = {"bad-version": {"version": 1}, "mux": {"cmd": 3}, "udp": {"cmd": 2}}.get(case, {})
+    uid = {"unknown-id": str(uuid.uuid4()), "disabled-user": UUIDS["off"],
+           "udp-denied": UUIDS["walt"]}.get(case, UUIDS["vera"])
+    kw = {"bad-version": {"version": 1}, "mux": {"cmd": 3}}.get(case, {})
+    if case == "udp-denied":  # walt's ACL denies 127.0.0.3
+        s = tls_open(vproxy.vless_port)
+        try:
+            s.sendall(header(uid, "127.0.0.3", 53, cmd=2) + b"\x00\x04data")
+            assert closed_without_reply(s) == b""
+        finally:
+            s.close()
+        return
     before = scrape(vproxy.metrics_port).get("uringproxy_auth_failures_total", 0)
     s = tls_open(vproxy.vless_port)
     try:
@@ -139,6 +150,60 @@ def test_truncated_header_at_every_byte(vproxy, servers):
     s.sendall(full + b"x")
     assert recv_exact(s, 3) == b"\x00\x00x"
     s.close()
+
+
+# --- UDP (command 2): length-prefixed datagrams to the one destination the header names ----
+def frame(payload):
+    return struct.pack(">H", len(payload)) + payload
+
+
+def read_frame(s):
+    n = struct.unpack(">H", recv_exact(s, 2))[0]
+    return recv_exact(s, n)
+
+
+@pytest.fixture(scope="module")
+def udp_echo():
+    from test_udp import UdpEcho
+    e = UdpEcho()
+    yield e
+    e.close()
+
+
+def test_udp_datagrams_over_the_stream(vproxy, udp_echo):
+    start = vproxy.mark()
+    s = tls_open(vproxy.vless_port)
+    try:
+        # Two datagrams behind the header, the second split across writes.
+        s.sendall(header(UUIDS["vera"], "127.0.0.1", udp_echo.port, cmd=2) + frame(b"one")
+                  + frame(b"two")[:3])
+        assert recv_exact(s, 2) == b"\x00\x00"
+        s.sendall(frame(b"two")[3:])
+        seen, payload = read_frame(s).split(b"|", 1)
+        assert payload == b"one"
+        assert read_frame(s).split(b"|", 1)[1] == b"two"
+        big = os.urandom(60000)  # one datagram, not cut
+        s.sendall(frame(big))
+        assert read_frame(s).split(b"|", 1)[1] == big
+        # Each datagram went out as one, from one proxy socket.
+        assert {src for src, _ in udp_echo.seen[-3:]} == {(seen.decode().rsplit(":", 1)[0],
+                                                           int(seen.decode().rsplit(":", 1)[1]))}
+    finally:
+        s.close()
+    line = vproxy.wait_access_log(lambda o: o.get("user") == "vera" and "datagrams_up" in o,
+                                  start=start)
+    assert line and line["datagrams_up"] == 3 and line["datagrams_down"] == 3, line
+    assert line["bytes_up"] == 6 + len(big) and line["result"] == "ok", line
+
+
+def test_udp_to_a_name(vproxy, udp_echo):
+    s = tls_open(vproxy.vless_port)
+    try:
+        s.sendall(header(UUIDS["walt"], "udp.test", udp_echo.port, cmd=2) + frame(b"named"))
+        assert recv_exact(s, 2) == b"\x00\x00"
+        assert read_frame(s).split(b"|", 1)[1] == b"named"
+    finally:
+        s.close()
 
 
 # --- v2ray as the client ---------------------------------------------------------------------
@@ -197,6 +262,54 @@ def test_v2ray_vless_clients_are_their_users(vproxy, servers, tmp_path):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+@pytest.mark.skipif(shutil.which("v2ray") is None, reason="v2ray is not installed")
+def test_v2ray_udp_through_dokodemo_door(vproxy, udp_echo, tmp_path):
+    """v2ray's own VLESS UDP: a dokodemo-door UDP inbound forwarding to the echo target, out
+    through its vless outbound to uringproxy."""
+    door = free_port()
+    cfg = {
+        "log": {"loglevel": "warning"},
+        "inbounds": [{"listen": "127.0.0.1", "port": door, "protocol": "dokodemo-door",
+                      "settings": {"address": "127.0.0.1", "port": udp_echo.port,
+                                   "network": "udp"}}],
+        "outbounds": [{"protocol": "vless",
+                       "settings": {"vnext": [{"address": "127.0.0.1", "port": vproxy.vless_port,
+                                               "users": [{"id": UUIDS["vera"],
+                                                          "encryption": "none"}]}]},
+                       "streamSettings": {"network": "tcp", "security": "tls",
+                                          "tlsSettings": {"serverName": "proxy.test",
+                                                          "allowInsecure": True}}}],
+    }
+    path = tmp_path / "v2ray-udp.json"
+    path.write_text(json.dumps(cfg))
+    start = vproxy.mark()
+    proc = subprocess.Popen(["v2ray", "-config", str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(1)
+    try:
+        got = None
+        deadline = time.monotonic() + 20
+        while got is None and time.monotonic() < deadline:  # until v2ray listens
+            u.sendto(b"via-v2ray", ("127.0.0.1", door))
+            try:
+                got = u.recv(65536)
+            except socket.timeout:
+                pass
+        assert got and got.endswith(b"|via-v2ray"), got
+    finally:
+        u.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    line = vproxy.wait_access_log(lambda o: o.get("user") == "vera" and "datagrams_up" in o,
+                                  start=start)
+    assert line and line["datagrams_down"] >= 1, line
 
 
 def test_user_add_gives_a_vless_id_that_works(vproxy, servers):
