@@ -36,6 +36,8 @@ struct Args {
   uint16_t port = 0;
   bool no_test = false;
   std::string user_filter;  // connections --user
+  uint64_t quota_bytes = 0;  // quota set USER BYTES PERIOD
+  std::string period;
 };
 
 std::optional<std::string> id_or_none(const std::string& v) {
@@ -109,6 +111,33 @@ struct Tree {
     auto* kick = command(app, "kick", "close all of a user's tunnels", "kick",
                          [this](Request& r) { r.str("username", a.name); });
     kick->add_option("USER", a.name, "user name")->required();
+    build_quota();
+  }
+
+  void build_quota() {
+    auto* usage = command(app, "usage", "bytes used this period, quota and when it resets",
+                          "usage", [this](Request& r) {
+                            if (!a.name.empty()) r.str("username", a.name);
+                          });
+    usage->add_option("USER", a.name, "only this user");
+    CLI::App* quota = app.add_subcommand("quota", "set and reset per-user byte quotas");
+    quota->require_subcommand(1);
+    auto* set = command(*quota, "set",
+                        "give a user a byte quota per UTC day, week or month (0 = none); "
+                        "written to users.json",
+                        "quota.set", [this](Request& r) {
+                          r.str("username", a.name).uint("quota_bytes", a.quota_bytes);
+                          r.str("period", a.period);
+                        });
+    set->add_option("USER", a.name, "user name")->required();
+    set->add_option("BYTES", a.quota_bytes, "bytes per period, both directions (0 = no quota)")
+        ->required();
+    set->add_option("PERIOD", a.period, "day, week or month (UTC)")
+        ->required()
+        ->check(CLI::IsMember({"day", "week", "month"}));
+    auto* reset = command(*quota, "reset", "count a user's usage this period from zero",
+                          "quota.reset", [this](Request& r) { r.str("username", a.name); });
+    reset->add_option("USER", a.name, "user name")->required();
   }
 
   void build_user() {
