@@ -2,7 +2,8 @@
 # Sourced by scripts/run and scripts/test.
 
 BUILD_PACKAGES="meson ninja-build pkg-config g++ cmake liburing-dev libssl-dev libmimalloc-dev
-  rapidjson-dev libc-ares-dev libcrypt-dev doctest-dev libbenchmark-dev libcli11-dev openssl"
+  rapidjson-dev libc-ares-dev libcrypt-dev doctest-dev libbenchmark-dev libcli11-dev openssl
+  libpq-dev"
 # Peers the integration tests run against: dante (SOCKS5 upstream), tinyproxy (HTTP
 # upstream), stunnel (TLS in front of either), microsocks, prometheus (scrapes /metrics),
 # v2ray (a VLESS client).
