@@ -115,6 +115,7 @@ class Management {
   // Reads the usage file and refuses users already over quota; false (logged) when it cannot
   // be read.
   bool open_usage();
+  std::string usage_file_for_config() const;
   // The configuration in force changed: re-lists the users with a quota and re-checks them.
   void refresh_quotas(bool initial = false);
   // Every store.flush_interval_ms: adds the bytes the workers counted since the last flush to

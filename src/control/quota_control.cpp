@@ -24,8 +24,7 @@ int64_t now_unix_s() { return static_cast<int64_t>(time(nullptr)); }
 }  // namespace
 
 bool Management::open_usage() {
-  usage_path_ = current_.config.users_file.empty() ? std::string()
-                                                   : usage_file_for(current_.config.users_file);
+  usage_path_ = usage_file_for_config();
   if (!usage_path_.empty()) {
     std::string err;
     if (!load_usage(usage_path_, usage_, err)) {
@@ -38,7 +37,17 @@ bool Management::open_usage() {
   return true;
 }
 
+std::string Management::usage_file_for_config() const {
+  return current_.config.users_file.empty() ? std::string()
+                                            : usage_file_for(current_.config.users_file);
+}
+
 void Management::refresh_quotas(bool initial) {
+  // A reload that moved users_file moves the usage file with it (written at the next change).
+  if (std::string path = usage_file_for_config(); path != usage_path_) {
+    usage_path_ = std::move(path);
+    usage_changed_ = true;
+  }
   std::vector<QuotaUser> next;
   StringMap<size_t> index;
   for (const User& u : current_.users) {

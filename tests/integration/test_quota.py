@@ -5,12 +5,14 @@ bad quota fields are refused by --check naming the user and the field."""
 import json
 import os
 import subprocess
+import urllib.request
 
 import pytest
 
 from clients import curl, echo_roundtrip, http_connect, socks5_open, stream_end
 from ctl_helpers import CtlDaemon, wait_control, wait_for
 from harness import PASSWORDS, proxy_binary, users_doc
+from servers import free_port
 
 pytestmark = pytest.mark.uringproxy_only
 
@@ -30,8 +32,11 @@ def quota_users():
 
 @pytest.fixture
 def daemon(fresh_proxy):
+    metrics_port = free_port()
     p = fresh_proxy({"control": {"socket": "run/control.sock"},
+                     "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
                      "store": {"flush_interval_ms": FLUSH_MS}}, quota_users())
+    p.metrics_port = metrics_port
     d = CtlDaemon(p, p.workdir / "run" / "control.sock")
     wait_control(d)
     return d
@@ -42,6 +47,14 @@ def usage_of(d, user):
     assert r.rc == 0, r
     (row,) = a["usage"]
     return row
+
+
+def remaining_metric(d):
+    url = f"http://127.0.0.1:{d.p.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as m:
+        text = m.read().decode()
+    return [ln for ln in text.splitlines()
+            if ln.startswith("uringproxy_user_quota_remaining_bytes{")]
 
 
 def spend(d, servers, user, at_least):
@@ -64,10 +77,15 @@ def test_over_quota_refused_everywhere_and_open_tunnel_cut(daemon, servers):
                 "-o", "/dev/null", "-w", "%{http_code}", url])
     assert got.stdout == b"200", got
     assert wait_for(lambda: usage_of(d, "bob")["used_bytes"] >= 20000, BOUND)
+    # Only bob has a quota; the gauge is what he has left (read until a flush is not between).
+    assert wait_for(lambda: remaining_metric(d) == [
+        f'uringproxy_user_quota_remaining_bytes{{user="bob"}} '
+        f'{QUOTA - usage_of(d, "bob")["used_bytes"]}'], BOUND), remaining_metric(d)
     start = d.p.mark()
     held = spend(d, servers, "bob", QUOTA)
     # The open tunnel is closed within two flush intervals of the flush that saw it over.
     assert stream_end(held, BOUND) in ("eof", "reset")
+    assert remaining_metric(d) == ['uringproxy_user_quota_remaining_bytes{user="bob"} 0']
     line = d.p.wait_access_log(lambda o: o.get("user") == "bob" and
                                o.get("result") == "over_quota", start=start)
     assert line is not None, "no over_quota access-log line for the cut tunnel"
