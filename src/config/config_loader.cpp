@@ -400,8 +400,6 @@ void read_store(ObjectReader& root, const std::string& dir, Config& out) {
     else if (!has_node && !r.has("node"))
       r.error("node", "is required with \"type\": \"postgres\": this node's name, unique in "
                       "the fleet (e.g. the host name)");
-    r.error("type", "\"postgres\": the PostgreSQL store is not built yet; use \"json\" (the "
-                    "users_file, proxies_file and usage.json files)");
   }
   r.finish();
 }

@@ -39,5 +39,6 @@ def test_postgres_store_is_refused_as_not_built(tmp_path):
     rc, out = check(tmp_path, {"type": "postgres", "node": "edge-1",
                                "dsn": "host=db.internal dbname=uringproxy password=s3cretpw"})
     assert rc == 1, out
-    assert 'store.type: "postgres": the PostgreSQL store is not built yet' in out, out
+    assert ('store.type: "postgres": the PostgreSQL store is not built yet (only uringproxy '
+            '--migrate is)') in out, out
     assert "s3cretpw" not in out, out
