@@ -53,26 +53,58 @@ std::string run(PGconn* c, const char* sql, Result* out = nullptr) {
   return "";
 }
 
+std::string where_of(const StoreConfig& store) {
+  return "store.dsn (host " + (store.dsn_host.empty() ? std::string("default") : store.dsn_host) +
+         ")";
+}
+
 }  // namespace
 
 int store_schema_version() { return kVersion; }
 
-std::string migrate_store(const StoreConfig& store, std::string& done) {
-  std::string where = "store.dsn (host " + (store.dsn_host.empty() ? std::string("default")
-                                                                    : store.dsn_host) + ")";
+pg_conn* connect_store(const StoreConfig& store, std::string& error) {
   std::string password;
   if (!store.password_file.empty()) {
     std::ifstream f(store.password_file);
-    if (!f || !std::getline(f, password))
-      return "store.password_file: cannot read " + store.password_file;
+    if (!f || !std::getline(f, password)) {
+      error = "store.password_file: cannot read " + store.password_file;
+      return nullptr;
+    }
   }
   // expand_dbname: the first "dbname" value is the whole DSN; a password from the file is
   // added after it, so it is never spliced into a connection string.
   const char* keys[] = {"dbname", password.empty() ? nullptr : "password", nullptr};
   const char* values[] = {store.dsn.c_str(), password.c_str(), nullptr};
   Conn c(PQconnectdbParams(keys, values, 1));
-  if (!c || PQstatus(c.get()) != CONNECTION_OK)
-    return where + ": cannot connect: " + trimmed(c ? PQerrorMessage(c.get()) : "out of memory");
+  if (!c || PQstatus(c.get()) != CONNECTION_OK) {
+    error = where_of(store) + ": cannot connect: " +
+            trimmed(c ? PQerrorMessage(c.get()) : "out of memory");
+    return nullptr;
+  }
+  return c.release();
+}
+
+std::string check_schema_version(pg_conn* c, const StoreConfig& store) {
+  Result r;
+  std::string e = run(c, "SELECT coalesce(max(version), 0) FROM uringproxy_schema", &r);
+  if (!e.empty())
+    return where_of(store) + ": no uringproxy schema (run uringproxy --migrate first): " + e;
+  int at = std::atoi(PQgetvalue(r.get(), 0, 0));
+  if (at < kVersion)
+    return where_of(store) + ": the schema is at version " + std::to_string(at) +
+           "; run uringproxy --migrate (this uringproxy needs " + std::to_string(kVersion) + ")";
+  if (at > kVersion)
+    return where_of(store) + ": the schema is at version " + std::to_string(at) +
+           ", newer than this uringproxy knows (" + std::to_string(kVersion) +
+           "); upgrade uringproxy";
+  return "";
+}
+
+std::string migrate_store(const StoreConfig& store, std::string& done) {
+  std::string where = where_of(store);
+  std::string error;
+  Conn c(connect_store(store, error));
+  if (!c) return error;
   if (std::string e = run(c.get(), "BEGIN"); !e.empty()) return where + ": " + e;
   // One migrator at a time: the table lock holds until COMMIT.
   Result r;

@@ -6,7 +6,17 @@
 
 #include "uringproxy/config.h"
 
+struct pg_conn;  // libpq's PGconn
+
 namespace up {
+
+// Connects with store.dsn (and store.password_file); null with `error` naming the DSN's host,
+// never the password. Free with PQfinish.
+pg_conn* connect_store(const StoreConfig& store, std::string& error);
+
+// Inside a transaction: "" when the schema is at the version this build knows, else why
+// (never migrated, older: run --migrate; newer: upgrade uringproxy).
+std::string check_schema_version(pg_conn* c, const StoreConfig& store);
 
 // The newest schema version this build knows.
 int store_schema_version();
