@@ -55,6 +55,18 @@ struct AclConfig {
   std::vector<uint16_t> deny_ports;
 };
 
+// Where users, upstreams and usage live (docs/configuration.md#store): the JSON files beside
+// this config (the default), or a PostgreSQL database shared by a fleet of nodes.
+struct StoreConfig {
+  enum class Type : uint8_t { json, postgres };
+  Type type = Type::json;
+  std::string dsn;            // libpq connection string (postgres); may hold a password
+  std::string node;           // this node's name in the fleet (postgres)
+  std::string password_file;  // absolute; empty = the DSN's password or PGPASSFILE
+  std::string dsn_host;       // the DSN's host, for messages that must not show the password
+  uint32_t flush_interval_ms = 1000;  // how often per-user byte counts are added to usage
+};
+
 inline constexpr uint64_t kDefaultMaxConfigFileBytes = 64ull << 20;  // 64 MiB: ~200,000 users
 
 struct LimitsConfig {
@@ -113,7 +125,11 @@ struct Config {
   uint32_t shutdown_grace_ms = 10000;
   std::string run_as_user;   // "user": drop root after binding (optional)
   std::string run_as_group;  // "group"
+  StoreConfig store;
 };
+
+// The window a byte quota counts over; each starts at a UTC boundary (route/quota.h).
+enum class QuotaPeriod : uint8_t { none, day, week, month };
 
 struct User {
   std::string username;
@@ -128,6 +144,9 @@ struct User {
   std::optional<uint64_t> bandwidth_bps;  // bits per second, each direction
   std::vector<std::string> allow;
   std::vector<std::string> deny;
+  // Bytes both ways per quota_period; 0 = no quota (there is no fleet-wide default).
+  uint64_t quota_bytes = 0;
+  QuotaPeriod quota_period = QuotaPeriod::none;
 };
 
 // The limits that apply to one user (0 = unlimited): the user's own field where they wrote
@@ -218,5 +237,7 @@ std::string upstream_where(const std::string& id, size_t index);
 
 const char* to_string(Protocol p);
 const char* to_string(UpstreamType t);
+const char* to_string(QuotaPeriod p);  // "day", "week", "month"; "" for none
+bool parse_quota_period(const std::string& text, QuotaPeriod& out);
 
 }  // namespace up

@@ -117,6 +117,8 @@ std::string basic_credentials(std::string_view user, std::string_view pass);
 // (with Proxy-Authenticate: Basic realm="uringproxy"), 429, 431, 500, 502, 503, 504;
 // "HTTP/1.1 200 Connection established\r\n\r\n" for 200.
 std::string_view status_response(int status);
+// 429 with the plain-text reason "quota exceeded": the user's byte quota for the period is spent.
+std::string_view quota_exceeded_response();
 
 // Client side (upstream http dialer, load tool): "CONNECT host:port HTTP/1.1" with Host and
 // optionally Proxy-Authorization.

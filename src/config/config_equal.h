@@ -13,7 +13,8 @@ inline bool same_user(const User& a, const User& b) {
          a.email == b.email && a.external_proxy_id == b.external_proxy_id &&
          a.groups == b.groups && a.enabled == b.enabled &&
          a.max_connections == b.max_connections && a.bandwidth_bps == b.bandwidth_bps &&
-         a.allow == b.allow && a.deny == b.deny;
+         a.allow == b.allow && a.deny == b.deny && a.quota_bytes == b.quota_bytes &&
+         a.quota_period == b.quota_period;
 }
 
 inline bool same_proxy(const UpstreamProxy& a, const UpstreamProxy& b) {

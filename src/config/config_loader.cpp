@@ -1,4 +1,6 @@
 // uringproxy.json (docs/configuration.md) to Config.
+#include <libpq-fe.h>
+
 #include <cstring>
 #include <set>
 
@@ -332,6 +334,76 @@ void read_run_as(ObjectReader& root, Config& out) {
   }
 }
 
+// The DSN is checked by libpq itself, so what passes here is what libpq will connect with. Its
+// text is never put in a message, not even libpq's own (which quotes the offending part): it
+// may hold a password.
+void check_dsn(ObjectReader& r, StoreConfig& s) {
+  if (s.dsn.find('\0') != std::string::npos) {
+    r.error("dsn", "contains a NUL byte; write a libpq connection string");
+    return;
+  }
+  char* why = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(s.dsn.c_str(), &why);
+  if (why) PQfreemem(why);
+  if (!opts) {
+    r.error("dsn", "does not parse as a libpq connection string (key=value pairs such as "
+                   "\"host=db.internal dbname=uringproxy user=uringproxy\", a value with spaces "
+                   "in single quotes, or a postgresql:// URI); it is not shown because it may "
+                   "hold a password");
+    return;
+  }
+  bool has_password = false;
+  for (const PQconninfoOption* o = opts; o->keyword; ++o) {
+    if (!o->val || !*o->val) continue;
+    if (std::strcmp(o->keyword, "password") == 0) has_password = true;
+    if (std::strcmp(o->keyword, "host") == 0 ||
+        (std::strcmp(o->keyword, "hostaddr") == 0 && s.dsn_host.empty()))
+      s.dsn_host = o->val;
+  }
+  PQconninfoFree(opts);
+  if (has_password && !s.password_file.empty())
+    r.error("password_file", "is given and the dsn has a password too; keep one of them (a "
+                             "password_file keeps the password out of this file)");
+}
+
+void read_store(ObjectReader& root, const std::string& dir, Config& out) {
+  const rapidjson::Value* v = root.get_object("store");
+  if (v == nullptr) return;
+  ObjectReader r(root.diag(), *v, "store");
+  StoreConfig& s = out.store;
+  std::string type;
+  if (r.get_string("type", type)) {
+    if (type == "json") {
+      s.type = StoreConfig::Type::json;
+    } else if (type == "postgres") {
+      s.type = StoreConfig::Type::postgres;
+    } else {
+      r.error("type", quote(type) + " is not \"json\" or \"postgres\"");
+    }
+  }
+  bool has_dsn = r.get_string("dsn", s.dsn);
+  bool has_node = r.get_string("node", s.node);
+  get_path(r, "password_file", dir, s.password_file);
+  r.get_uint_as("flush_interval_ms", s.flush_interval_ms, 100, 60000);
+  if (s.type == StoreConfig::Type::json) {
+    for (const char* k : {"dsn", "node", "password_file"})
+      if (r.has(k))
+        r.error(k, "is read only with \"type\": \"postgres\"; remove it, or set the type");
+  } else {
+    if (has_dsn)
+      check_dsn(r, s);
+    else if (!r.has("dsn"))
+      r.error("dsn", "is required with \"type\": \"postgres\" (a libpq connection string, "
+                     "e.g. \"host=db.internal dbname=uringproxy user=uringproxy\")");
+    if (has_node && s.node.find_first_of(std::string(" \t\r\n\0", 5)) != std::string::npos)
+      r.error("node", quote(s.node) + " contains whitespace; name the node without it");
+    else if (!has_node && !r.has("node"))
+      r.error("node", "is required with \"type\": \"postgres\": this node's name, unique in "
+                      "the fleet (e.g. the host name)");
+  }
+  r.finish();
+}
+
 }  // namespace
 
 bool parse_config(const std::string& text, const std::string& path, Config& out,
@@ -381,6 +453,7 @@ bool parse_config(const std::string& text, const std::string& path, Config& out,
   read_access_log(root, dir, out);
   root.get_uint_as("shutdown_grace_ms", out.shutdown_grace_ms, 0, kMaxMs);
   read_run_as(root, out);
+  read_store(root, dir, out);
   root.finish();
   return diag.errors.size() == errors_before;
 }

@@ -217,6 +217,19 @@ bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics
     }
   }
 
+  // The database password: like the proxies file, refused when others may read it.
+  if (!c.store.password_file.empty()) {
+    std::string shown = config::display_path(c.store.password_file);
+    FileRead f = read_file(c.store.password_file, kDefaultMaxConfigFileBytes, raise);
+    if (!f.error.empty())
+      cfd.error("store.password_file", f.error);
+    else if ((f.mode & 077) != 0)
+      cfd.error("store.password_file", shown + ": group or others may access it (mode " +
+                                           octal_mode(f.mode) +
+                                           ") and it holds the database password; run chmod 600 " +
+                                           shown);
+  }
+
   check_cross_references(config_path, users_shown, proxies_shown, users_ok, proxies_ok, out,
                          diag);
   return diag.errors.size() == errors_before;

@@ -23,6 +23,25 @@ const char* to_string(UpstreamType t) {
   return "unknown";
 }
 
+const char* to_string(QuotaPeriod p) {
+  switch (p) {
+    case QuotaPeriod::none: return "";
+    case QuotaPeriod::day: return "day";
+    case QuotaPeriod::week: return "week";
+    case QuotaPeriod::month: return "month";
+  }
+  return "";
+}
+
+bool parse_quota_period(const std::string& text, QuotaPeriod& out) {
+  for (QuotaPeriod p : {QuotaPeriod::day, QuotaPeriod::week, QuotaPeriod::month})
+    if (text == to_string(p)) {
+      out = p;
+      return true;
+    }
+  return false;
+}
+
 std::string user_where(const std::string& username, size_t index) {
   return "user " + config::quote(username) + " (" + config::index_path("users", index) + ")";
 }

@@ -88,6 +88,8 @@ Record user_record(const User& u) {
   if (u.bandwidth_bps) r.num("bandwidth_bps", *u.bandwidth_bps);
   if (!u.allow.empty()) r.list("allow", u.allow);
   if (!u.deny.empty()) r.list("deny", u.deny);
+  if (u.quota_bytes) r.num("quota_bytes", u.quota_bytes);
+  if (u.quota_period != QuotaPeriod::none) r.str("quota_period", to_string(u.quota_period));
   return r;
 }
 

@@ -130,6 +130,14 @@ bool read_user(ObjectReader& r, User& u) {
   uint64_t n = 0;
   if (r.get_uint("max_connections", n, 0, UINT32_MAX)) u.max_connections = static_cast<uint32_t>(n);
   if (r.get_uint("bandwidth_bps", n, 0, UINT64_MAX)) u.bandwidth_bps = n;
+  r.get_uint("quota_bytes", u.quota_bytes, 0, UINT64_MAX);
+  std::string period;
+  if (r.get_string("quota_period", period, false, true) &&
+      !parse_quota_period(period, u.quota_period))
+    r.error("quota_period", quote(period) + " is not a quota period (\"day\", \"week\" or "
+                                             "\"month\"; each starts at 00:00 UTC)");
+  else if (u.quota_bytes && u.quota_period == QuotaPeriod::none && !r.has("quota_period"))
+    r.error("quota_period", "is required with quota_bytes (\"day\", \"week\" or \"month\")");
   r.get_string_array("allow", u.allow, acl_check);
   r.get_string_array("deny", u.deny, acl_check);
   for (const char* f : kHarmlessUserFields) r.ignore(f);

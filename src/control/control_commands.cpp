@@ -11,6 +11,7 @@
 
 #include "config/user_fields.h"
 #include "control/atomic_file.h"
+#include "control/control_answer.h"
 #include "control/control_request.h"
 #include "control/management.h"
 #include "core/clock.h"
@@ -23,6 +24,8 @@
 #include "upstream/upstream_probe.h"
 
 namespace up {
+
+using namespace control_answer;
 
 namespace {
 
@@ -38,64 +41,6 @@ std::string random_uuid() {
            b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
            b[15]);
   return out;
-}
-
-using Json = rapidjson::Writer<rapidjson::StringBuffer>;
-
-std::string refuse(const std::string& why, const std::vector<std::string>& errors = {}) {
-  rapidjson::StringBuffer sb;
-  Json w(sb);
-  w.StartObject();
-  w.Key("ok");
-  w.Bool(false);
-  w.Key("error");
-  w.String(why.c_str());
-  if (!errors.empty()) {
-    w.Key("errors");
-    w.StartArray();
-    for (const auto& e : errors) w.String(e.c_str());
-    w.EndArray();
-  }
-  w.EndObject();
-  return sb.GetString();
-}
-
-// Builds {"ok":true, ...} with the fields `body` writes.
-template <typename F>
-std::string answer(F&& body) {
-  rapidjson::StringBuffer sb;
-  Json w(sb);
-  w.StartObject();
-  w.Key("ok");
-  w.Bool(true);
-  body(w);
-  w.EndObject();
-  return sb.GetString();
-}
-
-void put(Json& w, const char* k, const std::string& v) {
-  w.Key(k);
-  w.String(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
-}
-void put(Json& w, const char* k, uint64_t v) {
-  w.Key(k);
-  w.Uint64(v);
-}
-void put_opt(Json& w, const char* k, const std::optional<std::string>& v) {
-  w.Key(k);
-  if (v)
-    w.String(v->c_str());
-  else
-    w.Null();
-}
-
-std::string str_arg(const rapidjson::Value& a, const char* k) {
-  auto it = a.FindMember(k);
-  return it != a.MemberEnd() && it->value.IsString() ? it->value.GetString() : std::string();
-}
-bool has_str(const rapidjson::Value& a, const char* k) {
-  auto it = a.FindMember(k);
-  return it != a.MemberEnd() && it->value.IsString();
 }
 
 // yescrypt with libxcrypt's default cost, like mkpasswd -m yescrypt.
@@ -137,6 +82,9 @@ void Management::handle(const std::string& line, const Reply& done) {
   if (cmd == "proxy.test") return cmd_proxy_test(d, done);
   if (cmd == "connections") return cmd_connections(d, done);
   if (cmd == "kick") return cmd_kick(d, done);
+  if (cmd == "usage") return done(cmd_usage(d));
+  if (cmd == "quota.set") return cmd_quota_set(d, done);
+  if (cmd == "quota.reset") return done(cmd_quota_reset(d));
   done(refuse("unknown command \"" + cmd + "\" (see docs/control-protocol.md)"));
 }
 
@@ -153,6 +101,10 @@ void Management::cmd_status(const Reply& done) {
                             put(w, "connections_active", active);
                             w.Key("ktls");  // the kernel has the TLS ULP (tls/ktls_probe.h)
                             w.Bool(rt_.ktls);
+                            put(w, "store", std::string(current_.config.store.type ==
+                                                                StoreConfig::Type::json
+                                                            ? "json"
+                                                            : "postgres"));
                           }));
                         });
 }

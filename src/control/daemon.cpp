@@ -25,6 +25,7 @@
 #include "control/management.h"
 #include "route/health_checker.h"
 #include "route/snapshot_store.h"
+#include "store/pg_schema.h"
 #include "tls/ktls_probe.h"
 #include "uringproxy/config.h"
 
@@ -115,10 +116,48 @@ bool drop_privileges(const Config& c, const std::string& control_socket) {
 
 }  // namespace
 
+namespace {
+// Until the daemon serves from PostgreSQL, a config that asks for it is refused rather than
+// served from the JSON files behind the operator's back.
+void refuse_unbuilt_store(const ConfigSet& set, const std::string& config_path,
+                          Diagnostics& diag) {
+  if (set.config.store.type == StoreConfig::Type::postgres)
+    diag.errors.push_back(config_path + ": store.type: \"postgres\": the PostgreSQL store is not "
+                          "built yet (only uringproxy --migrate is); use \"json\" (the "
+                          "users_file, proxies_file and usage.json files)");
+}
+}  // namespace
+
+int migrate(const std::string& config_path) {
+  Config c;
+  Diagnostics diag;
+  std::string text, err;
+  if (!read_config_file(config_path, kDefaultMaxConfigFileBytes, text, err)) {
+    fprintf(stderr, "error: %s: %s\n", config_path.c_str(), err.c_str());
+    return 1;
+  }
+  bool ok = parse_config(text, config_path, c, diag);
+  for (const auto& e : diag.errors) fprintf(stderr, "error: %s\n", e.c_str());
+  if (!ok || !diag.ok()) return 1;
+  if (c.store.type != StoreConfig::Type::postgres) {
+    fprintf(stderr, "error: %s: --migrate needs \"store\": {\"type\": \"postgres\", ...}; the "
+                    "JSON store has no schema\n", config_path.c_str());
+    return 1;
+  }
+  std::string done;
+  if (std::string why = migrate_store(c.store, done); !why.empty()) {
+    fprintf(stderr, "error: %s: %s\n", config_path.c_str(), why.c_str());
+    return 1;
+  }
+  printf("%s\n", done.c_str());
+  return 0;
+}
+
 int check_config(const std::string& config_path) {
   ConfigSet set;
   Diagnostics diag;
   bool ok = load_config_set(config_path, set, diag);
+  refuse_unbuilt_store(set, config_path, diag);
   for (const auto& w : diag.warnings) fprintf(stderr, "warning: %s\n", w.c_str());
   for (const auto& e : diag.errors) fprintf(stderr, "error: %s\n", e.c_str());
   if (ok && diag.ok()) {
@@ -143,6 +182,7 @@ int run_daemon(const DaemonOptions& opts) {
   Diagnostics diag;
   ConfigStamps stamps = ConfigStamps::take(opts.config_path);
   bool loaded = load_config_set(opts.config_path, set, diag);
+  refuse_unbuilt_store(set, opts.config_path, diag);
   if (!stamps.describes(set)) stamps = {};
   print_diagnostics(diag);
   if (!loaded || !diag.ok()) {

@@ -17,4 +17,7 @@ int run_daemon(const DaemonOptions& opts);
 // `uringproxy --check`: prints every error and warning; returns 0 or 1.
 int check_config(const std::string& config_path);
 
+// `uringproxy --migrate`: creates or upgrades the PostgreSQL store's schema; returns 0 or 1.
+int migrate(const std::string& config_path);
+
 }  // namespace up

@@ -131,7 +131,7 @@ bool Management::open() {
   epoll_ctl(epfd_, EPOLL_CTL_ADD, sigfd_, &ev);
   epoll_event wev{EPOLLIN, {.fd = wake_->fd}};
   epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_->fd, &wev);
-  return open_control_socket(current_.config.control_socket) &&
+  return open_usage() && open_control_socket(current_.config.control_socket) &&
          open_metrics(current_.config.metrics_listen, current_.config.metrics_listen_written);
 }
 
@@ -227,7 +227,9 @@ uint32_t Management::run() {
     // per turn between requests, so the first edit does not serialise every user.
     bool caching = !current_.config.users_file.empty() &&
                    user_records_.size() < current_.users.size();
-    int n = epoll_wait(epfd_, evs, 32, caching ? 0 : 250);
+    // Quotas are checked every store.flush_interval_ms: the loop wakes at least that often.
+    int wait_ms = static_cast<int>(std::min<uint32_t>(250, current_.config.store.flush_interval_ms));
+    int n = epoll_wait(epfd_, evs, 32, caching ? 0 : wait_ms);
     uint64_t now = monotonic_ms();
     for (int i = 0; i < n; ++i) {
       int fd = evs[i].data.fd;
@@ -238,6 +240,7 @@ uint32_t Management::run() {
             UP_INFO("%s: draining tunnels for up to %u ms",
                     si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT",
                     current_.config.shutdown_grace_ms);
+            save_usage_if_changed();
             return current_.config.shutdown_grace_ms;
           }
           if (si.ssi_signo == SIGHUP) {
@@ -258,6 +261,10 @@ uint32_t Management::run() {
       }
     }
     finish_pending(monotonic_ms());
+    if (now - last_flush_ms_ >= current_.config.store.flush_interval_ms) {
+      last_flush_ms_ = now;
+      flush_usage();
+    }
     if (caching) {
       cache_user_records(256);
       // Done: write the file once into the buffer, so its pages are touched now and not in
@@ -478,6 +485,9 @@ void Management::ask_workers(std::function<T(Worker&)> fn,
 // control_commands.cpp asks for these.
 template void Management::ask_workers<uint64_t>(std::function<uint64_t(Worker&)>,
                                                 std::function<void(std::vector<uint64_t>)>);
+template void Management::ask_workers<std::vector<uint64_t>>(
+    std::function<std::vector<uint64_t>(Worker&)>,
+    std::function<void(std::vector<std::vector<uint64_t>>)>);
 template void Management::ask_workers<std::vector<ConnectionInfo>>(
     std::function<std::vector<ConnectionInfo>(Worker&)>,
     std::function<void(std::vector<std::vector<ConnectionInfo>>)>);
@@ -594,6 +604,7 @@ void Management::publish(std::unique_ptr<Snapshot> snap, Changes ch, Committed t
   ++generation_;
   snapshots_.publish(std::move(snap));
   checker_.update(*snapshots_.current());
+  refresh_quotas();
   if (current_.config.limits.max_connections)
     rt_.max_connections.store(current_.config.limits.max_connections);
   // Hashing the dummy takes as long as a login (up to ~100 ms): only when the model changed.

@@ -17,6 +17,7 @@
 #include <rapidjson/document.h>
 
 #include "control/config_stamps.h"
+#include "control/usage_store.h"
 #include "core/worker_stats.h"
 #include "uringproxy/config.h"
 
@@ -30,6 +31,7 @@ struct Runtime;
 struct Snapshot;
 struct Upstream;
 class Worker;
+struct UserShared;
 enum class Result : uint8_t;
 
 class Management {
@@ -109,6 +111,27 @@ class Management {
   // Caches the records of up to `batch` more users.
   void cache_user_records(size_t batch);
 
+  // --- quotas (quota_control.cpp)
+  // Reads the usage file and refuses users already over quota; false (logged) when it cannot
+  // be read.
+  bool open_usage();
+  std::string usage_file_for_config() const;
+  // The configuration in force changed: re-lists the users with a quota and re-checks them.
+  void refresh_quotas(bool initial = false);
+  // Every store.flush_interval_ms: adds the bytes the workers counted since the last flush to
+  // each user's usage, then check_quotas() and writes the usage file if it changed.
+  void flush_usage();
+  void add_worker_counts(const std::vector<std::string>& names,
+                         const std::vector<std::vector<uint64_t>>& per_worker);
+  // Rolls periods over and sets each user's over_quota flag; a user newly over has their
+  // tunnels closed.
+  void check_quotas();
+  void save_usage_if_changed();
+  std::string cmd_usage(const Args& a);
+  void cmd_quota_set(const Args& a, const Reply& done);
+  std::string cmd_quota_reset(const Args& a);
+  void quota_metrics(std::string& o);
+
   // --- metrics (prometheus.cpp)
   void render_metrics(std::function<void(std::string)> then);
   std::string metrics_text(WorkerStats& s);
@@ -179,6 +202,23 @@ class Management {
   // written from.
   std::vector<std::string> user_records_;
   std::string users_text_;
+  // Quotas: the users that have one (in users.json order), what each worker had counted for
+  // them at the last flush (an absent entry is taken as the baseline at the next), and their
+  // usage (kept in usage_path_; empty path = nowhere to keep it).
+  struct QuotaUser {
+    std::string name;
+    uint64_t quota_bytes = 0;
+    QuotaPeriod period = QuotaPeriod::none;
+    UserShared* state = nullptr;  // owned by the UserBoard
+  };
+  std::vector<QuotaUser> quota_users_;
+  StringMap<size_t> quota_index_;             // name -> index in quota_users_
+  std::vector<StringMap<uint64_t>> worker_seen_;  // per worker: name -> bytes counted
+  UsageBook usage_;
+  std::string usage_path_;
+  bool usage_changed_ = false;
+  bool flush_pending_ = false;
+  uint64_t last_flush_ms_ = 0;
 };
 
 }  // namespace up

@@ -2,10 +2,12 @@
 // collected from the workers (never locked on the data path) and summed here.
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 
 #include "control/management.h"
 #include "core/access_log.h"
 #include "core/runtime.h"
+#include "route/quota.h"
 #include "route/snapshot_store.h"
 
 namespace up {
@@ -64,6 +66,36 @@ void histogram(std::string& o, const char* name, const char* help, const Histogr
 
 }  // namespace
 
+// uringproxy_user_quota_remaining_bytes: the users closest to their quota get their own series
+// (up to metrics.max_user_series), the rest are summed under user="_other".
+void Management::quota_metrics(std::string& o) {
+  o += "# HELP uringproxy_user_quota_remaining_bytes Bytes a user may still move this quota "
+       "period (beyond metrics.max_user_series users: user=\"_other\").\n"
+       "# TYPE uringproxy_user_quota_remaining_bytes gauge\n";
+  int64_t now = static_cast<int64_t>(time(nullptr));
+  std::vector<std::pair<uint64_t, const std::string*>> left;
+  left.reserve(quota_users_.size());
+  for (const QuotaUser& q : quota_users_) {
+    uint64_t used = usage_.current(q.name, q.period, now).used_bytes;
+    left.emplace_back(used >= q.quota_bytes ? 0 : q.quota_bytes - used, &q.name);
+  }
+  std::sort(left.begin(), left.end(), [](const auto& x, const auto& y) {
+    return x.first != y.first ? x.first < y.first : *x.second < *y.second;
+  });
+  size_t cap = current_.config.metrics_max_user_series;
+  uint64_t other = 0;
+  for (size_t i = 0; i < left.size(); ++i) {
+    if (i >= cap) {
+      other += left[i].first;
+      continue;
+    }
+    o += "uringproxy_user_quota_remaining_bytes{user=\"" + label(*left[i].second) +
+         "\"} " + std::to_string(left[i].first) + "\n";
+  }
+  if (left.size() > cap)
+    o += "uringproxy_user_quota_remaining_bytes{user=\"_other\"} " + std::to_string(other) + "\n";
+}
+
 void Management::render_metrics(std::function<void(std::string)> then) {
   collect_stats([this, then](WorkerStats s) { then(metrics_text(s)); });
 }
@@ -120,6 +152,8 @@ std::string Management::metrics_text(WorkerStats& s) {
     sample(o, "uringproxy_user_bytes_total{user=\"_other\",direction=\"up\"}", other.bytes_up);
     sample(o, "uringproxy_user_bytes_total{user=\"_other\",direction=\"down\"}", other.bytes_down);
   }
+
+  quota_metrics(o);
 
   header(o, "uringproxy_auth_failures_total", "counter", "Failed logins.");
   sample(o, "uringproxy_auth_failures_total", s.auth_failures);

@@ -42,6 +42,7 @@ const char* to_string(Result r) {
     case Result::client_closed: return "client_closed";
     case Result::kicked: return "kicked";
     case Result::limited: return "limited";
+    case Result::over_quota: return "over_quota";
     case Result::tls_failed: return "tls_failed";
     case Result::error: return "error";
   }

@@ -78,6 +78,7 @@ enum class Result : uint8_t {
   client_closed,
   kicked,  // closed by the operator: kick, user deleted or disabled, password changed
   limited,  // over a connection limit
+  over_quota,  // the user's byte quota for the period is spent (refused, or closed)
   tls_failed,  // a TLS listener's client did not complete the TLS handshake
   error,
 };

@@ -15,6 +15,7 @@
 #include "ctl/execute.h"
 #include "ctl/password.h"
 #include "ctl/request.h"
+#include "ctl/store_import.h"
 
 namespace up::ctl {
 namespace {
@@ -36,6 +37,9 @@ struct Args {
   uint16_t port = 0;
   bool no_test = false;
   std::string user_filter;  // connections --user
+  uint64_t quota_bytes = 0;  // quota set USER BYTES PERIOD
+  std::string period;
+  std::string import_users, import_proxies, import_agents;  // store import
 };
 
 std::optional<std::string> id_or_none(const std::string& v) {
@@ -49,6 +53,7 @@ struct Tree {
   double timeout_s = 0;
   Args a;
   Builder chosen;
+  std::function<int()> local;  // a command run here rather than by the daemon (store import)
   int timeout_ms = kDefaultTimeoutMs;
 
   // A command whose request is {"cmd": cmd} plus what `fill` adds from the parsed arguments.
@@ -109,6 +114,55 @@ struct Tree {
     auto* kick = command(app, "kick", "close all of a user's tunnels", "kick",
                          [this](Request& r) { r.str("username", a.name); });
     kick->add_option("USER", a.name, "user name")->required();
+    build_quota();
+    build_store();
+  }
+
+  void build_store() {
+    CLI::App* store = app.add_subcommand("store", "the PostgreSQL store (store in the config)");
+    store->require_subcommand(1);
+    CLI::App* imp = store->add_subcommand(
+        "import", "load users.json and external_proxy.json (default: the files --config names) "
+                  "into the store, in one transaction; needs --config");
+    imp->add_option("--users", a.import_users, "users file")->type_name("F");
+    imp->add_option("--proxies", a.import_proxies, "upstream proxies file")->type_name("F");
+    imp->add_option("--agents", a.import_agents, "agents file (agents are not built yet)")
+        ->type_name("F");
+    imp->callback([this] {
+      local = [this]() -> int {
+        if (!a.import_agents.empty()) {
+          fprintf(stderr, "uringproxyctl: --agents: agents are not built yet; nothing imported\n");
+          return kExitUsage;
+        }
+        return store_import(target.config, a.import_users, a.import_proxies);
+      };
+    });
+  }
+
+  void build_quota() {
+    auto* usage = command(app, "usage", "bytes used this period, quota and when it resets",
+                          "usage", [this](Request& r) {
+                            if (!a.name.empty()) r.str("username", a.name);
+                          });
+    usage->add_option("USER", a.name, "only this user");
+    CLI::App* quota = app.add_subcommand("quota", "set and reset per-user byte quotas");
+    quota->require_subcommand(1);
+    auto* set = command(*quota, "set",
+                        "give a user a byte quota per UTC day, week or month (0 = none); "
+                        "written to users.json",
+                        "quota.set", [this](Request& r) {
+                          r.str("username", a.name).uint("quota_bytes", a.quota_bytes);
+                          r.str("period", a.period);
+                        });
+    set->add_option("USER", a.name, "user name")->required();
+    set->add_option("BYTES", a.quota_bytes, "bytes per period, both directions (0 = no quota)")
+        ->required();
+    set->add_option("PERIOD", a.period, "day, week or month (UTC)")
+        ->required()
+        ->check(CLI::IsMember({"day", "week", "month"}));
+    auto* reset = command(*quota, "reset", "count a user's usage this period from zero",
+                          "quota.reset", [this](Request& r) { r.str("username", a.name); });
+    reset->add_option("USER", a.name, "user name")->required();
   }
 
   void build_user() {
@@ -249,6 +303,7 @@ int run(int argc, char** argv) {
     int rc = t.app.exit(e);  // prints help/version (rc 0) or the error
     return rc == 0 ? kExitOk : kExitUsage;
   }
+  if (t.local) return t.local();
   if (!t.chosen) {
     fprintf(stderr, "uringproxyctl: no command given (see --help)\n");
     return kExitUsage;

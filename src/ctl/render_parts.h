@@ -31,6 +31,11 @@ void render_stats(const Value& answer, FILE* out);
 void render_connections(const Value& answer, FILE* out);
 void render_kick(const Value& request, const Value& answer, FILE* out);
 
+// render_quota.cpp: usage, quota set, quota reset.
+void render_usage(const Value& answer, FILE* out);
+void render_quota_edit(const std::string& cmd, const Value& request, const Value& answer,
+                       FILE* out);
+
 // Shared bits.
 // "✓ Enabled", "✗ Disabled" or "✗ Down" (an absent "up" counts as up).
 std::string proxy_status(const Value& obj);

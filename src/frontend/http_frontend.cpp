@@ -63,7 +63,8 @@ void HttpFrontend::answer_dialed() {
 }
 
 void HttpFrontend::answer_failure(const Failure& f) {
-  std::string_view r = http::status_response(f.http_status);
+  std::string_view r = f.result == Result::over_quota ? http::quota_exceeded_response()
+                                                      : http::status_response(f.http_status);
   if (c_.client_send_pending()) return c_.finish(f.result);
   c_.submit_send_client(r.data(), static_cast<uint32_t>(r.size()));
 }

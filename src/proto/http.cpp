@@ -768,6 +768,11 @@ std::string_view status_response(int status) {
   }
 }
 
+std::string_view quota_exceeded_response() {
+  return "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
+         "Content-Length: 15\r\nConnection: close\r\n\r\nquota exceeded\n";
+}
+
 std::string encode_connect(const Target& target, std::string_view proxy_authorization) {
   std::string authority = target.to_string();
   std::string s;

@@ -1,6 +1,7 @@
 #pragma once
 // Per-user state shared by every worker: how many tunnels a user has open (for
-// max_connections) and one rate limiter per direction (for bandwidth_bps). Lock-free: an atomic
+// max_connections), one rate limiter per direction (for bandwidth_bps) and whether their byte
+// quota is spent. Lock-free: an atomic
 // count and, per direction, a GCRA "theoretical arrival time" that every worker advances with
 // a CAS after moving bytes. Entries live as long as the daemon (keyed by username), so
 // snapshots and connections can hold plain pointers.
@@ -54,6 +55,8 @@ class RateLimiter {
 
 struct UserShared {
   std::atomic<uint32_t> active{0};  // tunnels open, all workers
+  // Set by the management thread when the user's byte quota is spent: new tunnels are refused.
+  std::atomic<bool> over_quota{false};
   RateLimiter up;
   RateLimiter down;
 };

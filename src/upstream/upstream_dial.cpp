@@ -36,6 +36,9 @@ void Connection::route_and_dial() {
   dial_started_us_ = monotonic_us();
   const Snapshot& s = w_.snapshot();
   const User* u = user_.empty() ? nullptr : s.find_user(user_);
+  if (UserShared* q = u ? s.find_user_state(user_) : nullptr;
+      q && q->over_quota.load(std::memory_order_relaxed))
+    return fail({Result::over_quota, 0x02, 429});
   if (!limits_ && u) {
     // Counted once per client connection, across all workers.
     UserShared* shared = s.find_user_state(user_);

@@ -453,3 +453,58 @@ TEST_CASE("config parse: hostile keys are quoted and capped in messages") {
   for (const auto& e : p.diag.errors) CHECK(e.size() < 400);
   CHECK(has_error(p.diag, {"\"a\\u000ab\": unknown field"}));
 }
+
+TEST_CASE("config parse: store defaults to json with a 1 s flush") {
+  Parsed p = parse(with(""));
+  REQUIRE(p.ok);
+  CHECK(p.config.store.type == StoreConfig::Type::json);
+  CHECK(p.config.store.flush_interval_ms == 1000);
+  Parsed q = parse(with(R"("store": {"type": "json", "flush_interval_ms": 250})"));
+  REQUIRE(q.ok);
+  CHECK(q.config.store.flush_interval_ms == 250);
+}
+
+TEST_CASE("config parse: store fields are checked") {
+  CHECK(has_error(parse(with(R"("store": {"type": "mysql"})")).diag,
+                  {"store.type: \"mysql\" is not \"json\" or \"postgres\""}));
+  CHECK(has_error(parse(with(R"("store": {"flush_interval_ms": 0})")).diag,
+                  {"store.flush_interval_ms"}));
+  CHECK(has_error(parse(with(R"("store": {"type": "json", "dsn": "host=db"})")).diag,
+                  {"store.dsn: is read only with \"type\": \"postgres\""}));
+  Parsed p = parse(with(R"("store": {"type": "postgres"})"));
+  CHECK(has_error(p.diag, {"store.dsn: is required"}));
+  CHECK(has_error(p.diag, {"store.node: is required"}));
+  CHECK(has_error(parse(with(R"("store": {"type": "postgres", "dsn": "host=db", "node": "a b"})"))
+                      .diag,
+                  {"store.node: \"a b\" contains whitespace"}));
+}
+
+TEST_CASE("config parse: a postgres store parses its dsn") {
+  Parsed p = parse(with(R"("store": {"type": "postgres", "node": "edge-1",
+      "dsn": "host=db.internal dbname=uringproxy user=uringproxy"})"));
+  CHECK(p.ok);
+  CHECK(p.config.store.type == StoreConfig::Type::postgres);
+  CHECK(p.config.store.node == "edge-1");
+  CHECK(p.config.store.dsn_host == "db.internal");
+  Parsed uri = parse(with(R"("store": {"type": "postgres", "node": "n",
+      "dsn": "postgresql://u@db2.internal:5433/uringproxy"})"));
+  CHECK(uri.ok);
+  CHECK(uri.config.store.dsn_host == "db2.internal");
+}
+
+TEST_CASE("config parse: a dsn that does not parse is named, its password never shown") {
+  for (const char* dsn : {"host=db password=hunter2secret dbname", "host='db password=hunter2secret",
+                          "postgresql://u:hunter2secret@db/x?bogus_option=1",
+                          "hunter2secret", "host=db passwrd=hunter2secret"}) {
+    Parsed p = parse(with(std::string(R"("store": {"type": "postgres", "node": "n", "dsn": ")") +
+                          dsn + "\"}"));
+    INFO(dsn);
+    CHECK(has_error(p.diag, {"store.dsn: does not parse as a libpq connection string"}));
+    CHECK(all_messages(p.diag).find("hunter2") == std::string::npos);
+  }
+  // A password in both places is ambiguous.
+  Parsed both = parse(with(R"("store": {"type": "postgres", "node": "n",
+      "dsn": "host=db password=hunter2secret", "password_file": "db.secret"})"));
+  CHECK(has_error(both.diag, {"store.password_file: is given and the dsn has a password too"}));
+  CHECK(all_messages(both.diag).find("hunter2") == std::string::npos);
+}

@@ -227,3 +227,19 @@ TEST_CASE("config set: read_config_file caps the main config too") {
   CHECK(!read_config_file(dir.path() + "/none.json", 2000, text, err));
   CHECK(err.find("cannot open") != std::string::npos);
 }
+
+TEST_CASE("config set: store.password_file is refused when group or others may read it") {
+  TempDir dir;
+  dir.write("users.json", R"({"users": []})");
+  dir.write("db.secret", "pw\n", 0640);
+  std::string cfg = dir.write("uringproxy.json", R"({
+    "listeners": [{"name": "s", "protocol": "socks5", "listen": "127.0.0.1:1080"}],
+    "users_file": "users.json",
+    "store": {"type": "postgres", "dsn": "host=db", "node": "n", "password_file": "db.secret"}})");
+  ConfigSet set;
+  Diagnostics d;
+  CHECK_FALSE(load_config_set(cfg, set, d));
+  CHECK(has_error(d, {"store.password_file: ", "db.secret: group or others may access it (mode "
+                      "0640)", "chmod 600"}));
+  CHECK(all_messages(d).find("pw\n") == std::string::npos);
+}

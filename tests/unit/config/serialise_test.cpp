@@ -30,10 +30,14 @@ TEST_CASE("config serialise: users round trip") {
   users[1].email = "quote\" back\\slash \xc3\xa9";
   users[1].max_connections = 0;  // explicit 0 (unlimited) differs from absent (the default)
   users[1].bandwidth_bps = 0;
+  users[1].quota_bytes = 1073741824;
+  users[1].quota_period = QuotaPeriod::week;
   users[2].username = "charlie";
   users[2].password_hash = kSha512;
 
   std::string json = users_to_json(users);
+  CHECK(json.find("\"quota_bytes\": 1073741824,\n      \"quota_period\": \"week\"") !=
+        std::string::npos);
   CHECK(json.rfind("{\n  \"users\": [\n    {\n      \"username\": \"alice\",\n", 0) == 0);
   CHECK(json.find("      \"groups\": [\"us-east\", \"production\"],\n") != std::string::npos);
   CHECK(json.find("\"external_proxy_id\": null") != std::string::npos);

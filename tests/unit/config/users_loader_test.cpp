@@ -242,3 +242,38 @@ TEST_CASE("config users: an absent limit inherits the default, an explicit 0 lif
   CHECK(effective_limits(p.users[0], LimitsConfig{}).max_connections == 0);
   CHECK(effective_limits(p.users[2], LimitsConfig{}).max_connections == 5);
 }
+
+TEST_CASE("config users: quota_bytes and quota_period") {
+  Parsed p = parse(one("alice", R"("quota_bytes": 1048576, "quota_period": "month")"));
+  REQUIRE(p.ok);
+  CHECK(p.users[0].quota_bytes == 1048576);
+  CHECK(p.users[0].quota_period == QuotaPeriod::month);
+  for (const char* period : {"day", "week"}) {
+    Parsed q = parse(one("alice", std::string(R"("quota_bytes": 5, "quota_period": ")") + period +
+                                      "\""));
+    CHECK(q.ok);
+  }
+  // Absent and 0 both mean no quota; a period alone is harmless.
+  Parsed none = parse(one("bob"));
+  CHECK(none.users[0].quota_bytes == 0);
+  CHECK(none.users[0].quota_period == QuotaPeriod::none);
+  CHECK(parse(one("bob", R"("quota_bytes": 0)")).ok);
+  CHECK(parse(one("bob", R"("quota_period": "day")")).ok);
+}
+
+TEST_CASE("config users: bad quota fields name the user and the field") {
+  Parsed p = parse(one("alice", R"("quota_bytes": 100, "quota_period": "year")"));
+  CHECK_FALSE(p.ok);
+  CHECK(has_error(p.diag, {"users.json: user \"alice\" (users[0]).quota_period: \"year\" is not "
+                           "a quota period", "\"day\", \"week\" or \"month\""}));
+  Parsed missing = parse(one("alice", R"("quota_bytes": 100)"));
+  CHECK(has_error(missing.diag, {"user \"alice\" (users[0]).quota_period: is required with "
+                                 "quota_bytes"}));
+  Parsed negative = parse(one("alice", R"("quota_bytes": -1, "quota_period": "day")"));
+  CHECK(has_error(negative.diag, {"user \"alice\" (users[0]).quota_bytes"}));
+  Parsed text = parse(one("alice", R"("quota_bytes": "10G", "quota_period": "day")"));
+  CHECK(has_error(text.diag, {"user \"alice\" (users[0]).quota_bytes"}));
+  Parsed type = parse(one("alice", R"("quota_bytes": 10, "quota_period": 30)"));
+  CHECK(has_error(type.diag, {"user \"alice\" (users[0]).quota_period"}));
+  CHECK(type.diag.errors.size() == 1);  // the type error, not "is required" as well
+}

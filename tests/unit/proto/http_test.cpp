@@ -880,6 +880,16 @@ TEST_CASE("Basic credentials: accepted spellings and malformed values") {
   }
 }
 
+TEST_CASE("quota_exceeded_response: 429 whose body says why") {
+  std::string_view r = quota_exceeded_response();
+  ResponseHead h;
+  REQUIRE(parse_response_head(sp(r), h) == Parse::done);
+  CHECK(h.status == 429);
+  CHECK(header_has_token(h.headers, "connection", "close"));
+  CHECK(find_header(h.headers, "content-length") == "15");
+  CHECK(r.substr(h.head_len) == "quota exceeded\n");
+}
+
 TEST_CASE("status_response: canned responses parse and close") {
   for (int code : {400, 403, 407, 429, 431, 500, 502, 503, 504}) {
     CAPTURE(code);

@@ -1,0 +1,251 @@
+// Per-user byte quotas on the management thread (docs/configuration.md#usersjson): the workers
+// count bytes per user as they relay; every store.flush_interval_ms this adds what they counted
+// since the last flush to the user's usage for the period, refuses users over quota (a flag
+// the workers read when a tunnel is routed) and closes their open tunnels.
+#include <time.h>
+
+#include <unordered_set>
+
+#include "control/control_answer.h"
+#include "control/management.h"
+#include "core/connection.h"
+#include "core/log.h"
+#include "core/runtime.h"
+#include "core/worker.h"
+#include "route/quota.h"
+#include "route/user_limits.h"
+
+namespace up {
+
+using namespace control_answer;
+
+namespace {
+int64_t now_unix_s() { return static_cast<int64_t>(time(nullptr)); }
+}  // namespace
+
+bool Management::open_usage() {
+  usage_path_ = usage_file_for_config();
+  if (!usage_path_.empty()) {
+    std::string err;
+    if (!load_usage(usage_path_, usage_, err)) {
+      UP_ERROR("%s", err.c_str());
+      return false;
+    }
+  }
+  worker_seen_.assign(rt_.workers.size(), {});
+  refresh_quotas(true);
+  return true;
+}
+
+std::string Management::usage_file_for_config() const {
+  return current_.config.users_file.empty() ? std::string()
+                                            : usage_file_for(current_.config.users_file);
+}
+
+void Management::refresh_quotas(bool initial) {
+  // A reload that moved users_file moves the usage file with it (written at the next change).
+  if (std::string path = usage_file_for_config(); path != usage_path_) {
+    usage_path_ = std::move(path);
+    usage_changed_ = true;
+  }
+  std::vector<QuotaUser> next;
+  StringMap<size_t> index;
+  for (const User& u : current_.users) {
+    if (!u.quota_bytes) continue;
+    index.emplace(u.username, next.size());
+    next.push_back({u.username, u.quota_bytes, u.quota_period, rt_.users->get(u.username)});
+  }
+  for (const QuotaUser& q : quota_users_) {
+    if (index.count(q.name)) continue;
+    // No quota any more: let them in, and forget what the workers had counted, so bytes moved
+    // meanwhile are not charged if a quota comes back.
+    q.state->over_quota.store(false, std::memory_order_relaxed);
+    for (auto& seen : worker_seen_) seen.erase(q.name);
+  }
+  // The workers' counters start at zero with the daemon; a user given a quota later is counted
+  // from the first flush after (the bytes of at most one flush interval go uncounted).
+  if (initial)
+    for (auto& seen : worker_seen_)
+      for (const QuotaUser& q : next) seen[q.name] = 0;
+  quota_users_ = std::move(next);
+  quota_index_ = std::move(index);
+  size_t before = usage_.entries().size();
+  usage_.prune([this](const std::string& name) { return quota_index_.count(name) != 0; });
+  if (usage_.entries().size() != before) usage_changed_ = true;
+  check_quotas();
+  if (!initial) save_usage_if_changed();
+}
+
+void Management::flush_usage() {
+  if (quota_users_.empty() || flush_pending_) return;
+  auto names = std::make_shared<std::vector<std::string>>();
+  names->reserve(quota_users_.size());
+  for (const QuotaUser& q : quota_users_) names->push_back(q.name);
+  flush_pending_ = true;
+  ask_workers<std::vector<uint64_t>>(
+      [names](Worker& w) {
+        std::vector<uint64_t> out(names->size());
+        const auto& users = w.stats().users;
+        for (size_t i = 0; i < names->size(); ++i)
+          if (auto it = users.find((*names)[i]); it != users.end())
+            out[i] = it->second.bytes_up + it->second.bytes_down;
+        return out;
+      },
+      [this, names](std::vector<std::vector<uint64_t>> per_worker) {
+        flush_pending_ = false;
+        add_worker_counts(*names, per_worker);
+        check_quotas();
+        save_usage_if_changed();
+      });
+}
+
+void Management::add_worker_counts(const std::vector<std::string>& names,
+                                   const std::vector<std::vector<uint64_t>>& per_worker) {
+  int64_t now = now_unix_s();
+  for (size_t w = 0; w < per_worker.size() && w < worker_seen_.size(); ++w) {
+    const std::vector<uint64_t>& counts = per_worker[w];
+    if (counts.size() != names.size()) continue;  // it did not answer: caught up next time
+    StringMap<uint64_t>& seen = worker_seen_[w];
+    for (size_t i = 0; i < names.size(); ++i) {
+      auto q = quota_index_.find(names[i]);
+      if (q == quota_index_.end()) continue;  // their quota went while we asked
+      auto [it, fresh] = seen.emplace(names[i], counts[i]);
+      if (fresh) continue;  // the baseline of a user given a quota since the last flush
+      uint64_t delta = counts[i] > it->second ? counts[i] - it->second : 0;
+      it->second = counts[i];
+      if (!delta) continue;
+      const QuotaUser& u = quota_users_[q->second];
+      usage_.current(u.name, u.period, now).used_bytes += delta;
+      usage_changed_ = true;
+    }
+  }
+}
+
+void Management::check_quotas() {
+  int64_t now = now_unix_s();
+  for (const QuotaUser& q : quota_users_) {
+    const UsageEntry* old = usage_.find(q.name);
+    int64_t old_start = old ? old->period_start : -1;
+    const UsageEntry& e = usage_.current(q.name, q.period, now);
+    if (e.period_start != old_start) usage_changed_ = true;  // a new period began
+    bool over = e.used_bytes >= q.quota_bytes;
+    bool was = q.state->over_quota.exchange(over, std::memory_order_relaxed);
+    if (over == was) continue;
+    if (!over) {
+      UP_INFO("user %s is within quota again (%llu of %llu bytes this %s)", q.name.c_str(),
+              static_cast<unsigned long long>(e.used_bytes),
+              static_cast<unsigned long long>(q.quota_bytes), to_string(q.period));
+      continue;
+    }
+    UP_INFO("user %s is over quota (%llu of %llu bytes this %s, until %s): closing their tunnels",
+            q.name.c_str(), static_cast<unsigned long long>(e.used_bytes),
+            static_cast<unsigned long long>(q.quota_bytes), to_string(q.period),
+            utc_text(period_end(q.period, e.period_start)).c_str());
+    // The flag is set before the workers are asked: a tunnel routed after the kick sees it.
+    kick_everywhere(q.name, Result::over_quota, [](size_t) {});
+  }
+}
+
+void Management::save_usage_if_changed() {
+  if (!usage_changed_ || usage_path_.empty()) return;
+  std::string err;
+  if (!save_usage(usage_path_, usage_, err)) {
+    UP_WARN("usage: %s (kept in memory; retried at the next flush)", err.c_str());
+    return;
+  }
+  usage_changed_ = false;
+}
+
+std::string Management::cmd_usage(const Args& a) {
+  std::string only = str_arg(a, "username");
+  const User* named = nullptr;
+  if (!only.empty()) {
+    for (const User& u : current_.users)
+      if (u.username == only) named = &u;
+    if (!named) return refuse("no user " + only);
+  }
+  int64_t now = now_unix_s();
+  auto row = [&](Json& w, const std::string& name) {
+    w.StartObject();
+    put(w, "user", name);
+    auto q = quota_index_.find(name);
+    if (q == quota_index_.end()) {
+      put(w, "used_bytes", uint64_t{0});
+      put(w, "quota_bytes", uint64_t{0});
+      put_opt(w, "period", std::nullopt);
+      put_opt(w, "resets_at", std::nullopt);
+    } else {
+      const QuotaUser& u = quota_users_[q->second];
+      const UsageEntry& e = usage_.current(name, u.period, now);
+      put(w, "used_bytes", e.used_bytes);
+      put(w, "quota_bytes", u.quota_bytes);
+      put(w, "period", std::string(to_string(u.period)));
+      put(w, "resets_at", utc_text(period_end(u.period, e.period_start)));
+    }
+    w.EndObject();
+  };
+  return answer([&](Json& w) {
+    w.Key("usage");
+    w.StartArray();
+    if (named) {
+      row(w, named->username);
+    } else {
+      for (const QuotaUser& q : quota_users_) row(w, q.name);
+    }
+    w.EndArray();
+  });
+}
+
+void Management::cmd_quota_set(const Args& a, const Reply& done) {
+  std::string name = str_arg(a, "username");
+  if (name.empty()) return done(refuse("quota.set needs \"username\""));
+  auto b = a.FindMember("quota_bytes");
+  if (b == a.MemberEnd() || !b->value.IsUint64())
+    return done(refuse("quota.set needs \"quota_bytes\" (a whole number of bytes; 0 = none)"));
+  uint64_t bytes = b->value.GetUint64();
+  std::string period_text = str_arg(a, "period");
+  QuotaPeriod period = QuotaPeriod::none;
+  if (!parse_quota_period(period_text, period))
+    return done(refuse("period: \"" + period_text + "\" is not day, week or month"));
+  std::string r = edit_user(
+      name,
+      [&](std::optional<User>& u) -> std::string {
+        if (!u) return "no user " + name;
+        u->quota_bytes = bytes;
+        u->quota_period = bytes ? period : QuotaPeriod::none;
+        return "";
+      },
+      [this, name, done](uint64_t generation, size_t) {
+        UP_INFO("quota set %s: generation %llu", name.c_str(),
+                static_cast<unsigned long long>(generation));
+        done(answer([&](Json& w) {
+          put(w, "generation", generation);
+          put(w, "user", name);
+          auto q = quota_index_.find(name);
+          bool has = q != quota_index_.end();
+          put(w, "quota_bytes", has ? quota_users_[q->second].quota_bytes : 0);
+          put_opt(w, "period", has ? std::optional<std::string>(to_string(quota_users_[q->second].period))
+                                   : std::nullopt);
+        }));
+      });
+  if (!r.empty()) done(r);
+}
+
+std::string Management::cmd_quota_reset(const Args& a) {
+  std::string name = str_arg(a, "username");
+  if (name.empty()) return refuse("quota.reset needs \"username\"");
+  bool known = false;
+  for (const User& u : current_.users) known = known || u.username == name;
+  if (!known) return refuse("no user " + name);
+  usage_.reset(name);
+  usage_changed_ = true;
+  check_quotas();
+  save_usage_if_changed();
+  UP_INFO("quota reset %s", name.c_str());
+  return answer([&](Json& w) {
+    put(w, "user", name);
+    put(w, "used_bytes", uint64_t{0});
+  });
+}
+
+}  // namespace up

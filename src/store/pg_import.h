@@ -1,0 +1,16 @@
+#pragma once
+// `uringproxyctl store import`: users and upstreams from today's JSON files into the
+// PostgreSQL store, in one transaction followed by NOTIFY (docs/uringproxyctl.md).
+#include <string>
+#include <vector>
+
+#include "uringproxy/config.h"
+
+namespace up {
+
+// Inserts or replaces every record by its key (users by username, upstreams by id); records
+// the files do not name are kept. "" with `done` saying how many, or why nothing was imported.
+std::string import_into_store(const StoreConfig& store, const std::vector<User>& users,
+                              const std::vector<UpstreamProxy>& proxies, std::string& done);
+
+}  // namespace up
