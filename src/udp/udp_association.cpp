@@ -144,7 +144,9 @@ int UdpAssociation::open(const sockaddr_storage& local, const sockaddr_storage* 
   int one = 1;
   for (int fd : {cfd_, tfd_}) setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
   for (int i = 0; i < 2; ++i) {
-    recv_msg_[i].msg_namelen = sizeof(sockaddr_in6);
+    // The kernel lays out header, name, control, payload back to back in the buffer: a name
+    // slot rounded up to 8 keeps the control message aligned for struct cmsghdr.
+    recv_msg_[i].msg_namelen = (sizeof(sockaddr_in6) + alignof(cmsghdr) - 1) & ~(alignof(cmsghdr) - 1);
     recv_msg_[i].msg_controllen = CMSG_SPACE(sizeof(uint32_t));
   }
   ++w_.stats().udp_associations_active;
