@@ -227,9 +227,9 @@ class OkHttpProxy:
 
 
 @pytest.mark.uringproxy_only
-def test_upstream_routes_answer_0x07_and_direct_is_listed(fresh_proxy):
+def test_upstream_routes_answer_0x07_listed_and_kicked(fresh_proxy):
     """Fail closed on socks5 and http routes (never direct); a direct BIND shows in
-    `uringproxyctl connections` as bind:<peer> while it relays."""
+    `uringproxyctl connections` as bind:<peer> while it relays, and `kick` ends a wait."""
     import upstreams as U
     from ctl_helpers import run_ctl
     from harness import users_doc
@@ -274,6 +274,20 @@ def test_upstream_routes_answer_0x07_and_direct_is_listed(fresh_proxy):
             conns = r.json()["connections"]
             assert [c["target"] for c in conns] == [f"bind:127.0.0.1:{port}"], conns
             pc.close()
+        finally:
+            b.close()
+
+        # Kicked while waiting: the wait ends at once and the listening socket is closed.
+        b = Bind(p.socks_port, "127.0.0.1", 0, user="carol")
+        try:
+            assert b.rep == 0
+            start = p.mark()
+            assert run_ctl(["--socket", str(p.workdir / "control.sock"), "kick", "carol"]).rc == 0
+            line = p.wait_access_log(lambda o: o.get("user") == "carol" and
+                                     o.get("target") == "127.0.0.1:0", start=start)
+            assert line and line["result"] == "kicked", line
+            assert stream_end(b.ctl) in ("eof", "reset")
+            assert refused(b.host, b.port)
         finally:
             b.close()
     finally:
