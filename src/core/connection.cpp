@@ -146,6 +146,7 @@ void Connection::touch() { set_deadline_in(w_.snapshot().config.limits.idle_time
 
 void Connection::on_completion(Op op, int res, uint32_t flags) {
   if (!(flags & IORING_CQE_F_MORE)) inflight_ &= ~bit(op);
+  if (op == Op::bind_accept) return bind_on_accept(res);  // its fd is ours in every state
   if (state_ == State::closed) return reclaim(op, flags);  // late or cancelled
   if (retry_pending_) {
     // Old target operations of a failed upstream attempt finishing; then the next attempt.
@@ -183,6 +184,8 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
       return tls_on_ring_recv(Side::client, res);
     case Op::connect:
       return on_connect(res);
+    case Op::bind_hangup:
+      return bind_on_hangup(res);
     case Op::up_in:
     case Op::up_out:
     case Op::down_in:
@@ -440,8 +443,9 @@ ConnectionInfo Connection::describe(uint64_t now_ms) const {
   i.user = user_;
   i.group = group_;
   i.client = format_client(client_addr_);
-  i.target = target_.port ? target_.to_string() : std::string();
+  i.target = target_.port || bind_ ? target_.to_string() : std::string();
   if (udp_ || datagram_) i.target = "udp:" + (i.target.empty() ? std::string("*") : i.target);
+  if (bind_) i.target = "bind:" + i.target;
   i.route = route_name();
   i.bytes_up = bytes_up_;
   i.bytes_down = bytes_down_;
@@ -453,7 +457,8 @@ void Connection::write_access_log() {
   AccessLog* log = w_.runtime().access_log;
   if (!log || !log->enabled()) return;
   std::string client = format_client(client_addr_);
-  std::string target = target_.port ? target_.to_string() : std::string();
+  // A BIND's named peer often has port 0: it is logged all the same.
+  std::string target = target_.port || bind_ ? target_.to_string() : std::string();
   AccessRecord rec{user_,       group_,       client,
                    target,      route_name(), bytes_up_,
                    bytes_down_, w_.now_ms() - started_ms_, to_string(result_)};

@@ -4,6 +4,7 @@
 //   handshake -> [verifying] -> dialing -> replying -> relaying
 //             (http)          -> forwarding (absolute URI, keep-alive loop)
 //   VLESS UDP: as a tunnel, with a UDP socket as the target (relay/datagram_relay.cpp)
+//   socks5 BIND: handshake -> dialing (listening, first reply sent) -> replying -> relaying
 //   socks5 UDP ASSOCIATE: handshake -> [dialing] -> udp (udp/udp_association.h relays;
 //             the control connection is watched for its close)
 //   any:      failing (sending an error reply) -> closed
@@ -128,7 +129,8 @@ class alignas(32) Connection final : private DnsWaiter {
       (1u << static_cast<unsigned>(Op::target_send)) | (1u << static_cast<unsigned>(Op::target_recv)) |
       (1u << static_cast<unsigned>(Op::tls_send)) | (1u << static_cast<unsigned>(Op::tls_recv)) |
       (1u << static_cast<unsigned>(Op::connect)) | (1u << static_cast<unsigned>(Op::up_out)) |
-      (1u << static_cast<unsigned>(Op::down_in));
+      (1u << static_cast<unsigned>(Op::down_in)) |
+      (1u << static_cast<unsigned>(Op::bind_accept));
 
   // --- the record, as the phases see it (relay/ uses only this; the frontends are friends
   // for now and also use the handshake helpers below)
@@ -189,6 +191,14 @@ class alignas(32) Connection final : private DnsWaiter {
   void udp_on_control(Side s, int res);  // bytes or EOF on a control connection
   void udp_retry();
   bool udp_drained() const;
+
+  // --- SOCKS5 BIND (upstream/bind_dial.cpp): listen on the listener's address, accept the
+  // one peer the request named, then relay as a tunnel
+  void bind_request();  // the request (target_ set): route it
+  void bind_listen();   // the named address is resolved and allowed: listen, first reply
+  void bind_arm_accept();
+  void bind_on_accept(int res);  // in any state: a peer accepted too late is closed
+  void bind_on_hangup(int res);
 
   // --- routing (upstream/upstream_dial.cpp): decide, then dial direct or via an upstream
   void route_and_dial();
@@ -287,7 +297,9 @@ class alignas(32) Connection final : private DnsWaiter {
   std::vector<ResolvedAddress> addrs_;
   uint8_t next_addr_ = 0;
   int last_connect_errno_ = 0;
-  sockaddr_storage target_addr_{};
+  sockaddr_storage target_addr_{};  // a BIND's accept writes its peer's address here
+  socklen_t bind_peer_len_ = 0;
+  bool bind_ = false;  // SOCKS5 BIND: the target connects to us (upstream/bind_dial.cpp)
 
   std::unique_ptr<Frontend> frontend_;
   std::unique_ptr<HttpForward> fwd_;

@@ -33,6 +33,9 @@ enum class Op : uint8_t {
   udp_client_in,  // multishot recvmsg on the client-facing relay socket
   udp_target_in,  // multishot recvmsg on the target-facing socket
   udp_send,       // sendmsg of one datagram, either way
+  // SOCKS5 BIND (upstream/bind_dial.cpp), while it waits for its one incoming connection
+  bind_accept,  // accept on the BIND's listening socket
+  bind_hangup,  // poll for the client closing its connection meanwhile
   count
 };
 static_assert(static_cast<int>(Op::count) <= 32);

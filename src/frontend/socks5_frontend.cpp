@@ -112,8 +112,7 @@ void Socks5Frontend::request() {
   c_.consume_handshake(static_cast<uint32_t>(used));
   if (req.cmd == socks5::Command::udp_associate) return c_.udp_associate(req.target);
   c_.target_ = std::move(req.target);
-  if (req.cmd != socks5::Command::connect)  // BIND has not landed yet
-    return c_.fail({Result::unsupported, 0x07, 400});
+  if (req.cmd == socks5::Command::bind) return c_.bind_request();
   c_.route_and_dial();
 }
 

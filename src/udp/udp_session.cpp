@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "udp/udp_association.h"
+#include "upstream/peer_address.h"
 #include "upstream/upstream_session.h"
 #include "uringproxy/socks5.h"
 
@@ -20,27 +21,11 @@ void Connection::udp_associate(const Target& named) {
   route_and_dial();  // limits and the route; dial() and on_dialed() come back to udp_dialed()
 }
 
-namespace {
-// A v4-mapped IPv6 address (a dual-stack listener reached over IPv4) as plain IPv4, so the
-// relay socket and the reply speak the client's family.
-void unmap(sockaddr_storage& ss) {
-  if (ss.ss_family != AF_INET6) return;
-  auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (!IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) return;
-  sockaddr_in v4{};
-  v4.sin_family = AF_INET;
-  v4.sin_port = a6->sin6_port;
-  memcpy(&v4.sin_addr, &a6->sin6_addr.s6_addr[12], 4);
-  memset(&ss, 0, sizeof ss);
-  memcpy(&ss, &v4, sizeof v4);
-}
-}  // namespace
-
 void Connection::udp_dialed() {
   sockaddr_storage local{};
   socklen_t len = sizeof local;
   getsockname(cfd_, reinterpret_cast<sockaddr*>(&local), &len);
-  unmap(local);
+  unmap_v4(local);  // the relay socket and the reply speak the client's family
   sockaddr_storage relay{};
   const sockaddr_storage* via = nullptr;
   if (upstream_) {

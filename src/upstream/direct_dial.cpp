@@ -13,6 +13,7 @@
 #include "core/connection.h"
 #include "core/worker.h"
 #include "frontend/frontend.h"
+#include "upstream/peer_address.h"
 #include "upstream/upstream_session.h"
 
 namespace up {
@@ -36,6 +37,7 @@ void Connection::dial() {
   next_addr_ = 0;
   last_connect_errno_ = 0;
   set_deadline_in(w_.snapshot().config.upstream.connect_timeout_ms);
+  if (bind_ && bind_names_any(target_)) return bind_listen();  // each peer judged as it comes
   if (target_.is_literal()) {
     ResolvedAddress a{};
     a.len = target_.to_sockaddr(a.addr);
@@ -81,6 +83,7 @@ void Connection::on_resolved(int status, const std::vector<ResolvedAddress>& add
     if (addrs_.size() == 8) break;  // bounded attempts within one connect timeout
   }
   if (addrs_.empty()) return fail({Result::denied, 0x02, 403});
+  if (bind_) return bind_listen();  // the peer must come from one of addrs_
   connect_next();
 }
 

@@ -12,6 +12,7 @@
 #include "core/connection.h"
 #include "core/log.h"
 #include "core/worker.h"
+#include "upstream/peer_address.h"
 #include "upstream/upstream_session.h"
 
 namespace up {
@@ -54,14 +55,22 @@ void Connection::route_and_dial() {
     }
   }
   const UserAcl* uacl = s.find_user_acl(user_);
-  // A UDP association has no target yet: each datagram is judged as it comes.
-  Acl::Verdict verdict = udp_ ? Acl::Verdict::check_addresses : s.acl.check_target(target_, uacl);
+  // A UDP association has no target yet: each datagram is judged as it comes. Neither has a
+  // BIND naming any address: each peer is judged as it connects.
+  Acl::Verdict verdict = Acl::Verdict::check_addresses;
+  if (bind_ && !bind_names_any(target_)) {
+    Target named = target_;
+    named.port = 0;  // the peer's source port, not a service: deny_ports do not apply
+    verdict = s.acl.check_target(named, uacl);
+  } else if (!udp_ && !bind_) {
+    verdict = s.acl.check_target(target_, uacl);
+  }
   if (verdict == Acl::Verdict::deny) return fail({Result::denied, 0x02, 403});
   name_allowed_ = verdict == Acl::Verdict::allow && target_.kind == Target::Kind::domain;
   RoutePlan plan = plan_route(s, {user_, group_}, u, w_.cursors());
   // An upstream resolves names itself: with allow lists, a name they do not list is refused.
   if (plan.kind == RoutePlan::Kind::upstream && verdict == Acl::Verdict::check_addresses &&
-      !udp_ && s.acl.has_allow(uacl))
+      !udp_ && !bind_ && s.acl.has_allow(uacl))
     return fail({Result::denied, 0x02, 403});
   switch (plan.kind) {
     case RoutePlan::Kind::refuse:
@@ -88,6 +97,9 @@ void Connection::dial_upstream() {
   // attempt or on_failure says otherwise.
   if (udp_ && cfg.type != UpstreamType::socks5)
     return upstream_attempt_failed({Result::unsupported, 0x07, 400}, false, "cannot carry UDP");
+  // BIND leaves directly only (an upstream would have to listen for us): fail closed.
+  if (bind_)
+    return upstream_attempt_failed({Result::unsupported, 0x07, 400}, false, "cannot carry BIND");
   // VLESS UDP leaves directly only (no upstream carries it yet): fail closed.
   if (datagram_)
     return upstream_attempt_failed({Result::unsupported, 0x07, 400}, false,
