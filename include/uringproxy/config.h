@@ -96,6 +96,7 @@ struct Config {
   bool auth_required = true;
   std::string users_file;    // absolute; empty when auth is none and no file given
   std::string proxies_file;  // absolute; may be empty (no upstreams)
+  std::string agents_file;   // absolute; empty = no reverse agents (docs/agent-protocol.md)
   struct {
     OnFailure on_failure{OnFailure::Kind::reject, {}};
     bool group_fallback_default = true;  // "default" (true) or "reject" (false)
@@ -187,11 +188,20 @@ struct UpstreamProxy {
   OnFailure on_failure;
 };
 
+// A reverse agent the gateway accepts (agents_file, docs/agent-protocol.md).
+struct Agent {
+  std::string id;           // letters, digits, '-', '_', '.'
+  std::string secret_hash;  // crypt(3) hash of the agent's secret
+  std::string group;        // the group the agent serves
+  bool enabled = true;
+};
+
 // Everything the operator wrote, loaded together so cross-references can be checked.
 struct ConfigSet {
   Config config;
   std::vector<User> users;
   std::vector<UpstreamProxy> proxies;
+  std::vector<Agent> agents;
 };
 
 // Every problem found, each a full sentence naming file, record, field and fix, e.g.
@@ -215,6 +225,8 @@ bool parse_users(const std::string& text, const std::string& path, std::vector<U
                  Diagnostics& diag);
 bool parse_proxies(const std::string& text, const std::string& path,
                    std::vector<UpstreamProxy>& out, Diagnostics& diag);
+bool parse_agents(const std::string& text, const std::string& path, std::vector<Agent>& out,
+                  Diagnostics& diag);
 
 // Reads the main config, then its users and proxies files; checks cross-references
 // (external_proxy_id and on_failure ids exist, unique usernames/ids/uuids, group names) and the

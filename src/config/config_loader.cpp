@@ -74,6 +74,7 @@ void read_listeners(ObjectReader& root, const std::string& dir, Config& out) {
     }
     ObjectReader r(fd, v, path);
     ListenerConfig l;
+    bool agent_listener = false;
     if (r.get_string("name", l.name, true) && !names.insert(l.name).second)
       r.error("name", quote(l.name) + " is already used by another listener; names must be unique");
     std::string proto;
@@ -84,8 +85,11 @@ void read_listeners(ObjectReader& root, const std::string& dir, Config& out) {
         l.protocol = Protocol::http;
       } else if (proto == "vless") {
         l.protocol = Protocol::vless;
+      } else if (proto == "agent") {
+        agent_listener = true;
       } else {
-        r.error("protocol", quote(proto) + " is not a protocol; use \"socks5\", \"http\" or \"vless\"");
+        r.error("protocol", quote(proto) + " is not a protocol; use \"socks5\", \"http\", "
+                                            "\"vless\" or \"agent\"");
       }
     }
     std::string listen;
@@ -112,7 +116,15 @@ void read_listeners(ObjectReader& root, const std::string& dir, Config& out) {
       if (ok) l.tls = files;
     } else if (l.protocol == Protocol::vless && r.has("protocol") && !r.has("tls")) {
       r.error("protocol", "\"vless\" needs TLS; add \"tls\": {\"cert\": ..., \"key\": ...}");
+    } else if (agent_listener) {
+      // Agents send their secret in the first frame: never in the clear.
+      r.error("protocol", "\"agent\" needs TLS (agents send their secret on connect); add "
+                          "\"tls\": {\"cert\": ..., \"key\": ...}");
+      agent_listener = false;  // one message is enough
     }
+    if (agent_listener)
+      r.error("protocol", "\"agent\" listeners (reverse agents, docs/agent-protocol.md) are not "
+                          "built yet; remove this listener");
     r.finish();
     if (!l.listen.text.empty()) out.listeners.push_back(std::move(l));
   }
@@ -440,6 +452,7 @@ bool parse_config(const std::string& text, const std::string& path, Config& out,
   if (!has_users && out.auth_required && !root.has("users_file"))
     root.error("users_file", "is required when auth is \"required\" (e.g. \"users.json\")");
   get_path(root, "proxies_file", dir, out.proxies_file);
+  get_path(root, "agents_file", dir, out.agents_file);
 
   read_routing(root, out);
   read_upstream(root, out);

@@ -106,6 +106,8 @@ void check_cross_references(const std::string& config_shown, const std::string& 
     ids.insert(p.id);
     if (!p.group.empty()) groups.insert(p.group);
   }
+  // A group may have only agents as members.
+  for (const Agent& a : set.agents) groups.insert(a.group);
   std::string where_proxies =
       c.proxies_file.empty()
           ? std::string("there is no proxies_file in ") + config_shown + "; add one"
@@ -214,6 +216,25 @@ bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics
       proxies_ok = false;
     } else {
       proxies_ok = parse_proxies(f.text, proxies_shown, out.proxies, diag);
+    }
+  }
+
+  // Agent secrets are hashes, but a readable file also tells every local user which agents
+  // exist and where they serve: refused like the proxies file.
+  std::string agents_shown = config::display_path(c.agents_file);
+  if (!c.agents_file.empty()) {
+    FileDiagnostics afd(agents_shown, diag);
+    FileRead f = read_file(c.agents_file, cap, raise);
+    if (!f.error.empty()) {
+      afd.error("", f.error + " (agents_file in " + config_path + " points here)");
+    } else if ((f.mode & 077) != 0) {
+      afd.error("", "group or others may access it (mode " + octal_mode(f.mode) +
+                        ") and it holds the agents' secret hashes; run chmod 600 " +
+                        agents_shown);
+    } else if (parse_agents(f.text, agents_shown, out.agents, diag)) {
+      // The file is checked in full, so --check is useful before the gateway side lands.
+      cfd.error("agents_file", agents_shown + " is valid, but reverse agents are not built yet "
+                               "(docs/agent-protocol.md); remove agents_file to run");
     }
   }
 

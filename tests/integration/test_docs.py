@@ -84,7 +84,8 @@ def test_configuration_examples_pass_check(tmp_path):
 def loader_fields():
     """Every JSON key the loaders ask for."""
     keys = set()
-    for f in ("config_loader.cpp", "users_loader.cpp", "proxies_loader.cpp", "on_failure.cpp"):
+    for f in ("config_loader.cpp", "users_loader.cpp", "proxies_loader.cpp", "agents_loader.cpp",
+              "on_failure.cpp"):
         src = (REPO / "src" / "config" / f).read_text()
         # r.get_string("name", ...), get_path(r, "cert", ...), read_on_failure(r, "on_failure")
         keys |= set(re.findall(r"\b(?:get_\w+|find|has|read_on_failure|get_path|ignore)"

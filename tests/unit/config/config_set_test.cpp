@@ -243,3 +243,38 @@ TEST_CASE("config set: store.password_file is refused when group or others may r
                       "0640)", "chmod 600"}));
   CHECK(all_messages(d).find("pw\n") == std::string::npos);
 }
+
+TEST_CASE("config set: agents_file is checked in full, then refused as not built yet") {
+  TempDir dir;
+  std::string cfg = dir.write("uringproxy.json", config_with(R"("agents_file": "agents.json",
+      "groups": {"residential": {"policy": "hash_user"}})"));
+  dir.write("users.json", "{\"users\": [" + user("a", R"("groups": ["residential"])") + "]}");
+  std::string agents = std::string("{\"agents\": [{\"id\": \"home-1\", \"secret\": \"") + kSha512 +
+                       "\", \"group\": \"residential\", \"enabled\": true}]}";
+  dir.write("agents.json", agents, 0600);
+  Loaded l = load(cfg);
+  CHECK(!l.ok);
+  CHECK(l.diag.errors.size() == 1);
+  CHECK(has_error(l.diag, {"uringproxy.json: agents_file: ", "agents.json is valid, but reverse agents are not built yet (docs/agent-protocol.md); remove agents_file to run"}));
+  REQUIRE(l.set.agents.size() == 1);
+  CHECK(l.set.agents[0].id == "home-1");
+  // A group whose only members are agents is a real group: no warning for it or its users.
+  CHECK_FALSE(has_warning(l.diag, {"\"residential\""}));
+
+  SUBCASE("an error in the file is named, and nothing claims it is valid") {
+    dir.write("agents.json", R"({"agents": [{"id": "home-1", "secret": "x", "group": "residential"}]})", 0600);
+    Loaded bad = load(cfg);
+    CHECK(bad.diag.errors.size() == 1);
+    CHECK(has_error(bad.diag, {"agents.json: agent \"home-1\" (agents[0]).secret: not a crypt(3) hash"}));
+  }
+  SUBCASE("refused when group or others may read it") {
+    dir.write("agents.json", agents, 0640);
+    Loaded open = load(cfg);
+    CHECK(open.diag.errors.size() == 1);
+    CHECK(has_error(open.diag, {"agents.json: group or others may access it (mode 0640) and it holds the agents' secret hashes; run chmod 600 "}));
+  }
+  SUBCASE("a missing file names agents_file") {
+    REQUIRE(unlink((dir.path() + "/agents.json").c_str()) == 0);
+    CHECK(has_error(load(cfg).diag, {"agents.json: cannot open: No such file or directory (agents_file in "}));
+  }
+}
