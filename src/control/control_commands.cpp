@@ -105,6 +105,11 @@ void Management::cmd_status(const Reply& done) {
                                                                 StoreConfig::Type::json
                                                             ? "json"
                                                             : "postgres"));
+                            if (store_) {
+                              w.Key("store_up");
+                              w.Bool(store_->up());
+                              put(w, "node", current_.config.store.node);
+                            }
                           }));
                         });
 }
@@ -199,6 +204,9 @@ bool ends_tunnels(const std::optional<User>& before, const std::optional<User>& 
 
 std::string Management::edit_user(const std::string& name, const UserEdit& edit,
                                   Committed then) {
+  if (store_)
+    return refuse("edits on a PostgreSQL node are not built yet: change the store's users "
+                  "table (uringproxyctl store import) and every node reads it within a second");
   if (!stamps_.unchanged()) return edit_user_from_files(name, edit, std::move(then));
   const std::string& path = current_.config.users_file;
   if (path.empty()) return refuse("no users_file is configured");
@@ -488,6 +496,9 @@ std::string Management::cmd_proxy_list() {
 
 std::string Management::edit_proxies(
     const std::function<std::string(std::vector<UpstreamProxy>&)>& edit, Committed then) {
+  if (store_)
+    return refuse("edits on a PostgreSQL node are not built yet: change the store's upstreams "
+                  "table (uringproxyctl store import) and every node reads it within a second");
   if (stamps_.unchanged()) {
     // The files are as they were read: only the proxies change, the users are shared.
     const std::string& path = current_.config.proxies_file;
