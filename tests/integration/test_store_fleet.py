@@ -105,3 +105,45 @@ def test_start_up_with_the_database_unreachable_names_the_host(tmp_path):
     assert r.returncode == 1, out
     assert "store.dsn (host 127.0.0.1): cannot connect" in out, out
     assert "s3cretpw" not in out, out
+
+
+def store_up(p):
+    import urllib.request
+    body = urllib.request.urlopen(f"http://127.0.0.1:{p.metrics_port}/metrics", timeout=10)
+    for line in body.read().decode().splitlines():
+        if line.startswith("uringproxy_store_up "):
+            return line.split()[1]
+    return None
+
+
+def test_an_outage_keeps_the_snapshot_and_a_reconnect_resyncs(fresh_proxy, servers, cluster):
+    nodes = []
+    for name in ("edge-c", "edge-d"):
+        port = free_port()
+        p = fresh_proxy({"store": {"type": "postgres", "dsn": cluster.dsn, "node": name},
+                         "metrics": {"listen": f"127.0.0.1:{port}"}})
+        p.metrics_port = port
+        nodes.append(p)
+    for p in nodes:
+        assert store_up(p) == "1"
+    cluster.pause()
+    try:
+        for p in nodes:
+            assert wait_until(lambda: store_up(p) == "0"), p.output_text()
+            assert login(p, servers, "alice", PASSWORDS["alice"])  # the last snapshot serves
+            assert p.err.wait_for(lambda ln: "serving the last snapshot" in ln, BOUND)
+    finally:
+        cluster.run()
+    for p in nodes:
+        assert wait_until(lambda: store_up(p) == "1"), p.output_text()
+    # A commit the nodes never hear of (their sessions are cut first, and no NOTIFY is sent)
+    # is picked up by the full read on reconnect.
+    yan = dict(users_doc()["users"][0], username="yan")
+    # One transaction: the sessions are cut before its commit, and a node waits out its first
+    # backoff (250 ms) before it reconnects.
+    cluster.query(f"BEGIN; INSERT INTO users (username, record) VALUES ('yan', "
+                  f"'{json.dumps(yan)}'::jsonb); SELECT count(pg_terminate_backend(pid)) FROM "
+                  f"pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+                  f"backend_type = 'client backend'; COMMIT")
+    for p in nodes:
+        assert wait_until(lambda: login(p, servers, "yan", PASSWORDS["alice"])), p.output_text()
