@@ -11,6 +11,7 @@ import pytest
 
 import pg_cluster
 from clients import socks5_open
+from ctl_helpers import run_ctl
 from harness import PASSWORDS, proxy_binary, users_doc
 from servers import free_port
 
@@ -114,6 +115,19 @@ def store_up(p):
         if line.startswith("uringproxy_store_up "):
             return line.split()[1]
     return None
+
+
+def test_ctl_edits_are_refused_as_not_built(fresh_proxy, cluster):
+    p = fresh_proxy({"store": {"type": "postgres", "dsn": cluster.dsn, "node": "edge-e"},
+                     "control": {"socket": "ctl/control.sock"}})
+    sock = str(p.workdir / "ctl/control.sock")
+    r = run_ctl(["--socket", sock, "user", "disable", "alice"])
+    assert r.rc != 0 and "edits on a PostgreSQL node are not built yet" in r.err, r
+    assert cluster.query("SELECT record->>'enabled' FROM users WHERE username = 'alice'") == ""
+    r = run_ctl(["--socket", sock, "--json", "status"])
+    assert r.rc == 0, r
+    st = json.loads(r.out)
+    assert st["store"] == "postgres" and st["store_up"] is True and st["node"] == "edge-e", st
 
 
 def test_an_outage_keeps_the_snapshot_and_a_reconnect_resyncs(fresh_proxy, servers, cluster):
