@@ -203,10 +203,8 @@ bool ends_tunnels(const std::optional<User>& before, const std::optional<User>& 
 }  // namespace
 
 std::string Management::edit_user(const std::string& name, const UserEdit& edit,
-                                  Committed then) {
-  if (store_)
-    return refuse("edits on a PostgreSQL node are not built yet: change the store's users "
-                  "table (uringproxyctl store import) and every node reads it within a second");
+                                  Committed then, Reply refused) {
+  if (store_) return edit_user_in_store(name, edit, std::move(then), std::move(refused));
   if (!stamps_.unchanged()) return edit_user_from_files(name, edit, std::move(then));
   const std::string& path = current_.config.users_file;
   if (path.empty()) return refuse("no users_file is configured");
@@ -315,6 +313,65 @@ std::string Management::edit_user_from_files(const std::string& name, const User
   return "";
 }
 
+// A postgres node: the edit is one statement (the row and its NOTIFY commit together); once
+// committed it is applied here as a file edit would be, and the other nodes read it on NOTIFY.
+std::string Management::edit_user_in_store(const std::string& name, const UserEdit& edit,
+                                           Committed then, Reply refused) {
+  if (!store_->up()) return refuse(store_->execute("", {}, nullptr));
+  auto it = find_user(current_.users, name);
+  std::optional<User> before;
+  if (it != current_.users.end()) before = *it;
+  std::optional<User> after = before;
+  if (std::string why = edit(after); !why.empty()) return refuse(why);
+  if (after) {
+    std::vector<User> check;
+    Diagnostics cd;
+    if (!parse_users(users_to_json({*after}), "store (table users)", check, cd) || !cd.ok())
+      return refuse("the edit would not load", cd.errors);
+    if (after->external_proxy_id && !has_proxy(current_.proxies, *after->external_proxy_id))
+      return refuse("the edit names an unknown upstream",
+                    {"user " + name + ": no upstream has id " + *after->external_proxy_id});
+    if (!after->uuid.empty() && (!before || before->uuid != after->uuid))
+      for (const User& other : current_.users)
+        if (other.uuid == after->uuid && other.username != name)
+          return refuse("uuid " + after->uuid + " is already " + other.username + "'s");
+  }
+  std::string payload = current_.config.store.node + " user " + name;
+  std::string sql;
+  std::vector<std::string> params{name};
+  if (after) {
+    sql = "WITH w AS (INSERT INTO users (username, record) VALUES ($1, $2::jsonb) "
+          "ON CONFLICT (username) DO UPDATE SET record = excluded.record, updated_at = now()) "
+          "SELECT pg_notify('uringproxy_changes', $3)";
+    params.push_back(user_json_record(*after));
+  } else {
+    sql = "WITH w AS (DELETE FROM users WHERE username = $1) "
+          "SELECT pg_notify('uringproxy_changes', $2)";
+  }
+  params.push_back(payload);
+  std::string e = store_->execute(
+      std::move(sql), std::move(params),
+      [this, name, after, then, refused](std::string err) {
+        if (!err.empty()) {
+          if (refused) refused(refuse("the store did not take the edit: " + err));
+          return;
+        }
+        std::vector<User>& users = current_.users;
+        auto at = find_user(users, name);
+        std::optional<User> was;
+        if (at != users.end()) was = *at;
+        auto snap = snapshot_with_user(*snapshots_.current(), generation_ + 1, name,
+                                       after ? &*after : nullptr, *rt_.users);
+        if (was && after) *at = *after;
+        else if (after) users.push_back(*after);
+        else if (was) users.erase(at);
+        Changes ch;
+        if (ends_tunnels(was, after)) ch.kick.push_back(name);
+        publish(std::move(snap), std::move(ch), then);
+      });
+  return e.empty() ? "" : refuse(e);
+}
+
 void Management::cmd_user_edit(const std::string& cmd, const Args& a, const Reply& done) {
   std::string name = str_arg(a, "username");
   if (name.empty()) return done(refuse(cmd + " needs \"username\""));
@@ -367,7 +424,8 @@ void Management::cmd_user_edit(const std::string& cmd, const Args& a, const Repl
             if (cmd != "user.add" && cmd != "user.enable") put(w, "closed", closed);
             if (cmd == "user.add") put(w, "uuid", uuid);
           }));
-        });
+        },
+        done);
     if (!r.empty()) done(r);
   };
   if (cmd != "user.add" && cmd != "user.passwd") return apply("");
@@ -411,7 +469,8 @@ void Management::cmd_set_proxy(const Args& a, const Reply& done) {
           put(w, "username", name);
           put_opt(w, "external_proxy_id", proxy);
         }));
-      });
+      },
+      done);
   if (!r.empty()) done(r);
 }
 

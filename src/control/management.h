@@ -107,7 +107,11 @@ class Management {
   // publishes. "" when done (then `then` runs), else the refusal. It starts from the users in
   // force while the files are as they were read; after a hand edit, from the files.
   using UserEdit = std::function<std::string(std::optional<User>&)>;
-  std::string edit_user(const std::string& name, const UserEdit& edit, Committed then);
+  // `refused` gets a refusal that comes later (the store did not take the edit).
+  std::string edit_user(const std::string& name, const UserEdit& edit, Committed then,
+                        Reply refused = nullptr);
+  std::string edit_user_in_store(const std::string& name, const UserEdit& edit, Committed then,
+                                 Reply refused);
   std::string edit_user_from_files(const std::string& name, const UserEdit& edit,
                                    Committed then);
   std::string edit_proxies(const std::function<std::string(std::vector<UpstreamProxy>&)>& edit,

@@ -117,27 +117,46 @@ def store_up(p):
     return None
 
 
-def test_ctl_edits_are_refused_as_not_built(fresh_proxy, cluster):
-    p = fresh_proxy({"store": {"type": "postgres", "dsn": cluster.dsn, "node": "edge-e"},
-                     "control": {"socket": "ctl/control.sock"}})
-    sock = str(p.workdir / "ctl/control.sock")
-    r = run_ctl(["--socket", sock, "user", "disable", "alice"])
-    assert r.rc != 0 and "edits on a PostgreSQL node are not built yet" in r.err, r
-    assert cluster.query("SELECT record->>'enabled' FROM users WHERE username = 'alice'") == ""
-    r = run_ctl(["--socket", sock, "--json", "status"])
-    assert r.rc == 0, r
+def ctl_node(fresh_proxy, cluster, name, metrics=False):
+    over = {"store": {"type": "postgres", "dsn": cluster.dsn, "node": name},
+            "control": {"socket": "ctl/control.sock"}}
+    if metrics:
+        port = free_port()
+        over["metrics"] = {"listen": f"127.0.0.1:{port}"}
+    p = fresh_proxy(over)
+    p.sock = str(p.workdir / "ctl/control.sock")
+    if metrics:
+        p.metrics_port = port
+    return p
+
+
+def test_a_ctl_edit_on_one_node_routes_on_the_other(fresh_proxy, servers, cluster):
+    a, b = ctl_node(fresh_proxy, cluster, "edge-e"), ctl_node(fresh_proxy, cluster, "edge-f")
+    r = run_ctl(["--socket", a.sock, "--json", "status"])
     st = json.loads(r.out)
     assert st["store"] == "postgres" and st["store_up"] is True and st["node"] == "edge-e", st
 
+    r = run_ctl(["--socket", a.sock, "user", "add", "xavi", "--password-stdin"],
+                input="xavi-pw-4Rt\n")
+    assert r.rc == 0, r
+    assert cluster.query("SELECT count(*) FROM users WHERE username = 'xavi'") == "1"
+    for p in (a, b):
+        assert wait_until(lambda: login(p, servers, "xavi", "xavi-pw-4Rt")), p.output_text()
+
+    # Deleted on a: refused on b, and the tunnel open on b is cut.
+    t = socks5_open(b.socks_port, "127.0.0.1", servers.echo.port, user="xavi", pw="xavi-pw-4Rt")
+    assert t.rep == 0
+    r = run_ctl(["--socket", a.sock, "user", "del", "xavi"])
+    assert r.rc == 0, r
+    t.sock.settimeout(BOUND)
+    assert t.sock.recv(1) == b""
+    t.sock.close()
+    assert wait_until(lambda: not login(b, servers, "xavi", "xavi-pw-4Rt"))
+    assert cluster.query("SELECT count(*) FROM users WHERE username = 'xavi'") == "0"
+
 
 def test_an_outage_keeps_the_snapshot_and_a_reconnect_resyncs(fresh_proxy, servers, cluster):
-    nodes = []
-    for name in ("edge-c", "edge-d"):
-        port = free_port()
-        p = fresh_proxy({"store": {"type": "postgres", "dsn": cluster.dsn, "node": name},
-                         "metrics": {"listen": f"127.0.0.1:{port}"}})
-        p.metrics_port = port
-        nodes.append(p)
+    nodes = [ctl_node(fresh_proxy, cluster, n, metrics=True) for n in ("edge-c", "edge-d")]
     for p in nodes:
         assert store_up(p) == "1"
     cluster.pause()
@@ -146,6 +165,8 @@ def test_an_outage_keeps_the_snapshot_and_a_reconnect_resyncs(fresh_proxy, serve
             assert wait_until(lambda: store_up(p) == "0"), p.output_text()
             assert login(p, servers, "alice", PASSWORDS["alice"])  # the last snapshot serves
             assert p.err.wait_for(lambda ln: "serving the last snapshot" in ln, BOUND)
+            r = run_ctl(["--socket", p.sock, "user", "disable", "alice"])
+            assert r.rc != 0 and "the store is down" in r.err, r
     finally:
         cluster.run()
     for p in nodes:
