@@ -554,10 +554,9 @@ std::string Management::cmd_proxy_list() {
 }
 
 std::string Management::edit_proxies(
-    const std::function<std::string(std::vector<UpstreamProxy>&)>& edit, Committed then) {
-  if (store_)
-    return refuse("edits on a PostgreSQL node are not built yet: change the store's upstreams "
-                  "table (uringproxyctl store import) and every node reads it within a second");
+    const std::function<std::string(std::vector<UpstreamProxy>&)>& edit, Committed then,
+    Reply refused) {
+  if (store_) return edit_proxies_in_store(edit, std::move(then), std::move(refused));
   if (stamps_.unchanged()) {
     // The files are as they were read: only the proxies change, the users are shared.
     const std::string& path = current_.config.proxies_file;
@@ -604,6 +603,78 @@ std::string Management::edit_proxies(
   stamps_.proxies = FileStamp::of(next.config.proxies_file);
   commit(std::move(snap), std::move(next), std::move(then));
   return "";
+}
+
+// A postgres node: the upstreams the edit changed or removed are written in one statement with
+// its NOTIFY; once committed the edit is applied here as a file edit would be.
+std::string Management::edit_proxies_in_store(
+    const std::function<std::string(std::vector<UpstreamProxy>&)>& edit, Committed then,
+    Reply refused) {
+  if (!store_->up()) return refuse(store_->execute("", {}, nullptr));
+  std::vector<UpstreamProxy> proxies = current_.proxies;
+  if (std::string why = edit(proxies); !why.empty()) return refuse(why);
+  std::string text = proxies_to_json(proxies);
+  std::vector<UpstreamProxy> check;
+  Diagnostics cd;
+  if (!parse_proxies(text, "store (table upstreams)", check, cd) || !cd.ok())
+    return refuse("the edit would not load", cd.errors);
+  // What changed: records written anew, ids gone.
+  std::vector<UpstreamProxy> changed;
+  for (const UpstreamProxy& p : proxies) {
+    auto old = std::find_if(current_.proxies.begin(), current_.proxies.end(),
+                            [&](const UpstreamProxy& q) { return q.id == p.id; });
+    if (old == current_.proxies.end() || proxies_to_json({*old}) != proxies_to_json({p}))
+      changed.push_back(p);
+  }
+  std::string gone = "[";
+  std::vector<std::string> gone_ids;
+  for (const UpstreamProxy& q : current_.proxies)
+    if (!has_proxy(proxies, q.id)) gone_ids.push_back(q.id);
+  {
+    rapidjson::StringBuffer b;
+    rapidjson::Writer<rapidjson::StringBuffer> w(b);
+    w.StartArray();
+    for (const std::string& id : gone_ids) w.String(id.c_str());
+    w.EndArray();
+    gone = b.GetString();
+  }
+  std::string e = store_->execute(
+      "WITH gone AS (DELETE FROM upstreams WHERE id IN "
+      "  (SELECT jsonb_array_elements_text($1::jsonb))),"
+      " put AS (INSERT INTO upstreams (id, record) SELECT r->>'id', r FROM "
+      "  jsonb_array_elements(($2::jsonb)->'proxies') r ON CONFLICT (id) DO UPDATE SET "
+      "  record = excluded.record, updated_at = now()) "
+      "SELECT pg_notify('uringproxy_changes', $3)",
+      {gone, proxies_to_json(changed), current_.config.store.node + " upstreams"},
+      [this, changed, gone_ids, then, refused](std::string err) {
+        if (!err.empty()) {
+          if (refused) refused(refuse("the store did not take the edit: " + err));
+          return;
+        }
+        std::vector<UpstreamProxy> next = current_.proxies;
+        for (const std::string& id : gone_ids)
+          next.erase(std::remove_if(next.begin(), next.end(),
+                                    [&](const UpstreamProxy& q) { return q.id == id; }),
+                     next.end());
+        for (const UpstreamProxy& p : changed) {
+          auto at = std::find_if(next.begin(), next.end(),
+                                 [&](const UpstreamProxy& q) { return q.id == p.id; });
+          if (at != next.end()) *at = p;
+          else next.push_back(p);
+        }
+        std::vector<std::string> errors;
+        auto snap = snapshot_with_proxies(*snapshots_.current(), generation_ + 1, next, health_,
+                                          errors);
+        if (!snap) {  // committed, but not buildable here: read the store in full
+          for (const auto& x : errors) UP_ERROR("%s", x.c_str());
+          store_->resync();
+          if (refused) refused(refuse("committed, but this node could not apply it", errors));
+          return;
+        }
+        current_.proxies = std::move(next);
+        publish(std::move(snap), {}, then);
+      });
+  return e.empty() ? "" : refuse(e);
 }
 
 void Management::cmd_proxy_edit(const std::string& cmd, const Args& a, const Reply& done) {
@@ -666,7 +737,8 @@ void Management::cmd_proxy_edit(const std::string& cmd, const Args& a, const Rep
         UP_INFO("%s %s: generation %llu", cmd.c_str(), id.c_str(),
                 static_cast<unsigned long long>(generation));
         done(answer([&](Json& w) { put(w, "generation", generation); }));
-      });
+      },
+      done);
   if (!r.empty()) done(r);
 }
 
@@ -681,7 +753,8 @@ void Management::add_proxy(const UpstreamProxy& p, const Reply& done) {
         UP_INFO("proxy.add %s: generation %llu", id.c_str(),
                 static_cast<unsigned long long>(generation));
         done(answer([&](Json& w) { put(w, "generation", generation); }));
-      });
+      },
+      done);
   if (!r.empty()) done(r);
 }
 

@@ -115,7 +115,10 @@ class Management {
   std::string edit_user_from_files(const std::string& name, const UserEdit& edit,
                                    Committed then);
   std::string edit_proxies(const std::function<std::string(std::vector<UpstreamProxy>&)>& edit,
-                           Committed then);
+                           Committed then, Reply refused = nullptr);
+  std::string edit_proxies_in_store(
+      const std::function<std::string(std::vector<UpstreamProxy>&)>& edit, Committed then,
+      Reply refused);
   // Caches the records of up to `batch` more users.
   void cache_user_records(size_t batch);
 

@@ -155,6 +155,22 @@ def test_a_ctl_edit_on_one_node_routes_on_the_other(fresh_proxy, servers, cluste
     assert cluster.query("SELECT count(*) FROM users WHERE username = 'xavi'") == "0"
 
 
+def test_a_proxy_edit_reaches_the_other_node(fresh_proxy, cluster):
+    a, b = ctl_node(fresh_proxy, cluster, "edge-g"), ctl_node(fresh_proxy, cluster, "edge-h")
+    r = run_ctl(["--socket", a.sock, "proxy", "add", "--id", "far1", "--type", "socks5",
+                 "--address", "127.0.0.1", "--port", str(free_port()), "--no-test"])
+    assert r.rc == 0, r
+
+    def ids(p):
+        r = run_ctl(["--socket", p.sock, "--json", "proxy", "list"])
+        return [x["id"] for x in json.loads(r.out)["proxies"]]
+    assert wait_until(lambda: "far1" in ids(b))
+    r = run_ctl(["--socket", b.sock, "proxy", "del", "far1"])
+    assert r.rc == 0, r
+    assert wait_until(lambda: "far1" not in ids(a))
+    assert cluster.query("SELECT count(*) FROM upstreams") == "0"
+
+
 def test_an_outage_keeps_the_snapshot_and_a_reconnect_resyncs(fresh_proxy, servers, cluster):
     nodes = [ctl_node(fresh_proxy, cluster, n, metrics=True) for n in ("edge-c", "edge-d")]
     for p in nodes:
