@@ -228,10 +228,22 @@ bool parse_proxies(const std::string& text, const std::string& path,
 bool parse_agents(const std::string& text, const std::string& path, std::vector<Agent>& out,
                   Diagnostics& diag);
 
-// Reads the main config, then its users and proxies files; checks cross-references
+// `{"groups": {...}}` as the main config writes them (the PostgreSQL store's groups table).
+bool parse_groups(const std::string& text, const std::string& path,
+                  std::map<std::string, GroupConfig>& out, Diagnostics& diag);
+
+// Reads the main config, then its users and proxies files (not with the PostgreSQL store:
+// then apply_store_records fills them in); checks cross-references
 // (external_proxy_id and on_failure ids exist, unique usernames/ids/uuids, group names) and the
 // proxies file's mode (refused when group or others can read it).
 bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics& diag);
+
+// The PostgreSQL store's records, as documents in the files' shapes ({"users": [...]},
+// {"proxies": [...]}, {"groups": {...}}): parsed by the same loaders and cross-checked as
+// load_config_set does. The store's groups are added to the main config's (the store's wins
+// on a name in both). False (with errors naming the store's table) when they do not load.
+bool apply_store_records(const std::string& users_doc, const std::string& proxies_doc,
+                         const std::string& groups_doc, ConfigSet& out, Diagnostics& diag);
 
 // Serialisers for live edits (issue 4): the same shapes the parsers accept.
 std::string users_to_json(const std::vector<User>& users);

@@ -449,8 +449,6 @@ bool parse_config(const std::string& text, const std::string& path, Config& out,
     }
   }
   bool has_users = get_path(root, "users_file", dir, out.users_file);
-  if (!has_users && out.auth_required && !root.has("users_file"))
-    root.error("users_file", "is required when auth is \"required\" (e.g. \"users.json\")");
   get_path(root, "proxies_file", dir, out.proxies_file);
   get_path(root, "agents_file", dir, out.agents_file);
 
@@ -467,7 +465,28 @@ bool parse_config(const std::string& text, const std::string& path, Config& out,
   root.get_uint_as("shutdown_grace_ms", out.shutdown_grace_ms, 0, kMaxMs);
   read_run_as(root, out);
   read_store(root, dir, out);
+  // With the PostgreSQL store the users come from the database, not a file.
+  if (!has_users && out.auth_required && !root.has("users_file") &&
+      out.store.type != StoreConfig::Type::postgres)
+    root.error("users_file", "is required when auth is \"required\" (e.g. \"users.json\")");
   root.finish();
+  return diag.errors.size() == errors_before;
+}
+
+bool parse_groups(const std::string& text, const std::string& path,
+                  std::map<std::string, GroupConfig>& out, Diagnostics& diag) {
+  FileDiagnostics fd(path, diag);
+  size_t errors_before = diag.errors.size();
+  rapidjson::Document doc;
+  if (!config::parse_json(text, fd, doc)) return false;
+  if (!doc.IsObject()) {
+    fd.error("", "groups must be an object {name: {...}}");
+    return false;
+  }
+  ObjectReader root(fd, doc, "");
+  Config c;
+  read_groups(root, c);
+  out = std::move(c.groups);
   return diag.errors.size() == errors_before;
 }
 

@@ -184,7 +184,9 @@ bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics
 
   bool users_ok = true;
   std::string users_shown = config::display_path(c.users_file);
-  if (!c.users_file.empty()) {
+  // With the PostgreSQL store the users and proxies files are not read (apply_store_records).
+  const bool from_files = c.store.type == StoreConfig::Type::json;
+  if (from_files && !c.users_file.empty()) {
     FileDiagnostics ufd(users_shown, diag);
     FileRead f = read_file(c.users_file, cap, raise);
     if (!f.error.empty()) {
@@ -203,7 +205,7 @@ bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics
 
   bool proxies_ok = true;
   std::string proxies_shown = config::display_path(c.proxies_file);
-  if (!c.proxies_file.empty()) {
+  if (from_files && !c.proxies_file.empty()) {
     FileDiagnostics pfd(proxies_shown, diag);
     FileRead f = read_file(c.proxies_file, cap, raise);
     if (!f.error.empty()) {
@@ -251,7 +253,25 @@ bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics
                                            shown);
   }
 
-  check_cross_references(config_path, users_shown, proxies_shown, users_ok, proxies_ok, out,
+  if (from_files)
+    check_cross_references(config_path, users_shown, proxies_shown, users_ok, proxies_ok, out,
+                           diag);
+  return diag.errors.size() == errors_before;
+}
+
+bool apply_store_records(const std::string& users_doc, const std::string& proxies_doc,
+                         const std::string& groups_doc, ConfigSet& out, Diagnostics& diag) {
+  size_t errors_before = diag.errors.size();
+  const std::string users_shown = "store (table users)";
+  const std::string proxies_shown = "store (table upstreams)";
+  out.users.clear();
+  out.proxies.clear();
+  bool users_ok = parse_users(users_doc, users_shown, out.users, diag);
+  bool proxies_ok = parse_proxies(proxies_doc, proxies_shown, out.proxies, diag);
+  std::map<std::string, GroupConfig> groups;
+  if (parse_groups(groups_doc, "store (table groups)", groups, diag))
+    for (auto& [name, g] : groups) out.config.groups[name] = g;
+  check_cross_references(out.config.path, users_shown, proxies_shown, users_ok, proxies_ok, out,
                          diag);
   return diag.errors.size() == errors_before;
 }

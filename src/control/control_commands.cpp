@@ -105,6 +105,11 @@ void Management::cmd_status(const Reply& done) {
                                                                 StoreConfig::Type::json
                                                             ? "json"
                                                             : "postgres"));
+                            if (store_) {
+                              w.Key("store_up");
+                              w.Bool(store_->up());
+                              put(w, "node", current_.config.store.node);
+                            }
                           }));
                         });
 }
@@ -198,7 +203,8 @@ bool ends_tunnels(const std::optional<User>& before, const std::optional<User>& 
 }  // namespace
 
 std::string Management::edit_user(const std::string& name, const UserEdit& edit,
-                                  Committed then) {
+                                  Committed then, Reply refused) {
+  if (store_) return edit_user_in_store(name, edit, std::move(then), std::move(refused));
   if (!stamps_.unchanged()) return edit_user_from_files(name, edit, std::move(then));
   const std::string& path = current_.config.users_file;
   if (path.empty()) return refuse("no users_file is configured");
@@ -307,6 +313,65 @@ std::string Management::edit_user_from_files(const std::string& name, const User
   return "";
 }
 
+// A postgres node: the edit is one statement (the row and its NOTIFY commit together); once
+// committed it is applied here as a file edit would be, and the other nodes read it on NOTIFY.
+std::string Management::edit_user_in_store(const std::string& name, const UserEdit& edit,
+                                           Committed then, Reply refused) {
+  if (!store_->up()) return refuse(store_->execute("", {}, nullptr));
+  auto it = find_user(current_.users, name);
+  std::optional<User> before;
+  if (it != current_.users.end()) before = *it;
+  std::optional<User> after = before;
+  if (std::string why = edit(after); !why.empty()) return refuse(why);
+  if (after) {
+    std::vector<User> check;
+    Diagnostics cd;
+    if (!parse_users(users_to_json({*after}), "store (table users)", check, cd) || !cd.ok())
+      return refuse("the edit would not load", cd.errors);
+    if (after->external_proxy_id && !has_proxy(current_.proxies, *after->external_proxy_id))
+      return refuse("the edit names an unknown upstream",
+                    {"user " + name + ": no upstream has id " + *after->external_proxy_id});
+    if (!after->uuid.empty() && (!before || before->uuid != after->uuid))
+      for (const User& other : current_.users)
+        if (other.uuid == after->uuid && other.username != name)
+          return refuse("uuid " + after->uuid + " is already " + other.username + "'s");
+  }
+  std::string payload = current_.config.store.node + " user " + name;
+  std::string sql;
+  std::vector<std::string> params{name};
+  if (after) {
+    sql = "WITH w AS (INSERT INTO users (username, record) VALUES ($1, $2::jsonb) "
+          "ON CONFLICT (username) DO UPDATE SET record = excluded.record, updated_at = now()) "
+          "SELECT pg_notify('uringproxy_changes', $3)";
+    params.push_back(user_json_record(*after));
+  } else {
+    sql = "WITH w AS (DELETE FROM users WHERE username = $1) "
+          "SELECT pg_notify('uringproxy_changes', $2)";
+  }
+  params.push_back(payload);
+  std::string e = store_->execute(
+      std::move(sql), std::move(params),
+      [this, name, after, then, refused](std::string err) {
+        if (!err.empty()) {
+          if (refused) refused(refuse("the store did not take the edit: " + err));
+          return;
+        }
+        std::vector<User>& users = current_.users;
+        auto at = find_user(users, name);
+        std::optional<User> was;
+        if (at != users.end()) was = *at;
+        auto snap = snapshot_with_user(*snapshots_.current(), generation_ + 1, name,
+                                       after ? &*after : nullptr, *rt_.users);
+        if (was && after) *at = *after;
+        else if (after) users.push_back(*after);
+        else if (was) users.erase(at);
+        Changes ch;
+        if (ends_tunnels(was, after)) ch.kick.push_back(name);
+        publish(std::move(snap), std::move(ch), then);
+      });
+  return e.empty() ? "" : refuse(e);
+}
+
 void Management::cmd_user_edit(const std::string& cmd, const Args& a, const Reply& done) {
   std::string name = str_arg(a, "username");
   if (name.empty()) return done(refuse(cmd + " needs \"username\""));
@@ -359,7 +424,8 @@ void Management::cmd_user_edit(const std::string& cmd, const Args& a, const Repl
             if (cmd != "user.add" && cmd != "user.enable") put(w, "closed", closed);
             if (cmd == "user.add") put(w, "uuid", uuid);
           }));
-        });
+        },
+        done);
     if (!r.empty()) done(r);
   };
   if (cmd != "user.add" && cmd != "user.passwd") return apply("");
@@ -403,7 +469,8 @@ void Management::cmd_set_proxy(const Args& a, const Reply& done) {
           put(w, "username", name);
           put_opt(w, "external_proxy_id", proxy);
         }));
-      });
+      },
+      done);
   if (!r.empty()) done(r);
 }
 
@@ -487,7 +554,9 @@ std::string Management::cmd_proxy_list() {
 }
 
 std::string Management::edit_proxies(
-    const std::function<std::string(std::vector<UpstreamProxy>&)>& edit, Committed then) {
+    const std::function<std::string(std::vector<UpstreamProxy>&)>& edit, Committed then,
+    Reply refused) {
+  if (store_) return edit_proxies_in_store(edit, std::move(then), std::move(refused));
   if (stamps_.unchanged()) {
     // The files are as they were read: only the proxies change, the users are shared.
     const std::string& path = current_.config.proxies_file;
@@ -534,6 +603,78 @@ std::string Management::edit_proxies(
   stamps_.proxies = FileStamp::of(next.config.proxies_file);
   commit(std::move(snap), std::move(next), std::move(then));
   return "";
+}
+
+// A postgres node: the upstreams the edit changed or removed are written in one statement with
+// its NOTIFY; once committed the edit is applied here as a file edit would be.
+std::string Management::edit_proxies_in_store(
+    const std::function<std::string(std::vector<UpstreamProxy>&)>& edit, Committed then,
+    Reply refused) {
+  if (!store_->up()) return refuse(store_->execute("", {}, nullptr));
+  std::vector<UpstreamProxy> proxies = current_.proxies;
+  if (std::string why = edit(proxies); !why.empty()) return refuse(why);
+  std::string text = proxies_to_json(proxies);
+  std::vector<UpstreamProxy> check;
+  Diagnostics cd;
+  if (!parse_proxies(text, "store (table upstreams)", check, cd) || !cd.ok())
+    return refuse("the edit would not load", cd.errors);
+  // What changed: records written anew, ids gone.
+  std::vector<UpstreamProxy> changed;
+  for (const UpstreamProxy& p : proxies) {
+    auto old = std::find_if(current_.proxies.begin(), current_.proxies.end(),
+                            [&](const UpstreamProxy& q) { return q.id == p.id; });
+    if (old == current_.proxies.end() || proxies_to_json({*old}) != proxies_to_json({p}))
+      changed.push_back(p);
+  }
+  std::string gone = "[";
+  std::vector<std::string> gone_ids;
+  for (const UpstreamProxy& q : current_.proxies)
+    if (!has_proxy(proxies, q.id)) gone_ids.push_back(q.id);
+  {
+    rapidjson::StringBuffer b;
+    rapidjson::Writer<rapidjson::StringBuffer> w(b);
+    w.StartArray();
+    for (const std::string& id : gone_ids) w.String(id.c_str());
+    w.EndArray();
+    gone = b.GetString();
+  }
+  std::string e = store_->execute(
+      "WITH gone AS (DELETE FROM upstreams WHERE id IN "
+      "  (SELECT jsonb_array_elements_text($1::jsonb))),"
+      " put AS (INSERT INTO upstreams (id, record) SELECT r->>'id', r FROM "
+      "  jsonb_array_elements(($2::jsonb)->'proxies') r ON CONFLICT (id) DO UPDATE SET "
+      "  record = excluded.record, updated_at = now()) "
+      "SELECT pg_notify('uringproxy_changes', $3)",
+      {gone, proxies_to_json(changed), current_.config.store.node + " upstreams"},
+      [this, changed, gone_ids, then, refused](std::string err) {
+        if (!err.empty()) {
+          if (refused) refused(refuse("the store did not take the edit: " + err));
+          return;
+        }
+        std::vector<UpstreamProxy> next = current_.proxies;
+        for (const std::string& id : gone_ids)
+          next.erase(std::remove_if(next.begin(), next.end(),
+                                    [&](const UpstreamProxy& q) { return q.id == id; }),
+                     next.end());
+        for (const UpstreamProxy& p : changed) {
+          auto at = std::find_if(next.begin(), next.end(),
+                                 [&](const UpstreamProxy& q) { return q.id == p.id; });
+          if (at != next.end()) *at = p;
+          else next.push_back(p);
+        }
+        std::vector<std::string> errors;
+        auto snap = snapshot_with_proxies(*snapshots_.current(), generation_ + 1, next, health_,
+                                          errors);
+        if (!snap) {  // committed, but not buildable here: read the store in full
+          for (const auto& x : errors) UP_ERROR("%s", x.c_str());
+          store_->resync();
+          if (refused) refused(refuse("committed, but this node could not apply it", errors));
+          return;
+        }
+        current_.proxies = std::move(next);
+        publish(std::move(snap), {}, then);
+      });
+  return e.empty() ? "" : refuse(e);
 }
 
 void Management::cmd_proxy_edit(const std::string& cmd, const Args& a, const Reply& done) {
@@ -596,7 +737,8 @@ void Management::cmd_proxy_edit(const std::string& cmd, const Args& a, const Rep
         UP_INFO("%s %s: generation %llu", cmd.c_str(), id.c_str(),
                 static_cast<unsigned long long>(generation));
         done(answer([&](Json& w) { put(w, "generation", generation); }));
-      });
+      },
+      done);
   if (!r.empty()) done(r);
 }
 
@@ -611,7 +753,8 @@ void Management::add_proxy(const UpstreamProxy& p, const Reply& done) {
         UP_INFO("proxy.add %s: generation %llu", id.c_str(),
                 static_cast<unsigned long long>(generation));
         done(answer([&](Json& w) { put(w, "generation", generation); }));
-      });
+      },
+      done);
   if (!r.empty()) done(r);
 }
 

@@ -25,6 +25,7 @@
 #include "control/management.h"
 #include "route/health_checker.h"
 #include "route/snapshot_store.h"
+#include "store/pg_link.h"
 #include "store/pg_schema.h"
 #include "tls/ktls_probe.h"
 #include "uringproxy/config.h"
@@ -116,17 +117,6 @@ bool drop_privileges(const Config& c, const std::string& control_socket) {
 
 }  // namespace
 
-namespace {
-// Until the daemon serves from PostgreSQL, a config that asks for it is refused rather than
-// served from the JSON files behind the operator's back.
-void refuse_unbuilt_store(const ConfigSet& set, const std::string& config_path,
-                          Diagnostics& diag) {
-  if (set.config.store.type == StoreConfig::Type::postgres)
-    diag.errors.push_back(config_path + ": store.type: \"postgres\": the PostgreSQL store is not "
-                          "built yet (only uringproxy --migrate is); use \"json\" (the "
-                          "users_file, proxies_file and usage.json files)");
-}
-}  // namespace
 
 int migrate(const std::string& config_path) {
   Config c;
@@ -157,7 +147,6 @@ int check_config(const std::string& config_path) {
   ConfigSet set;
   Diagnostics diag;
   bool ok = load_config_set(config_path, set, diag);
-  refuse_unbuilt_store(set, config_path, diag);
   for (const auto& w : diag.warnings) fprintf(stderr, "warning: %s\n", w.c_str());
   for (const auto& e : diag.errors) fprintf(stderr, "error: %s\n", e.c_str());
   if (ok && diag.ok()) {
@@ -182,8 +171,19 @@ int run_daemon(const DaemonOptions& opts) {
   Diagnostics diag;
   ConfigStamps stamps = ConfigStamps::take(opts.config_path);
   bool loaded = load_config_set(opts.config_path, set, diag);
-  refuse_unbuilt_store(set, opts.config_path, diag);
   if (!stamps.describes(set)) stamps = {};
+  // The PostgreSQL store: users, upstreams and its groups are read from the database (on this
+  // thread, before any worker runs) and checked by the files' loaders.
+  std::unique_ptr<StoreLink> store;
+  if (loaded && diag.ok() && set.config.store.type == StoreConfig::Type::postgres) {
+    store = std::make_unique<StoreLink>(set.config.store);
+    StoreLink::Records first;
+    if (std::string e = store->open(15000, first); !e.empty()) {
+      UP_ERROR("%s: not starting: %s", opts.config_path.c_str(), e.c_str());
+      return 1;
+    }
+    apply_store_records(first.users, first.proxies, first.groups, set, diag);
+  }
   print_diagnostics(diag);
   if (!loaded || !diag.ok()) {
     UP_ERROR("%s: not starting (%zu error(s); run uringproxy --check --config %s)",
@@ -306,6 +306,7 @@ int run_daemon(const DaemonOptions& opts) {
     stop_workers(0);
     return 1;
   }
+  if (store) mgmt.adopt_store(std::move(store));
   for (const auto& l : set.config.listeners)
     if (!l.tls && l.protocol != Protocol::vless)
       UP_INFO("listening on %s (%s, %s)", l.listen.text.c_str(), l.name.c_str(),

@@ -225,12 +225,13 @@ uint32_t Management::run() {
     epoll_event evs[32];
     // While the users' records are not all cached, the loop does not sleep: it caches a batch
     // per turn between requests, so the first edit does not serialise every user.
-    bool caching = !current_.config.users_file.empty() &&
+    bool caching = !store_ && !current_.config.users_file.empty() &&
                    user_records_.size() < current_.users.size();
     // Quotas are checked every store.flush_interval_ms: the loop wakes at least that often.
     int wait_ms = static_cast<int>(std::min<uint32_t>(250, current_.config.store.flush_interval_ms));
     int n = epoll_wait(epfd_, evs, 32, caching ? 0 : wait_ms);
     uint64_t now = monotonic_ms();
+    bool store_ready = false;
     for (int i = 0; i < n; ++i) {
       int fd = evs[i].data.fd;
       if (fd == sigfd_) {
@@ -256,10 +257,13 @@ uint32_t Management::run() {
         accept_on(fd, false);
       } else if (fd == metrics_fd_) {
         accept_on(fd, true);
+      } else if (store_ && fd == store_fd_) {
+        store_ready = true;
       } else {
         serve(fd, evs[i].events);
       }
     }
+    if (store_) store_step(now, store_ready);
     finish_pending(monotonic_ms());
     if (now - last_flush_ms_ >= current_.config.store.flush_interval_ms) {
       last_flush_ms_ = now;
@@ -647,6 +651,19 @@ bool Management::reload(std::vector<std::string>& errors, Committed then) {
   ConfigSet next;
   Diagnostics d;
   bool ok = load_config_set(config_path_, next, d) && d.ok();
+  if (ok && (next.config.store.type == StoreConfig::Type::postgres) != static_cast<bool>(store_)) {
+    d.errors.push_back(config_path_ + ": store.type changed; restart uringproxy to change stores");
+    ok = false;
+  }
+  if (ok && store_) {
+    // Users, upstreams and the store's groups stay as last read; the store is read again.
+    file_groups_ = next.config.groups;
+    for (const auto& [name, g] : current_.config.groups)
+      if (!next.config.groups.count(name)) next.config.groups[name] = g;
+    next.users = current_.users;
+    next.proxies = current_.proxies;
+    store_->resync();
+  }
   for (const auto& w : d.warnings) UP_WARN("%s", w.c_str());
   errors = d.errors;
   std::unique_ptr<Snapshot> snap;

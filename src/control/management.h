@@ -19,6 +19,7 @@
 #include "control/config_stamps.h"
 #include "control/usage_store.h"
 #include "core/worker_stats.h"
+#include "store/pg_link.h"
 #include "uringproxy/config.h"
 
 namespace up {
@@ -44,6 +45,9 @@ class Management {
 
   // Opens the control socket and metrics listener; false (logged) if they cannot be opened.
   bool open();
+  // The PostgreSQL store (store.type postgres): its link, already open, and the groups the main
+  // config names (the store's are added to them at every read).
+  void adopt_store(std::unique_ptr<StoreLink> link);
   // Serves until SIGTERM/SIGINT; returns the grace period to drain with.
   uint32_t run();
 
@@ -103,13 +107,25 @@ class Management {
   // publishes. "" when done (then `then` runs), else the refusal. It starts from the users in
   // force while the files are as they were read; after a hand edit, from the files.
   using UserEdit = std::function<std::string(std::optional<User>&)>;
-  std::string edit_user(const std::string& name, const UserEdit& edit, Committed then);
+  // `refused` gets a refusal that comes later (the store did not take the edit).
+  std::string edit_user(const std::string& name, const UserEdit& edit, Committed then,
+                        Reply refused = nullptr);
+  std::string edit_user_in_store(const std::string& name, const UserEdit& edit, Committed then,
+                                 Reply refused);
   std::string edit_user_from_files(const std::string& name, const UserEdit& edit,
                                    Committed then);
   std::string edit_proxies(const std::function<std::string(std::vector<UpstreamProxy>&)>& edit,
-                           Committed then);
+                           Committed then, Reply refused = nullptr);
+  std::string edit_proxies_in_store(
+      const std::function<std::string(std::vector<UpstreamProxy>&)>& edit, Committed then,
+      Reply refused);
   // Caches the records of up to `batch` more users.
   void cache_user_records(size_t batch);
+
+  // --- the PostgreSQL store (store_sync.cpp)
+  void store_step(uint64_t now, bool ready);
+  void sync_store_fd();
+  void store_records(StoreLink::Records r);
 
   // --- quotas (quota_control.cpp)
   // Reads the usage file and refuses users already over quota; false (logged) when it cannot
@@ -219,6 +235,10 @@ class Management {
   bool usage_changed_ = false;
   bool flush_pending_ = false;
   uint64_t last_flush_ms_ = 0;
+  std::unique_ptr<StoreLink> store_;  // null with the JSON store
+  int store_fd_ = -1;                 // registered with epfd_
+  uint32_t store_events_ = 0;
+  std::map<std::string, GroupConfig> file_groups_;  // the main config's groups
 };
 
 }  // namespace up

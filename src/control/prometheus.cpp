@@ -216,6 +216,11 @@ std::string Management::metrics_text(WorkerStats& s) {
                   to_string(static_cast<UdpDrop>(i)) + "\"}",
            s.udp_dropped[i]);
 
+  if (store_) {
+    header(o, "uringproxy_store_up", "gauge",
+           "1 if the PostgreSQL store is connected; 0: serving the last snapshot.");
+    sample(o, "uringproxy_store_up", store_->up() ? 1 : 0);
+  }
   header(o, "uringproxy_config_generation", "gauge", "Generation of the configuration in force.");
   sample(o, "uringproxy_config_generation", generation_);
   return o;

@@ -227,7 +227,8 @@ void Management::cmd_quota_set(const Args& a, const Reply& done) {
           put_opt(w, "period", has ? std::optional<std::string>(to_string(quota_users_[q->second].period))
                                    : std::nullopt);
         }));
-      });
+      },
+      done);
   if (!r.empty()) done(r);
 }
 

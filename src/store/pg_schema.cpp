@@ -62,15 +62,22 @@ std::string where_of(const StoreConfig& store) {
 
 int store_schema_version() { return kVersion; }
 
+std::string store_where(const StoreConfig& store) { return where_of(store); }
+
+bool read_store_password(const StoreConfig& store, std::string& password, std::string& error) {
+  password.clear();
+  if (store.password_file.empty()) return true;
+  std::ifstream f(store.password_file);
+  if (!f || !std::getline(f, password)) {
+    error = "store.password_file: cannot read " + store.password_file;
+    return false;
+  }
+  return true;
+}
+
 pg_conn* connect_store(const StoreConfig& store, std::string& error) {
   std::string password;
-  if (!store.password_file.empty()) {
-    std::ifstream f(store.password_file);
-    if (!f || !std::getline(f, password)) {
-      error = "store.password_file: cannot read " + store.password_file;
-      return nullptr;
-    }
-  }
+  if (!read_store_password(store, password, error)) return nullptr;
   // expand_dbname: the first "dbname" value is the whole DSN; a password from the file is
   // added after it, so it is never spliced into a connection string.
   const char* keys[] = {"dbname", password.empty() ? nullptr : "password", nullptr};

@@ -1,7 +1,7 @@
 #pragma once
 // The PostgreSQL store's schema (docs/configuration.md#store): numbered migrations applied by
 // `uringproxy --migrate`, each once, all in one transaction, so a database is always at one
-// known version. Serving from the database is not built yet; only the schema is.
+// known version.
 #include <string>
 
 #include "uringproxy/config.h"
@@ -9,6 +9,11 @@
 struct pg_conn;  // libpq's PGconn
 
 namespace up {
+
+// "store.dsn (host H)": how messages name the database, never with its password.
+std::string store_where(const StoreConfig& store);
+// store.password_file's first line ("" without one); false with `error` when unreadable.
+bool read_store_password(const StoreConfig& store, std::string& password, std::string& error);
 
 // Connects with store.dsn (and store.password_file); null with `error` naming the DSN's host,
 // never the password. Free with PQfinish.

@@ -54,6 +54,9 @@ class Cluster:
         r = as_postgres([pg_bin("initdb"), "-D", str(self.data), "-U", "postgres",
                          "--auth=trust", "--no-sync"])
         assert r.returncode == 0, r.stderr.decode()
+        return self.run()
+
+    def run(self):
         cmd = [pg_bin("postgres"), "-D", str(self.data), "-k", str(self.dir), "-p",
                str(self.port), "-c", "listen_addresses=", "-c", "fsync=off"]
         if os.geteuid() == 0:
@@ -78,6 +81,13 @@ class Cluster:
         r = self.psql(sql)
         assert r.returncode == 0, r.stderr.decode()
         return r.stdout.decode().strip()
+
+    def pause(self):
+        """Stops the server (fast shutdown), keeping its data for run()."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGINT)
+        self.proc.wait(BOUND)
+        self.log.close()
 
     def stop(self):
         pid_file = self.data / "postmaster.pid"

@@ -278,3 +278,26 @@ TEST_CASE("config set: agents_file is checked in full, then refused as not built
     CHECK(has_error(load(cfg).diag, {"agents.json: cannot open: No such file or directory (agents_file in "}));
   }
 }
+
+// apply_store_records: the PostgreSQL store's rows go through the same loaders and cross-checks
+// as the files, named by table; the store's groups are added to the main config's.
+TEST_CASE("store records load like the files, named by their table") {
+  ConfigSet set;
+  Diagnostics d;
+  set.config.groups["eu"] = GroupConfig{};
+  std::string users = "{\"users\": [" + user("alice", "\"external_proxy_id\": \"us1\"") + "]}";
+  std::string proxies = R"({"proxies": [{"id": "us1", "type": "socks5", "address": "10.0.0.1",
+                                         "port": 1080, "group": "us"}]})";
+  std::string groups = R"({"groups": {"us": {"policy": "least_conn"}}})";
+  REQUIRE_MESSAGE(apply_store_records(users, proxies, groups, set, d), all_messages(d));
+  CHECK(set.users.size() == 1);
+  CHECK(set.proxies.size() == 1);
+  CHECK(set.config.groups.count("eu") == 1);
+  CHECK(set.config.groups.at("us").policy == GroupPolicy::least_conn);
+
+  Diagnostics bad;
+  std::string dangling = "{\"users\": [" + user("bob", "\"external_proxy_id\": \"gone\"") + "]}";
+  CHECK_FALSE(apply_store_records(dangling, R"({"proxies": []})", R"({"groups": {}})", set, bad));
+  CHECK_MESSAGE(has_error(bad, {"store (table users)", "bob", "external_proxy_id", "gone"}),
+                all_messages(bad));
+}
