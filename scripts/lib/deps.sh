@@ -7,7 +7,7 @@ BUILD_PACKAGES="meson ninja-build pkg-config g++ cmake liburing-dev libssl-dev l
 # Peers the integration tests run against: dante (SOCKS5 upstream), tinyproxy (HTTP
 # upstream), stunnel (TLS in front of either), microsocks, prometheus (scrapes /metrics),
 # v2ray (a VLESS client).
-TEST_PACKAGES="clang libclang-rt-14-dev curl python3 python3-pytest python3-socks whois
+TEST_PACKAGES="clang libclang-rt-14-dev curl python3 python3-pytest python3-pytest-xdist python3-socks whois
   procps iproute2 passwd dante-server tinyproxy stunnel4 microsocks prometheus v2ray postgresql"
 # bench/compare also runs haproxy.
 BENCH_PACKAGES="haproxy dante-server tinyproxy microsocks stunnel4 v2ray"
