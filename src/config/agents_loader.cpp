@@ -65,15 +65,7 @@ bool parse_agents(const std::string& text, const std::string& path, std::vector<
   size_t errors_before = diag.errors.size();
   out.clear();
   rapidjson::Document doc;
-  if (!config::parse_json(text, fd, doc)) return false;
-  if (!doc.IsObject()) {
-    fd.error("", std::string("the top level must be an object {\"agents\": [...]}, not ") +
-                     config::json_type_name(doc));
-    return false;
-  }
-  ObjectReader root(fd, doc, "");
-  const rapidjson::Value* arr = root.get_array("agents", true);
-  root.finish();
+  const rapidjson::Value* arr = config::parse_json_list(text, fd, doc, "agents");
   if (arr == nullptr) return false;
 
   std::map<std::string, std::string> ids;  // -> where it was first seen

@@ -45,6 +45,20 @@ bool parse_json(const std::string& text, FileDiagnostics& fd, rapidjson::Documen
   return false;
 }
 
+const rapidjson::Value* parse_json_list(const std::string& text, FileDiagnostics& fd,
+                                        rapidjson::Document& doc, const char* key) {
+  if (!parse_json(text, fd, doc)) return nullptr;
+  if (!doc.IsObject()) {
+    fd.error("", std::string("the top level must be an object {\"") + key + "\": [...]}, not " +
+                     json_type_name(doc));
+    return nullptr;
+  }
+  ObjectReader root(fd, doc, "");
+  const rapidjson::Value* arr = root.get_array(key, true);
+  root.finish();
+  return arr;
+}
+
 const char* json_type_name(const rapidjson::Value& v) {
   switch (v.GetType()) {
     case rapidjson::kNullType: return "null";

@@ -94,6 +94,12 @@ class ObjectReader {
   std::set<std::string> duplicates_reported_;
 };
 
+// The data files' shape, {"<key>": [...]} and nothing else: parses text into doc and returns
+// the array, or nullptr after reporting why (syntax, top-level type, missing or not an array,
+// unknown fields beside it).
+const rapidjson::Value* parse_json_list(const std::string& text, FileDiagnostics& fd,
+                                        rapidjson::Document& doc, const char* key);
+
 // "listeners" + 2 -> "listeners[2]"
 std::string index_path(const std::string& path, size_t i);
 

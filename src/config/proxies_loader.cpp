@@ -180,15 +180,7 @@ bool parse_proxies(const std::string& text, const std::string& path,
   out.clear();
   std::string dir = config::parent_dir(config::absolute_path(path));
   rapidjson::Document doc;
-  if (!config::parse_json(text, fd, doc)) return false;
-  if (!doc.IsObject()) {
-    fd.error("", std::string("the top level must be an object {\"proxies\": [...]}, not ") +
-                     config::json_type_name(doc));
-    return false;
-  }
-  ObjectReader root(fd, doc, "");
-  const rapidjson::Value* arr = root.get_array("proxies", true);
-  root.finish();
+  const rapidjson::Value* arr = config::parse_json_list(text, fd, doc, "proxies");
   if (arr == nullptr) return false;
 
   std::map<std::string, size_t> ids;

@@ -153,15 +153,7 @@ bool parse_users(const std::string& text, const std::string& path, std::vector<U
   size_t errors_before = diag.errors.size();
   out.clear();
   rapidjson::Document doc;
-  if (!config::parse_json(text, fd, doc)) return false;
-  if (!doc.IsObject()) {
-    fd.error("", std::string("the top level must be an object {\"users\": [...]}, not ") +
-                     config::json_type_name(doc));
-    return false;
-  }
-  ObjectReader root(fd, doc, "");
-  const rapidjson::Value* arr = root.get_array("users", true);
-  root.finish();
+  const rapidjson::Value* arr = config::parse_json_list(text, fd, doc, "users");
   if (arr == nullptr) return false;
 
   std::map<std::string, std::string> names, uuids;  // -> where it was first seen
