@@ -370,6 +370,37 @@ def closed_port(host="127.0.0.1") -> int:
     return p
 
 
+class OkHttpProxy:
+    """Answers every request head with 200: an http upstream the health checks keep up."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with c:
+                c.settimeout(30)
+                head = b""
+                try:
+                    while b"\r\n\r\n" not in head:
+                        d = c.recv(4096)
+                        if not d:
+                            break
+                        head += d
+                    c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
 def free_port(host="127.0.0.1") -> int:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind((host, 0))

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 
 import pytest
 
 from clients import (assert_served, read_socks5_reply, recv_exact, send_in_background,
                      socks5_auth, socks5_greeting, socks5_request, stream_end)
 from harness import PASSWORDS
-from servers import wait_until
+from servers import OkHttpProxy, wait_until
 
 WAIT = 20.0
 
@@ -193,37 +192,6 @@ def test_client_giving_up_cancels_the_wait(proxy, servers):
     assert all(refused("127.0.0.1", port) for port in ports)
     assert wait_until(lambda: proxy.fd_count() <= before, WAIT), (before, proxy.fd_count())
     assert_served(proxy, servers, "after BIND clients gave up")
-
-
-class OkHttpProxy:
-    """Answers every request head with 200: an http upstream the health checks keep up."""
-
-    def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with c:
-                c.settimeout(WAIT)
-                head = b""
-                try:
-                    while b"\r\n\r\n" not in head:
-                        d = c.recv(4096)
-                        if not d:
-                            break
-                        head += d
-                    c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                except OSError:
-                    pass
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.mark.uringproxy_only

@@ -16,7 +16,7 @@ import socks
 
 from clients import recv_exact, read_socks5_reply, socks5_addr, socks5_auth, socks5_greeting
 from harness import PASSWORDS
-from servers import free_port, wait_until
+from servers import OkHttpProxy, free_port, wait_until
 
 WAIT = 20.0
 
@@ -293,37 +293,6 @@ def dante(tmp_path_factory):
     d = UdpDante(tmp_path_factory.mktemp("dante-udp")).start()
     yield d
     d.stop()
-
-
-class OkHttpProxy:
-    """Answers every request head with 200: an http upstream the health checks keep up."""
-
-    def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with c:
-                c.settimeout(WAIT)
-                head = b""
-                try:
-                    while b"\r\n\r\n" not in head:
-                        d = c.recv(4096)
-                        if not d:
-                            break
-                        head += d
-                    c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                except OSError:
-                    pass
-
-    def close(self):
-        self.sock.close()
 
 
 def test_through_socks5_upstream_and_refused_on_http(fresh_proxy, dante, echo):
