@@ -203,6 +203,11 @@ class LongTunnel:
                 self.sent_sha.update(c)
                 self.sent += len(c)
                 time.sleep(LONG_INTERVAL)
+            # microsocks (alice's upstream) closes both ways at the first EOF, dropping what the
+            # echo has not sent back yet: let the echo catch up before half-closing.
+            deadline = time.monotonic() + 30.0
+            while self.recvd < self.sent and time.monotonic() < deadline and self.error is None:
+                time.sleep(0.01)
             self.s.shutdown(socket.SHUT_WR)
         except Exception as e:  # noqa: BLE001
             self.error = self.error or f"send: {e!r}"
