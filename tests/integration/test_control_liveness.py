@@ -24,7 +24,9 @@ from servers import BlackHole, closed_port, free_port
 
 pytestmark = pytest.mark.uringproxy_only
 
-BOUND = 1.0           # seconds for an answer while the daemon is busy elsewhere
+# Seconds for an answer while the daemon is busy elsewhere: a blocked management thread would
+# take the probe's 8 s or the idle clients' 10/30 s; the margin is for a loaded sanitizer run.
+BOUND = 3.0
 PROBE_MS = 8000       # health_check.timeout_ms: how long the black-hole probe stays pending
 IDLE_CLIENTS = 300    # more than the daemon holds of either kind
 METRICS_IDLE_S = 10   # docs/control-protocol.md
@@ -75,11 +77,13 @@ def timed(fn):
     return r, time.monotonic() - t0
 
 
-def status(d):
-    r = d.ctl("--json", "status", timeout=30)
-    assert r.rc == 0, r
-    assert r.json()["ok"] is True
-    return r
+def raw_status(d):
+    """status over the socket itself: what is timed is the daemon, not a client's start-up."""
+    with control_conn(d) as s:
+        s.sendall(b'{"cmd": "status"}\n')
+        ans = read_line(s)
+    assert ans["ok"] is True, ans
+    return ans
 
 
 def healthz(port):
@@ -105,7 +109,7 @@ def test_status_and_metrics_answer_while_proxy_add_probes_a_black_hole(live):
         time.sleep(0.5)  # the daemon has read it and its probe is waiting for a SYN-ACK
         seen = []
         while time.monotonic() - t_add < PROBE_MS / 1000 - 2.5:
-            _, t_status = timed(lambda: status(d))
+            _, t_status = timed(lambda: raw_status(d))
             _, t_metrics = timed(lambda: metrics(d.metrics_port))
             seen.append((t_status, t_metrics))
             time.sleep(0.3)
@@ -146,7 +150,7 @@ def test_idle_metrics_connections_do_not_stop_healthz(live):
             _, t = timed(lambda: healthz(d.metrics_port))
             lat.append(t)
         _, t_metrics = timed(lambda: metrics(d.metrics_port))
-        _, t_status = timed(lambda: status(d))
+        _, t_status = timed(lambda: raw_status(d))
         print(f"\nwith {IDLE_CLIENTS} idle metrics connections held: /healthz "
               f"{['%.3f' % t for t in lat]} s, /metrics {t_metrics:.3f} s, status {t_status:.3f} s")
         assert max(lat) <= BOUND and t_metrics <= BOUND, (lat, t_metrics)
@@ -182,7 +186,7 @@ def test_idle_control_clients_do_not_stop_status(live):
         time.sleep(1.0)
         lat = []
         for _ in range(5):
-            _, t = timed(lambda: status(d))
+            _, t = timed(lambda: raw_status(d))
             lat.append(t)
         _, t_health = timed(lambda: healthz(d.metrics_port))
         print(f"\nwith {IDLE_CLIENTS} idle control clients held: status "

@@ -24,8 +24,9 @@ NEW_PW = "bulk-new-pw-Tr8m"
 ADD_PW = "newbie-pw-Lp2x"
 # Median of 5 edits. The daemon's own work is a few ms (bench/RESULTS.md); the rest is writing
 # a 12 MB file with fsync. Before, an edit re-read, re-checked and compared every user against
-# every other (seconds at 50,000).
-EDIT_BOUND = 1.0
+# every other (over 30 s at 50,000); the bound leaves room for a loaded sanitizer run, where the
+# client's own start-up alone can take a second.
+EDIT_BOUND = 5.0
 
 
 def name(i):
