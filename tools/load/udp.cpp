@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "scenarios.h"
 
@@ -230,7 +231,8 @@ class UdpEcho {
 
  private:
   void run(int fd) {
-    static thread_local uint8_t bufs[kBatch][65536];
+    std::vector<uint8_t> store(size_t{kBatch} * 65536);
+    auto bufs = [&](int i) { return store.data() + size_t(i) * 65536; };
     mmsghdr msgs[kBatch];
     iovec iov[kBatch];
     sockaddr_storage from[kBatch];
@@ -238,7 +240,7 @@ class UdpEcho {
       pollfd p{fd, POLLIN, 0};
       if (poll(&p, 1, 100) <= 0) continue;
       for (int i = 0; i < kBatch; i++) {
-        iov[i] = {bufs[i], sizeof bufs[i]};
+        iov[i] = {bufs(i), 65536};
         msgs[i] = {};
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
