@@ -94,19 +94,23 @@ RoutePlan plan_route(const Snapshot& s, const UserName& name, const User* user,
       return refuse(0x02, 403, "group not allowed", group);
     const Group* g = s.find_group(group);
     std::vector<std::shared_ptr<const Upstream>> healthy;
-    bool skipped = false;  // a healthy member that cannot carry what is asked
+    bool skipped = false;     // a healthy member that cannot carry what is asked
+    bool any_capable = false;  // a member (healthy or not) that can
     if (g)
       for (const auto& m : g->members) {
+        bool capable = !udp || carries_udp(*m);
+        any_capable = any_capable || capable;
         if (!m->available()) continue;
-        if (udp && !carries_udp(*m)) {
+        if (!capable) {
           skipped = true;
           continue;
         }
         healthy.push_back(m);
       }
-    if (healthy.empty() && skipped) {
-      // Members are up but none carries UDP: the group's on_failure (else routing's) decides,
-      // and a refusal says why (0x07), as an upstream route that cannot carry UDP does.
+    if (healthy.empty() && skipped && !any_capable) {
+      // Members are up but none could ever carry UDP: the group's on_failure (else routing's)
+      // decides, and a refusal says why (0x07), as an upstream route that cannot carry UDP
+      // does. (UDP-capable members that are all down: "no healthy group member", below.)
       const OnFailure& f = g->on_failure.kind != OnFailure::Kind::unset
                                ? g->on_failure
                                : s.config.routing.on_failure;

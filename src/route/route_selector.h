@@ -42,8 +42,9 @@ UserName split_username(std::string_view name);
 bool carries_udp(const Upstream& u);
 
 // `user` is the authenticated user (null with auth: none). `udp`: a UDP ASSOCIATE; a group
-// route then picks among the members that carry UDP only (when healthy members exist but none
-// does, the group's on_failure decides; a refusal is 0x07).
+// route then picks among the members that carry UDP only (when healthy members exist but the
+// group has none that carries UDP, the group's on_failure decides; a refusal is 0x07; when
+// those that do are all down, as when no member is healthy).
 RoutePlan plan_route(const Snapshot& s, const UserName& name, const User* user,
                      RouteCursors& cursors, bool udp = false);
 
