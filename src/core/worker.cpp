@@ -233,6 +233,9 @@ void Worker::run(int cpu, std::function<void(unsigned, std::string)> bound) {
         if (d.c->can_free()) release(d.c);
       }
     }
+    // UDP associations whose receive stopped on an empty buffer ring: again, once buffers are
+    // back (each retry that finds the ring empty again waits for the next batch or tick).
+    if (!udp_waiters_.empty() && udp_bufs_ && udp_bufs_->has_free()) retry_waiters(udp_waiters_);
     if (rt_.stopping.load(std::memory_order_acquire) && !stopping_) begin_stop();
     if (stopping_) {
       if (conn_count_ == 0) break;
@@ -355,6 +358,22 @@ void Worker::wait_for_pipe(Connection* c) {
   pipe_waiters_.push_back(c);
 }
 
+void Worker::wait_for_udp_buffers(Connection* c) {
+  if (c->waiting_for_pipe) return;
+  c->waiting_for_pipe = true;
+  udp_waiters_.push_back(c);
+}
+
+void Worker::retry_waiters(std::vector<Connection*>& list) {
+  std::vector<Connection*> waiting;
+  waiting.swap(list);
+  for (Connection* c : waiting) {
+    c->waiting_for_pipe = false;
+    if (!c->closed()) c->retry_pipe();
+    if (c->can_free()) release(c);
+  }
+}
+
 io_uring_sqe* Worker::sqe_after_submit() {
   int err = 0;
   if (io_uring_sqe* s = get_sqe(ring_, batch_, err)) return s;
@@ -469,15 +488,8 @@ void Worker::on_tick() {
     if (c->can_free()) release(c);
   });
   if (dns_) dns_->on_tick(now_ms_);
-  if (!pipe_waiters_.empty()) {
-    std::vector<Connection*> waiting;
-    waiting.swap(pipe_waiters_);
-    for (Connection* c : waiting) {
-      c->waiting_for_pipe = false;
-      if (!c->closed()) c->retry_pipe();
-      if (c->can_free()) release(c);
-    }
-  }
+  if (!pipe_waiters_.empty()) retry_waiters(pipe_waiters_);
+  if (!udp_waiters_.empty()) retry_waiters(udp_waiters_);
   // Listeners whose accept stopped on fd exhaustion get another chance each tick.
   if (!accept_paused_.empty()) {
     if (!stopping_)

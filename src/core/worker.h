@@ -81,6 +81,10 @@ class Worker final : private PollHooks {
   TimerWheel& timers() { return timers_; }
   Runtime& runtime() { return rt_; }
   void wait_for_pipe(Connection* c);
+  // A UDP association whose multishot receive ended because the UDP buffer ring ran dry: it is
+  // re-armed as soon as a batch of completions ends with buffers back in the ring (at the
+  // latest at the next tick), not 100 ms later.
+  void wait_for_udp_buffers(Connection* c);
   // A completion the connection gives itself, delivered after the current batch of CQEs
   // (never re-entrantly). The op's in-flight bit stays set until then.
   void defer(Connection* c, Op op, int res) { deferred_.push_back({c, op, res}); }
@@ -107,6 +111,9 @@ class Worker final : private PollHooks {
   void admit(Listener& l, int fd);  // a client accepted on l becomes a Connection
   void forget_closed_listener(Listener* l);
   void on_tick();
+  // Retries every connection on `list` (pipe_waiters_ or udp_waiters_); a safe point between
+  // completions.
+  void retry_waiters(std::vector<Connection*>& list);
   void on_mailbox();
   void handle(const Completion& cqe);
   io_uring_sqe* sqe_after_submit();
@@ -141,6 +148,7 @@ class Worker final : private PollHooks {
   Connection* conns_ = nullptr;  // intrusive list of live connections
   size_t conn_count_ = 0;
   std::vector<Connection*> pipe_waiters_;
+  std::vector<Connection*> udp_waiters_;  // waiting_for_pipe set too: freed after their retry
   std::vector<Listener*> accept_paused_;
   struct Deferred {
     Connection* c;

@@ -83,8 +83,10 @@ RoutePlan plan_on_failure(const Snapshot& s, const OnFailure& f, std::string gro
   return refuse(0x01, 502, "upstream unavailable", std::move(group));
 }
 
+bool carries_udp(const Upstream& u) { return u.config.type == UpstreamType::socks5; }
+
 RoutePlan plan_route(const Snapshot& s, const UserName& name, const User* user,
-                     RouteCursors& cursors) {
+                     RouteCursors& cursors, bool udp) {
   std::string group(name.group);
   if (!group.empty()) {
     if (user && user->groups &&
@@ -92,9 +94,34 @@ RoutePlan plan_route(const Snapshot& s, const UserName& name, const User* user,
       return refuse(0x02, 403, "group not allowed", group);
     const Group* g = s.find_group(group);
     std::vector<std::shared_ptr<const Upstream>> healthy;
+    bool skipped = false;     // a healthy member that cannot carry what is asked
+    bool any_capable = false;  // a member (healthy or not) that can
     if (g)
-      for (const auto& m : g->members)
-        if (m->available()) healthy.push_back(m);
+      for (const auto& m : g->members) {
+        bool capable = !udp || carries_udp(*m);
+        any_capable = any_capable || capable;
+        if (!m->available()) continue;
+        if (!capable) {
+          skipped = true;
+          continue;
+        }
+        healthy.push_back(m);
+      }
+    if (healthy.empty() && skipped && !any_capable) {
+      // Members are up but none could ever carry UDP: the group's on_failure (else routing's)
+      // decides, and a refusal says why (0x07), as an upstream route that cannot carry UDP
+      // does. (UDP-capable members that are all down: "no healthy group member", below.)
+      const OnFailure& f = g->on_failure.kind != OnFailure::Kind::unset
+                               ? g->on_failure
+                               : s.config.routing.on_failure;
+      RoutePlan p = plan_on_failure(s, f, group);
+      if (p.kind == RoutePlan::Kind::refuse) {
+        p.socks_reply = 0x07;
+        p.http_status = 400;
+        p.why = "no group member carries UDP";
+      }
+      return p;
+    }
     if (!healthy.empty()) {
       size_t start = 0;
       switch (g->policy) {

@@ -37,9 +37,16 @@ struct UserName {
 };
 UserName split_username(std::string_view name);
 
-// `user` is the authenticated user (null with auth: none).
+// Whether an upstream relays UDP ASSOCIATE: plain socks5 only (http, https and socks5s
+// cannot).
+bool carries_udp(const Upstream& u);
+
+// `user` is the authenticated user (null with auth: none). `udp`: a UDP ASSOCIATE; a group
+// route then picks among the members that carry UDP only (when healthy members exist but the
+// group has none that carries UDP, the group's on_failure decides; a refusal is 0x07; when
+// those that do are all down, as when no member is healthy).
 RoutePlan plan_route(const Snapshot& s, const UserName& name, const User* user,
-                     RouteCursors& cursors);
+                     RouteCursors& cursors, bool udp = false);
 
 // What `on_failure` says to do now (after attempts failed, or when the route's upstream is
 // unavailable from the start): direct, another upstream (single attempt, then reject), or

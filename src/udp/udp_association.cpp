@@ -240,10 +240,14 @@ void UdpAssociation::on_recv(bool client_side, int res, uint32_t flags) {
   if (closed_) return put(buf);
   if (!more) {
     // The multishot receive ended: the ring ran dry (ENOBUFS) or something failed; it is armed
-    // again at the next tick rather than in a loop. One that ended with a datagram re-arms now.
+    // again once a batch of completions ends with buffers back in the ring (ENOBUFS), or at
+    // the next tick, rather than in a loop. One that ended with a datagram re-arms now.
     if (res < 0) {
       wants_rearm_[client_side ? 0 : 1] = true;
-      w_.wait_for_pipe(&c_);
+      if (res == -ENOBUFS)
+        w_.wait_for_udp_buffers(&c_);
+      else
+        w_.wait_for_pipe(&c_);
     } else {
       arm(client_side);
     }

@@ -67,7 +67,7 @@ void Connection::route_and_dial() {
   }
   if (verdict == Acl::Verdict::deny) return fail({Result::denied, 0x02, 403});
   name_allowed_ = verdict == Acl::Verdict::allow && target_.kind == Target::Kind::domain;
-  RoutePlan plan = plan_route(s, {user_, group_}, u, w_.cursors());
+  RoutePlan plan = plan_route(s, {user_, group_}, u, w_.cursors(), udp_ != nullptr);
   // An upstream resolves names itself: with allow lists, a name they do not list is refused.
   if (plan.kind == RoutePlan::Kind::upstream && verdict == Acl::Verdict::check_addresses &&
       !udp_ && !bind_ && s.acl.has_allow(uacl))
@@ -75,7 +75,9 @@ void Connection::route_and_dial() {
   switch (plan.kind) {
     case RoutePlan::Kind::refuse:
       refused_by_route_ = true;
-      return fail({plan.socks_reply == 0x02 ? Result::denied : Result::upstream_error,
+      return fail({plan.socks_reply == 0x02   ? Result::denied
+                   : plan.socks_reply == 0x07 ? Result::unsupported
+                                              : Result::upstream_error,
                    plan.socks_reply, plan.http_status});
     case RoutePlan::Kind::direct:
       if (*plan.why)

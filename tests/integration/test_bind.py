@@ -2,7 +2,8 @@
 proxy listens, the named peer connects, the second reply names that peer, then bytes flow both
 ways; a peer from another address is closed and the wait goes on; no peer within
 connect_timeout_ms is 0x06; an address the ACL forbids is 0x02 before anything listens;
-upstream routes answer 0x07; a client that gives up leaves nothing behind."""
+upstream routes answer 0x07; a client that gives up leaves nothing behind; over IPv6 (an IPv6
+listener, and a dual-stack one reached over both families)."""
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ import pytest
 from clients import (assert_served, read_socks5_reply, recv_exact, send_in_background,
                      socks5_auth, socks5_greeting, socks5_request, stream_end)
 from harness import PASSWORDS
-from servers import OkHttpProxy, wait_until
+from servers import OkHttpProxy, ipv6_loopback_available, wait_until
 
 WAIT = 20.0
 
@@ -21,8 +22,8 @@ WAIT = 20.0
 class Bind:
     """A raw BIND request; `first` is the first reply (rep, host, port)."""
 
-    def __init__(self, proxy_port, host, port, user="alice"):
-        self.ctl = socket.create_connection(("127.0.0.1", proxy_port), timeout=WAIT)
+    def __init__(self, proxy_port, host, port, user="alice", proxy_host="127.0.0.1"):
+        self.ctl = socket.create_connection((proxy_host, proxy_port), timeout=WAIT)
         self.ctl.sendall(socks5_greeting() + socks5_auth(user, PASSWORDS[user]))
         assert recv_exact(self.ctl, 2) == b"\x05\x02"
         assert recv_exact(self.ctl, 2) == b"\x01\x00"
@@ -38,7 +39,7 @@ class Bind:
 
 def peer(b: Bind, source="127.0.0.1") -> socket.socket:
     """Connects to where the first reply said, from `source`."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = socket.socket(socket.AF_INET6 if ":" in source else socket.AF_INET, socket.SOCK_STREAM)
     s.bind((source, 0))
     s.settimeout(WAIT)
     s.connect((b.host, b.port))
@@ -261,3 +262,65 @@ def test_upstream_routes_answer_0x07_listed_and_kicked(fresh_proxy):
     finally:
         socks_up.close()
         http_up.close()
+
+
+@pytest.mark.uringproxy_only
+@pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback (::1) on this host")
+@pytest.mark.parametrize("listen", ["[::1]", "[::]"])
+def test_ipv6_both_replies_then_relay(fresh_proxy, listen):
+    """A client reaching an IPv6 listener over ::1: the proxy listens on ::1 and both replies
+    carry IPv6 addresses (ATYP 4), for a request naming ::1, naming :: (any peer) and naming a
+    name with only an AAAA record; a peer from 127.0.0.1 is not the ::1 that was named. On a
+    dual-stack listener ([::]) an IPv4 client still gets an IPv4 listening address."""
+    p = fresh_proxy(start=False)
+    p.config["listeners"] = [
+        {"name": "socks6", "protocol": "socks5", "listen": f"{listen}:{p.socks_port}"}]
+    p.start()
+    start = p.mark()
+    for named in ("::1", "::", "v6.test"):
+        b = Bind(p.socks_port, named, 0, proxy_host="::1")
+        try:
+            assert b.rep == 0 and b.host == "::1", (named, b.rep, b.host)
+            assert b.port not in (0, p.socks_port)
+            if named == "::1":
+                # Not the named address (IPv4 loopback): closed, and the wait goes on.
+                try:
+                    foreign = socket.create_connection(("127.0.0.1", b.port), timeout=WAIT)
+                except ConnectionRefusedError:
+                    foreign = None  # nothing listens on IPv4 at all: fine too
+                if foreign is not None:
+                    assert stream_end(foreign) in ("eof", "reset")
+                    foreign.close()
+            pc = peer(b, source="::1")
+            rep, host, port = b.second()
+            assert rep == 0 and (host, port) == pc.getsockname()[:2], (named, rep, host, port)
+            both_ways(b.ctl, pc, os.urandom(100_000), os.urandom(50_000))
+            assert refused("::1", b.port)  # one connection only
+            pc.close()
+            assert stream_end(b.ctl) == "eof"
+        finally:
+            b.close()
+        line = p.wait_access_log(lambda o: o.get("target") == f"[::1]:{port}" or
+                                 o.get("target") == f"::1:{port}", start=start)
+        assert line and line["result"] == "ok", (named, line, p.stderr_lines(start)[-10:])
+        assert line["bytes_up"] == 100_000 and line["bytes_down"] == 50_000, line
+    if listen == "[::]":
+        b = Bind(p.socks_port, "127.0.0.1", 0)  # IPv4 client of the dual-stack listener
+        try:
+            assert b.rep == 0 and b.host == "127.0.0.1", (b.rep, b.host)
+            pc = peer(b)
+            rep, host, port = b.second()
+            assert rep == 0 and (host, port) == pc.getsockname(), (rep, host, port)
+            both_ways(b.ctl, pc, b"four", b"six?")
+            pc.close()
+        finally:
+            b.close()
+    # No peer in time over IPv6 either: 0x06, and the listening socket is gone.
+    b = Bind(p.socks_port, "::1", 0, proxy_host="::1")
+    try:
+        assert b.rep == 0 and b.host == "::1"
+        rep, _, _ = b.second()
+        assert rep == 0x06, rep
+        assert refused("::1", b.port)
+    finally:
+        b.close()

@@ -77,8 +77,9 @@ class Association:
     """A raw RFC 1928 UDP ASSOCIATE: the control connection and a UDP socket."""
 
     def __init__(self, proxy_port, user="alice", named=("0.0.0.0", 0), udp=None):
+        """`user` may carry a group (alice.mix): the password is the base user's."""
         self.ctl = socket.create_connection(("127.0.0.1", proxy_port), timeout=WAIT)
-        self.ctl.sendall(socks5_greeting() + socks5_auth(user, PASSWORDS[user]))
+        self.ctl.sendall(socks5_greeting() + socks5_auth(user, PASSWORDS[user.split(".")[0]]))
         assert recv_exact(self.ctl, 2) == b"\x05\x02"
         assert recv_exact(self.ctl, 2) == b"\x01\x00"
         self.udp = udp or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -335,6 +336,76 @@ def test_through_socks5_upstream_and_refused_on_http(fresh_proxy, dante, echo):
         assert b.rep == 0x07
     finally:
         b.close()
+        http_up.close()
+
+
+def test_group_route_picks_a_member_that_carries_udp(fresh_proxy, dante, echo):
+    """A group of one http and one socks5 member, round robin, one attempt per route: every
+    association goes through the socks5 member (the http one cannot carry UDP and is not
+    tried). A group whose only healthy member is http answers 0x07 under on_failure reject
+    (never direct), and leaves directly only when its on_failure says direct."""
+    import upstreams as U
+    http_up = OkHttpProxy()
+    p = fresh_proxy({"proxies_file": "external_proxy.json", "upstream": {"attempts": 1,
+                     "connect_timeout_ms": 5000},
+                     "groups": {"mix": {"policy": "round_robin", "on_failure": "reject"},
+                                "webonly": {"on_failure": "reject"},
+                                "webdirect": {"on_failure": "direct"}}}, start=False)
+    p.workdir.mkdir(parents=True, exist_ok=True)
+    U.write_proxies_file(p.workdir, [
+        {"id": "mix-http", "type": "http", "address": "127.0.0.1", "port": http_up.port,
+         "enabled": True, "group": "mix"},
+        {"id": "mix-socks", "type": "socks5", "address": "127.0.0.1", "port": dante.d.port,
+         "enabled": True, "group": "mix"},
+        {"id": "web-http", "type": "http", "address": "127.0.0.1", "port": http_up.port,
+         "enabled": True, "group": "webonly"},
+        {"id": "webd-http", "type": "http", "address": "127.0.0.1", "port": http_up.port,
+         "enabled": True, "group": "webdirect"},
+    ])
+    try:
+        p.start()
+        start = p.mark()
+        # Round robin over both members would send every other one to the http member, which
+        # with one attempt would be refused: all must go through dante.
+        for i in range(6):
+            a = Association(p.socks_port, user="alice.mix")
+            try:
+                assert a.rep == 0, (i, a.rep)
+                a.send("127.0.0.1", echo.port, b"mix%d" % i)
+                host, port, body = a.recv()
+                seen, payload = body.split(b"|", 1)
+                assert payload == b"mix%d" % i
+                assert seen.decode().startswith(U.DANTE_B_EXIT + ":"), seen  # left from dante
+            finally:
+                a.close()
+        got = wait_until(lambda: len([o for o in p.access_logs(start)
+                                      if "datagrams_up" in o and o["user"] == "alice"]) >= 6,
+                         WAIT)
+        lines = [o for o in p.access_logs(start) if "datagrams_up" in o and o["user"] == "alice"]
+        assert got, lines
+        assert {o["route"] for o in lines} == {"mix-socks"}, lines
+
+        before = len(echo.seen)
+        a = Association(p.socks_port, user="alice.webonly")
+        try:
+            assert a.rep == 0x07, a.rep  # fail closed, not direct
+        finally:
+            a.close()
+        line = p.wait_access_log(lambda o: o.get("user") == "alice" and
+                                 o.get("result") == "unsupported", start=start)
+        assert line, p.stderr_lines(start)[-10:]
+
+        a = Association(p.socks_port, user="alice.webdirect")
+        try:
+            assert a.rep == 0, a.rep
+            a.send("127.0.0.1", echo.port, b"direct")
+            host, port, body = a.recv()
+            seen, payload = body.split(b"|", 1)
+            assert payload == b"direct" and seen.decode().startswith("127.0.0.1:"), body
+        finally:
+            a.close()
+        assert len(echo.seen) == before + 1  # only the on_failure direct one reached the echo
+    finally:
         http_up.close()
 
 

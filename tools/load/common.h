@@ -23,7 +23,7 @@ struct ProxySpec {
 };
 
 struct Options {
-  std::string scenario;         // bulk, cps, latency, idle, serve
+  std::string scenario;         // bulk, cps, latency, idle, udp, serve
   ProxySpec proxy;
   sockaddr_storage target{};    // where the proxy (or direct client) connects
   socklen_t target_len = 0;
@@ -40,7 +40,8 @@ struct Options {
   double settle = 2.0;          // idle: seconds to wait before reading RSS
   double timeout = 5.0;         // per connect/handshake/round trip
   size_t buf = 256 * 1024;      // bulk buffer
-  int msg = 64;                 // cps/latency message size
+  int msg = 64;                 // cps/latency message size; udp payload size
+  int window = 16;              // udp: datagrams in flight per association
   int interval_us = 0;          // latency, 1 tunnel: pause between round trips (idle tunnel)
   bool tls = false;             // TLS to the proxy (or to the target with --direct)
   bool tls_resume = false;      // offer the newest session on every new connection

@@ -29,6 +29,9 @@ Scenarios:
   latency   ping-pong round trips on K tunnels; p50/p90/p99/p99.9 us, round trips/s and
             proxy CPU-us per round trip
   idle      open and hold T tunnels; proxy RSS (and PSS) growth per tunnel
+  udp       datagrams through SOCKS5 UDP ASSOCIATE (or --direct) to a UDP echo target:
+            --tunnels associations, each keeping --window datagrams of --msg payload bytes
+            in flight; echoed datagrams/s and proxy CPU-us per datagram relayed
   serve     only run the target servers (needs --target-listen) for --duration seconds
 
 Where to go:
@@ -36,7 +39,8 @@ Where to go:
                           or vless://UUID@IP:PORT (VLESS version 0, TCP; bulk and cps only)
   --direct                no proxy: connect straight to the target (the baseline; default)
   --target IP:PORT        the address the proxy is asked to connect to (default: --target-listen)
-  --target-listen IP:PORT run the target servers in this process (epoll, SO_REUSEPORT)
+  --target-listen IP:PORT run the target servers in this process (epoll, SO_REUSEPORT;
+                          udp: a UDP echo target on the same address)
   --target-threads N      target threads (default 2)
 
 TLS (bulk and cps; OpenSSL, no certificate check, TLS 1.3 offers AES-128-GCM only):
@@ -56,9 +60,11 @@ Scenario knobs:
   --buf N[KMG]            bulk buffer (default 256K)
   --concurrency N         cps: connections in flight (default 64)
   --threads N             cps: client epoll threads (default 1)
-  --tunnels N             latency (default 1) / idle (default 5000) tunnels
+  --tunnels N             latency (default 1) / idle (default 5000) tunnels; udp:
+                          associations (default 1)
+  --window N              udp: datagrams in flight per association (default 16)
   --settle S              idle: wait before reading the proxy's memory (default 2)
-  --msg N                 cps/latency message bytes (default 64)
+  --msg N                 cps/latency message bytes, udp payload bytes (default 64)
   --interval-us N         latency with 1 tunnel: pause N us between round trips, so the
                           proxy goes idle in between (an idle tunnel, not a busy one)
 
@@ -159,8 +165,8 @@ int main(int argc, char** argv) {
   Options o;
   o.scenario = argv[1];
   if (o.scenario != "bulk" && o.scenario != "cps" && o.scenario != "latency" &&
-      o.scenario != "idle" && o.scenario != "serve")
-    die("unknown scenario: " + o.scenario + " (bulk, cps, latency, idle, serve)");
+      o.scenario != "idle" && o.scenario != "udp" && o.scenario != "serve")
+    die("unknown scenario: " + o.scenario + " (bulk, cps, latency, idle, udp, serve)");
   o.proxy.text = "direct";
   bool duration_set = false, tunnels_set = false;
   std::string listen_text;
@@ -206,6 +212,7 @@ int main(int argc, char** argv) {
     else if (a == "--tunnels") { o.tunnels = int(ival()); tunnels_set = true; }
     else if (a == "--settle") o.settle = dval();
     else if (a == "--msg") o.msg = int(ival());
+    else if (a == "--window") o.window = int(ival());
     else if (a == "--interval-us") o.interval_us = int(ival());
     else if (a == "--proxy-pid") o.proxy_pids.push_back(int(ival()));
     else if (a == "--proxy-pids-from-parent") o.parent_pids.push_back(int(ival()));
@@ -218,6 +225,11 @@ int main(int argc, char** argv) {
   if (o.threads < 1 || o.threads > 64) die("--threads must be 1..64");
   if (o.tunnels < 1 || o.tunnels > 100000) die("--tunnels must be 1..100000");
   if (o.msg < 1 || o.msg > 65536) die("--msg must be 1..65536");
+  if (o.window < 1 || o.window > 4096) die("--window must be 1..4096");
+  if (o.scenario == "udp" && o.msg > 65000) die("udp: --msg must be at most 65000");
+  if (o.scenario == "udp" && o.proxy.kind != ProxyKind::direct &&
+      o.proxy.kind != ProxyKind::socks5)
+    die("udp goes through socks5:// (UDP ASSOCIATE) or --direct");
   if (o.interval_us < 0 || o.interval_us > 1000000) die("--interval-us must be 0..1000000");
   if (o.buf < 1024 || o.buf > (64u << 20)) die("--buf must be 1K..64M");
   if (o.duration <= 0 && o.scenario != "serve") die("--duration must be > 0");
@@ -247,8 +259,9 @@ int main(int argc, char** argv) {
 
   // Hard time bound on the whole run: the measured window plus handshakes and drains.
   double bound = o.duration + 4 * o.timeout + o.settle + 30;
-  if (o.scenario == "idle" || o.scenario == "bulk" || o.scenario == "latency")
-    bound += o.timeout * (o.scenario == "idle" ? 0 : o.streams + o.tunnels);
+  if (o.scenario == "idle" || o.scenario == "bulk" || o.scenario == "latency" ||
+      o.scenario == "udp")
+    bound += o.timeout * (o.scenario == "idle" ? 0 : o.streams + 2 * o.tunnels);
   alarm(unsigned(bound) + 1);
   signal(SIGALRM, [](int) {
     const char m[] = "uringload: hard time bound reached, aborting\n";
@@ -257,7 +270,7 @@ int main(int argc, char** argv) {
   });
 
   SinkServer sink;
-  if (o.target_listen) {
+  if (o.target_listen && o.scenario != "udp") {  // udp runs its own (UDP) target
     std::string err;
     if (!sink.start(listen_addr, listen_len, o.target_threads, o.msg, err)) die(err);
   }
@@ -276,6 +289,7 @@ int main(int argc, char** argv) {
   if (o.scenario == "bulk") r = run_bulk(o, pw);
   else if (o.scenario == "cps") r = run_cps(o, pw);
   else if (o.scenario == "latency") r = run_latency(o, pw);
+  else if (o.scenario == "udp") r = run_udp(o, pw);
   else r = run_idle(o, pw);
   sink.stop();
   if (!o.label.empty()) printf("[%s] ", o.label.c_str());
