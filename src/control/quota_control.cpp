@@ -119,28 +119,27 @@ void Management::flush_to_store() {
   std::vector<FleetUsage::Key> read;
   read.reserve(quota_users_.size());
   for (const QuotaUser& q : quota_users_) read.emplace_back(q.name, period_start(q.period, now));
-  std::vector<FleetUsage::Row> batch = fleet_.begin_flush(read);
+  timespec wall{};
+  clock_gettime(CLOCK_REALTIME, &wall);
+  int64_t wall_ms = static_cast<int64_t>(wall.tv_sec) * 1000 + wall.tv_nsec / 1000000;
+  std::vector<FleetUsage::Row> batch = fleet_.begin_flush(read, wall_ms);
   std::string e = store_->query(
-      kUsageFlushSql, usage_flush_params(current_.config.store.node, batch),
+      kUsageFlushSql, usage_flush_params(current_.config.store.node, batch, fleet_.seq()),
       [this](StoreLink::Answer a) {
         std::vector<FleetUsage::Row> totals;
         if (a.error.empty() && !parse_usage_totals(a.rows, totals))
           a.error = "unexpected answer to the usage flush";
         if (a.error.empty()) {
           fleet_.committed(totals);
-        } else if (a.sent) {
-          // It may have committed: dropped rather than counted twice.
-          fleet_.lost();
-          UP_WARN("usage: %s; the bytes of the last flush interval may be uncounted",
-                  a.error.c_str());
         } else {
-          fleet_.refused();
-          UP_WARN("usage: the store did not take this node's usage (%s); kept and added at the "
-                  "next flush", a.error.c_str());
+          // Sent again as it is at the next flush; added once even if this one committed.
+          fleet_.failed();
+          UP_WARN("usage: this node's usage was not added to the store (%s); kept and sent again",
+                  a.error.c_str());
         }
         check_quotas();
       });
-  if (!e.empty()) fleet_.refused();
+  if (!e.empty()) fleet_.failed();
 }
 
 void Management::fleet_view() {

@@ -1,5 +1,6 @@
 #include "store/fleet_usage.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 
@@ -17,10 +18,15 @@ uint64_t FleetUsage::used(const std::string& user, int64_t period_start) const {
   return n;
 }
 
-std::vector<FleetUsage::Row> FleetUsage::begin_flush(const std::vector<Key>& read) {
+std::vector<FleetUsage::Row> FleetUsage::begin_flush(const std::vector<Key>& read,
+                                                     int64_t now_ms) {
   if (flushing_) return {};  // one batch at a time
-  in_flight_.swap(pending_);
-  pending_.clear();
+  if (!retry_) {
+    in_flight_.swap(pending_);
+    pending_.clear();
+    seq_ = std::max(seq_ + 1, now_ms);
+  }
+  retry_ = false;
   flushing_ = true;
   std::map<Key, uint64_t> batch = in_flight_;
   for (const Key& k : read) batch.emplace(k, 0);
@@ -37,15 +43,9 @@ void FleetUsage::committed(const std::vector<Row>& totals) {
   flushing_ = false;
 }
 
-void FleetUsage::refused() {
-  for (const auto& [k, bytes] : in_flight_) pending_[k] += bytes;
-  in_flight_.clear();
+void FleetUsage::failed() {
   flushing_ = false;
-}
-
-void FleetUsage::lost() {
-  in_flight_.clear();
-  flushing_ = false;
+  retry_ = true;
 }
 
 void FleetUsage::reset(const std::string& user) {
@@ -54,13 +54,19 @@ void FleetUsage::reset(const std::string& user) {
     it = totals_.erase(it);
 }
 
-// The deltas of a batch are added to this node's rows; the totals are the rows of every node
-// as of the statement's snapshot plus this batch's delta (a data-modifying CTE's changes are
-// not visible to the rest of its statement). A total another node commits meanwhile is read
-// at the next flush.
+// f records the batch's number for the node, and returns a row unless that number is already
+// recorded (the batch committed before, its answer lost): then nothing is added. The deltas are
+// added to this node's rows; the totals are the rows of every node as of the statement's
+// snapshot plus what this statement adds (a data-modifying CTE's changes are not visible to the
+// rest of its statement). A total another node commits meanwhile is read at the next flush.
 const char* const kUsageFlushSql =
-    "WITH d AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::bigint[])"
-    "             AS x(username, period_start, delta)),"
+    "WITH f AS (INSERT INTO usage_flushes AS f (node, seq) VALUES ($1, $5::bigint)"
+    "           ON CONFLICT (node) DO UPDATE SET seq = excluded.seq WHERE f.seq <> excluded.seq"
+    "           RETURNING 1),"
+    " d AS (SELECT x.username, x.period_start,"
+    "         CASE WHEN EXISTS (SELECT 1 FROM f) THEN x.delta ELSE 0 END AS delta"
+    "       FROM unnest($2::text[], $3::bigint[], $4::bigint[])"
+    "         AS x(username, period_start, delta)),"
     " w AS (INSERT INTO usage AS u (username, node, period_start, used_bytes)"
     "       SELECT username, $1, period_start, delta FROM d WHERE delta > 0"
     "       ON CONFLICT (username, node, period_start)"
@@ -85,7 +91,8 @@ std::string pg_text_array(const std::vector<std::string>& items) {
 }
 
 std::vector<std::string> usage_flush_params(const std::string& node,
-                                            const std::vector<FleetUsage::Row>& batch) {
+                                            const std::vector<FleetUsage::Row>& batch,
+                                            int64_t seq) {
   std::vector<std::string> users;
   users.reserve(batch.size());
   std::string starts = "{", deltas = "{";
@@ -98,7 +105,7 @@ std::vector<std::string> usage_flush_params(const std::string& node,
     starts += std::to_string(batch[i].period_start);
     deltas += std::to_string(batch[i].bytes);
   }
-  return {node, pg_text_array(users), starts + "}", deltas + "}"};
+  return {node, pg_text_array(users), starts + "}", deltas + "}", std::to_string(seq)};
 }
 
 bool parse_usage_totals(const std::vector<std::vector<std::string>>& rows,

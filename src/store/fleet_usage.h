@@ -4,9 +4,10 @@
 // in flight, and the fleet totals the last flush read back. Pure bookkeeping: the management
 // thread owns it and StoreLink runs the statement.
 //
-// Counted bytes are never applied twice: a batch the store refused goes back to pending (added
-// at the next flush); a batch whose answer was lost with the connection may have committed, so
-// it is dropped (at most one flush interval uncounted).
+// Counted bytes are added once: a batch carries a sequence number the statement records per
+// node (table usage_flushes); a batch that was refused or whose answer was lost with the
+// connection is sent again as it was, with its number, before anything counted since, and the
+// statement adds it only if that number is not the one recorded last.
 #include <cstdint>
 #include <map>
 #include <string>
@@ -29,17 +30,19 @@ class FleetUsage {
   // plus what this node counted since (pending and in flight).
   uint64_t used(const std::string& user, int64_t period_start) const;
 
-  // Starts a flush: what is pending becomes the batch in flight. The batch also names every
-  // key of `read` (delta 0 unless counted) so that their totals are read back. Each key once.
-  std::vector<Row> begin_flush(const std::vector<Key>& read);
+  // Starts a flush: the batch that did not go through, else what is pending. The batch also
+  // names every key of `read` (delta 0 unless counted) so that their totals are read back.
+  // Each key once. `now_ms` (wall clock) seeds the batch's number: above the last one, and
+  // unlikely to be a number a previous run of this node recorded last.
+  std::vector<Row> begin_flush(const std::vector<Key>& read, int64_t now_ms);
   bool flushing() const { return flushing_; }
+  int64_t seq() const { return seq_; }  // the number of the batch begin_flush returned
   // The store took the batch; `totals` are the fleet's totals after it (they replace every
   // total known before: a period or a user the store no longer has is zero).
   void committed(const std::vector<Row>& totals);
-  // The store did not take the batch (rolled back, or not sent): it is added at the next flush.
-  void refused();
-  // The connection was lost with the batch unanswered: it may have committed; dropped.
-  void lost();
+  // No answer that it committed (refused, not sent, or lost with the connection): the same
+  // batch, same number, is sent at the next flush.
+  void failed();
 
   // The store zeroed the user's usage (quota reset): the totals read before are forgotten.
   void reset(const std::string& user);
@@ -57,14 +60,17 @@ class FleetUsage {
   std::map<Key, uint64_t> in_flight_;
   std::map<Key, uint64_t> totals_;
   bool flushing_ = false;
+  bool retry_ = false;  // in_flight_ did not go through: send it again, same seq_
+  int64_t seq_ = 0;
 };
 
 // One statement adds a batch to the usage table (this node's row per user and period) and
 // returns the fleet's total of every row of the batch: username, period_start, used_bytes.
-// Parameters: usage_flush_params().
+// Parameters: usage_flush_params(): $1 node, $2 users, $3 period starts, $4 deltas, $5 seq.
 extern const char* const kUsageFlushSql;
 std::vector<std::string> usage_flush_params(const std::string& node,
-                                            const std::vector<FleetUsage::Row>& batch);
+                                            const std::vector<FleetUsage::Row>& batch,
+                                            int64_t seq);
 // PostgreSQL array literals (text parameters): {"a","b\"c"} and {1,2}.
 std::string pg_text_array(const std::vector<std::string>& items);
 // The answer's rows as Rows; false when one does not parse (the answer is not used).
