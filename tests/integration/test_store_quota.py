@@ -185,3 +185,24 @@ def test_quota_set_goes_to_the_store_and_counts_wait_out_an_outage(fresh_proxy, 
     assert stored_usage(cluster, "carol") < 4 * n  # not added twice
     ctl(a, "quota", "set", "carol", "0", "week")
     assert wait_until(lambda: usage_of(b, "carol")["quota_bytes"] == 0)
+
+
+def test_a_flush_cut_off_by_lost_sessions_is_added_once(fresh_proxy, servers, cluster):
+    a = node(fresh_proxy, cluster, "edge-e")
+    ctl(a, "quota", "set", "erin", "100000000", "day")
+    n = 20_000
+    for _ in range(3):
+        move(a, servers, "erin", n)  # 2n bytes: up and down
+        # The node's flush waits on the lock, sent and unanswered, when its session is cut:
+        # it is sent again after the reconnect, and added once.
+        cluster.query(f"BEGIN; LOCK TABLE usage_flushes IN ACCESS EXCLUSIVE MODE; "
+                      f"SELECT pg_sleep({4 * FLUSH_MS / 1000}); "
+                      f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                      f"pid <> pg_backend_pid() AND backend_type = 'client backend'; COMMIT")
+        assert wait_until(lambda: metric(a, "uringproxy_store_up") == "1"), a.output_text()
+    assert "kept and sent again" in a.output_text(), a.output_text()
+    assert wait_until(lambda: stored_usage(cluster, "erin") >= 6 * n)
+    time.sleep(4 * FLUSH_MS / 1000)
+    assert stored_usage(cluster, "erin") == 6 * n, a.output_text()
+    assert usage_of(a, "erin")["used_bytes"] == 6 * n
+    ctl(a, "quota", "set", "erin", "0", "day")
