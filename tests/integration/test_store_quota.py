@@ -100,6 +100,17 @@ def can_open(p, servers, user):
     return (r.auth_status, r.rep) == (0, 0)
 
 
+def two_flushes(cluster, name):
+    """Bytes a user moves before the first flush after their quota is set are not counted (the
+    workers' counts then are the baseline): waits until node `name` has flushed twice."""
+    def seq():
+        return cluster.query(f"SELECT coalesce(max(seq), 0) FROM usage_flushes "
+                             f"WHERE node = '{name}'")
+    for _ in range(2):
+        before = seq()
+        assert wait_until(lambda: seq() != before)
+
+
 def move(p, servers, user, n):
     """Moves about 2*n bytes as `user` through `p` (echo: each byte counts up and down)."""
     r = tunnel(p, servers, user)
@@ -166,6 +177,7 @@ def test_quota_set_goes_to_the_store_and_counts_wait_out_an_outage(fresh_proxy, 
     assert (rec["quota_bytes"], rec["quota_period"]) == (100000000, "week"), rec
     assert wait_until(lambda: usage_of(b, "carol")["quota_bytes"] == 100000000)
     assert usage_of(b, "carol")["period"] == "week"
+    two_flushes(cluster, "edge-c")
 
     n = 50_000
     cluster.pause()
@@ -190,6 +202,7 @@ def test_quota_set_goes_to_the_store_and_counts_wait_out_an_outage(fresh_proxy, 
 def test_a_flush_cut_off_by_lost_sessions_is_added_once(fresh_proxy, servers, cluster):
     a = node(fresh_proxy, cluster, "edge-e")
     ctl(a, "quota", "set", "erin", "100000000", "day")
+    two_flushes(cluster, "edge-e")
     n = 20_000
     for _ in range(3):
         move(a, servers, "erin", n)  # 2n bytes: up and down
@@ -201,7 +214,9 @@ def test_a_flush_cut_off_by_lost_sessions_is_added_once(fresh_proxy, servers, cl
                       f"pid <> pg_backend_pid() AND backend_type = 'client backend'; COMMIT")
         assert wait_until(lambda: metric(a, "uringproxy_store_up") == "1"), a.output_text()
     assert "kept and sent again" in a.output_text(), a.output_text()
-    assert wait_until(lambda: stored_usage(cluster, "erin") >= 6 * n)
+    assert wait_until(lambda: stored_usage(cluster, "erin") >= 6 * n), (
+        stored_usage(cluster, "erin"), usage_of(a, "erin"),
+        cluster.query("SELECT * FROM usage_flushes"), a.output_text())
     time.sleep(4 * FLUSH_MS / 1000)
     assert stored_usage(cluster, "erin") == 6 * n, a.output_text()
     assert usage_of(a, "erin")["used_bytes"] == 6 * n
