@@ -84,7 +84,7 @@ void Management::handle(const std::string& line, const Reply& done) {
   if (cmd == "kick") return cmd_kick(d, done);
   if (cmd == "usage") return done(cmd_usage(d));
   if (cmd == "quota.set") return cmd_quota_set(d, done);
-  if (cmd == "quota.reset") return done(cmd_quota_reset(d));
+  if (cmd == "quota.reset") return cmd_quota_reset(d, done);
   done(refuse("unknown command \"" + cmd + "\" (see docs/control-protocol.md)"));
 }
 
@@ -339,22 +339,31 @@ std::string Management::edit_user_in_store(const std::string& name, const UserEd
   std::string payload = current_.config.store.node + " user " + name;
   std::string sql;
   std::vector<std::string> params{name};
+  // As with usage.json: a new user, a deleted one or another quota period counts from zero
+  // (the usage table's rows are by period start, which two kinds of period can share).
+  bool fresh_usage = !before || !after || before->quota_period != after->quota_period;
+  const char* usage_cte = fresh_usage ? ", u AS (DELETE FROM usage WHERE username = $1) " : " ";
   if (after) {
-    sql = "WITH w AS (INSERT INTO users (username, record) VALUES ($1, $2::jsonb) "
-          "ON CONFLICT (username) DO UPDATE SET record = excluded.record, updated_at = now()) "
-          "SELECT pg_notify('uringproxy_changes', $3)";
+    sql = std::string("WITH w AS (INSERT INTO users (username, record) VALUES ($1, $2::jsonb) "
+                      "ON CONFLICT (username) DO UPDATE SET record = excluded.record, "
+                      "updated_at = now())") +
+          usage_cte + "SELECT pg_notify('uringproxy_changes', $3)";
     params.push_back(user_json_record(*after));
   } else {
-    sql = "WITH w AS (DELETE FROM users WHERE username = $1) "
+    sql = std::string("WITH w AS (DELETE FROM users WHERE username = $1)") + usage_cte +
           "SELECT pg_notify('uringproxy_changes', $2)";
   }
   params.push_back(payload);
   std::string e = store_->execute(
       std::move(sql), std::move(params),
-      [this, name, after, then, refused](std::string err) {
+      [this, name, after, then, refused, fresh_usage](std::string err) {
         if (!err.empty()) {
           if (refused) refused(refuse("the store did not take the edit: " + err));
           return;
+        }
+        if (fresh_usage) {
+          fleet_.reset(name);
+          usage_.reset(name);
         }
         std::vector<User>& users = current_.users;
         auto at = find_user(users, name);

@@ -19,6 +19,7 @@
 #include "control/config_stamps.h"
 #include "control/usage_store.h"
 #include "core/worker_stats.h"
+#include "store/fleet_usage.h"
 #include "store/pg_link.h"
 #include "uringproxy/config.h"
 
@@ -132,6 +133,12 @@ class Management {
   // be read.
   bool open_usage();
   std::string usage_file_for_config() const;
+  // A postgres node: usage is the fleet's, kept in the store (fleet_), not in a file.
+  bool fleet_usage() const;
+  // Adds the counts fleet_ holds to the store in one statement and reads the totals back.
+  void flush_to_store();
+  // Sets usage_ to the fleet's usage as this node knows it (fleet_usage() only).
+  void fleet_view();
   // The configuration in force changed: re-lists the users with a quota and re-checks them.
   void refresh_quotas(bool initial = false);
   // Every store.flush_interval_ms: adds the bytes the workers counted since the last flush to
@@ -145,7 +152,8 @@ class Management {
   void save_usage_if_changed();
   std::string cmd_usage(const Args& a);
   void cmd_quota_set(const Args& a, const Reply& done);
-  std::string cmd_quota_reset(const Args& a);
+  void cmd_quota_reset(const Args& a, const Reply& done);
+  void quota_reset_in_store(const std::string& name, const Reply& done);
   void quota_metrics(std::string& o);
 
   // --- metrics (prometheus.cpp)
@@ -233,6 +241,7 @@ class Management {
   UsageBook usage_;
   std::string usage_path_;
   bool usage_changed_ = false;
+  FleetUsage fleet_;  // a postgres node: counts not yet in the store, and the fleet's totals
   bool flush_pending_ = false;
   uint64_t last_flush_ms_ = 0;
   std::unique_ptr<StoreLink> store_;  // null with the JSON store

@@ -72,6 +72,7 @@ void Management::quota_metrics(std::string& o) {
   o += "# HELP uringproxy_user_quota_remaining_bytes Bytes a user may still move this quota "
        "period (beyond metrics.max_user_series users: user=\"_other\").\n"
        "# TYPE uringproxy_user_quota_remaining_bytes gauge\n";
+  if (fleet_usage()) fleet_view();
   int64_t now = static_cast<int64_t>(time(nullptr));
   std::vector<std::pair<uint64_t, const std::string*>> left;
   left.reserve(quota_users_.size());

@@ -2,6 +2,9 @@
 // count bytes per user as they relay; every store.flush_interval_ms this adds what they counted
 // since the last flush to the user's usage for the period, refuses users over quota (a flag
 // the workers read when a tunnel is routed) and closes their open tunnels.
+// On a postgres node the usage is the fleet's: the counts are added to the store's usage table
+// in one statement that reads the fleet's totals back (store/fleet_usage.h), and usage_ is then
+// a view of those totals plus what this node has not flushed yet.
 #include <time.h>
 
 #include <unordered_set>
@@ -14,6 +17,7 @@
 #include "core/worker.h"
 #include "route/quota.h"
 #include "route/user_limits.h"
+#include "store/fleet_usage.h"
 
 namespace up {
 
@@ -37,8 +41,13 @@ bool Management::open_usage() {
   return true;
 }
 
+bool Management::fleet_usage() const {
+  return current_.config.store.type == StoreConfig::Type::postgres;
+}
+
 std::string Management::usage_file_for_config() const {
-  return current_.config.users_file.empty() ? std::string()
+  // A postgres node keeps usage in the store's usage table, never in a file.
+  return current_.config.users_file.empty() || fleet_usage() ? std::string()
                                             : usage_file_for(current_.config.users_file);
 }
 
@@ -71,6 +80,7 @@ void Management::refresh_quotas(bool initial) {
   quota_index_ = std::move(index);
   size_t before = usage_.entries().size();
   usage_.prune([this](const std::string& name) { return quota_index_.count(name) != 0; });
+  fleet_.prune([this](const std::string& name) { return quota_index_.count(name) != 0; });
   if (usage_.entries().size() != before) usage_changed_ = true;
   check_quotas();
   if (!initial) save_usage_if_changed();
@@ -95,8 +105,49 @@ void Management::flush_usage() {
         flush_pending_ = false;
         add_worker_counts(*names, per_worker);
         check_quotas();
-        save_usage_if_changed();
+        if (fleet_usage())
+          flush_to_store();
+        else
+          save_usage_if_changed();
       });
+}
+
+void Management::flush_to_store() {
+  // While the store is down, or a batch is still unanswered, the counts wait in fleet_.
+  if (!store_ || !store_->up() || fleet_.flushing() || quota_users_.empty()) return;
+  int64_t now = now_unix_s();
+  std::vector<FleetUsage::Key> read;
+  read.reserve(quota_users_.size());
+  for (const QuotaUser& q : quota_users_) read.emplace_back(q.name, period_start(q.period, now));
+  timespec wall{};
+  clock_gettime(CLOCK_REALTIME, &wall);
+  int64_t wall_ms = static_cast<int64_t>(wall.tv_sec) * 1000 + wall.tv_nsec / 1000000;
+  std::vector<FleetUsage::Row> batch = fleet_.begin_flush(read, wall_ms);
+  std::string e = store_->query(
+      kUsageFlushSql, usage_flush_params(current_.config.store.node, batch, fleet_.seq()),
+      [this](StoreLink::Answer a) {
+        std::vector<FleetUsage::Row> totals;
+        if (a.error.empty() && !parse_usage_totals(a.rows, totals))
+          a.error = "unexpected answer to the usage flush";
+        if (a.error.empty()) {
+          fleet_.committed(totals);
+        } else {
+          // Sent again as it is at the next flush; added once even if this one committed.
+          fleet_.failed();
+          UP_WARN("usage: this node's usage was not added to the store (%s); kept and sent again",
+                  a.error.c_str());
+        }
+        check_quotas();
+      });
+  if (!e.empty()) fleet_.failed();
+}
+
+void Management::fleet_view() {
+  int64_t now = now_unix_s();
+  for (const QuotaUser& q : quota_users_) {
+    UsageEntry& e = usage_.current(q.name, q.period, now);
+    e.used_bytes = fleet_.used(q.name, e.period_start);
+  }
 }
 
 void Management::add_worker_counts(const std::vector<std::string>& names,
@@ -115,6 +166,10 @@ void Management::add_worker_counts(const std::vector<std::string>& names,
       it->second = counts[i];
       if (!delta) continue;
       const QuotaUser& u = quota_users_[q->second];
+      if (fleet_usage()) {
+        fleet_.add(u.name, period_start(u.period, now), delta);
+        continue;
+      }
       usage_.current(u.name, u.period, now).used_bytes += delta;
       usage_changed_ = true;
     }
@@ -122,6 +177,7 @@ void Management::add_worker_counts(const std::vector<std::string>& names,
 }
 
 void Management::check_quotas() {
+  if (fleet_usage()) fleet_view();
   int64_t now = now_unix_s();
   for (const QuotaUser& q : quota_users_) {
     const UsageEntry* old = usage_.find(q.name);
@@ -164,6 +220,7 @@ std::string Management::cmd_usage(const Args& a) {
       if (u.username == only) named = &u;
     if (!named) return refuse("no user " + only);
   }
+  if (fleet_usage()) fleet_view();
   int64_t now = now_unix_s();
   auto row = [&](Json& w, const std::string& name) {
     w.StartObject();
@@ -232,21 +289,44 @@ void Management::cmd_quota_set(const Args& a, const Reply& done) {
   if (!r.empty()) done(r);
 }
 
-std::string Management::cmd_quota_reset(const Args& a) {
+void Management::cmd_quota_reset(const Args& a, const Reply& done) {
   std::string name = str_arg(a, "username");
-  if (name.empty()) return refuse("quota.reset needs \"username\"");
+  if (name.empty()) return done(refuse("quota.reset needs \"username\""));
   bool known = false;
   for (const User& u : current_.users) known = known || u.username == name;
-  if (!known) return refuse("no user " + name);
+  if (!known) return done(refuse("no user " + name));
+  if (store_) return quota_reset_in_store(name, done);
   usage_.reset(name);
   usage_changed_ = true;
   check_quotas();
   save_usage_if_changed();
   UP_INFO("quota reset %s", name.c_str());
-  return answer([&](Json& w) {
+  done(answer([&](Json& w) {
     put(w, "user", name);
     put(w, "used_bytes", uint64_t{0});
-  });
+  }));
+}
+
+// A postgres node: every node's usage rows of the user go in one statement with its NOTIFY; the
+// other nodes read the zero at their next flush.
+void Management::quota_reset_in_store(const std::string& name, const Reply& done) {
+  std::string e = store_->execute(
+      "WITH w AS (DELETE FROM usage WHERE username = $1) "
+      "SELECT pg_notify('uringproxy_changes', $2)",
+      {name, current_.config.store.node + " usage " + name}, [this, name, done](std::string err) {
+        if (!err.empty()) return done(refuse("the store did not take the reset: " + err));
+        fleet_.reset(name);
+        usage_.reset(name);
+        check_quotas();
+        UP_INFO("quota reset %s (fleet-wide)", name.c_str());
+        // Bytes counted here since the last flush are still added (as with the JSON store).
+        const UsageEntry* e = usage_.find(name);
+        done(answer([&](Json& w) {
+          put(w, "user", name);
+          put(w, "used_bytes", e ? e->used_bytes : uint64_t{0});
+        }));
+      });
+  if (!e.empty()) done(refuse(e));
 }
 
 }  // namespace up

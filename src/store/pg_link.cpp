@@ -100,6 +100,7 @@ void StoreLink::connected(uint64_t now_ms) {
 void StoreLink::lost(const std::string& why, uint64_t now_ms) {
   last_error_ = why;
   bool was_up = state_ == State::ready;
+  bool sent = in_flight_;  // jobs_.front() was sent and not answered
   close_conn();
   backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, max_backoff_ms) : first_backoff_ms;
   state_ = State::backoff;
@@ -114,8 +115,16 @@ void StoreLink::lost(const std::string& why, uint64_t now_ms) {
   // was lost is read back by the full read on reconnect).
   std::deque<Job> jobs;
   jobs.swap(jobs_);
-  for (Job& j : jobs)
+  for (Job& j : jobs) {
     if (j.then) j.then(where() + ": " + why);
+    if (j.answered) {
+      Answer a;
+      a.error = where() + ": " + why;
+      a.sent = sent;
+      j.answered(std::move(a));
+    }
+    sent = false;
+  }
 }
 
 std::string StoreLink::execute(std::string sql, std::vector<std::string> params,
@@ -127,6 +136,19 @@ std::string StoreLink::execute(std::string sql, std::vector<std::string> params,
   j.sql = std::move(sql);
   j.params = std::move(params);
   j.then = std::move(then);
+  jobs_.push_back(std::move(j));
+  send_next();
+  return "";
+}
+
+std::string StoreLink::query(std::string sql, std::vector<std::string> params,
+                             std::function<void(Answer)> then) {
+  if (state_ != State::ready)
+    return "the store is down (" + where() + ": " + last_error_ + ")";
+  Job j;
+  j.sql = std::move(sql);
+  j.params = std::move(params);
+  j.answered = std::move(then);
   jobs_.push_back(std::move(j));
   send_next();
   return "";
@@ -197,6 +219,21 @@ void StoreLink::finish_job(std::vector<PGresult*>& results) {
       results.clear();
       on_records(std::move(rec));
     }
+  } else if (j.answered) {
+    Answer a;
+    a.error = error;
+    PGresult* r = results.empty() ? nullptr : results.front();
+    if (error.empty() && r && PQresultStatus(r) == PGRES_TUPLES_OK) {
+      int rows = PQntuples(r), cols = PQnfields(r);
+      a.rows.reserve(static_cast<size_t>(rows));
+      for (int i = 0; i < rows; ++i) {
+        std::vector<std::string> row;
+        row.reserve(static_cast<size_t>(cols));
+        for (int c = 0; c < cols; ++c) row.emplace_back(PQgetvalue(r, i, c));
+        a.rows.push_back(std::move(row));
+      }
+    }
+    j.answered(std::move(a));
   } else if (j.then) {
     j.then(error);
   } else if (!error.empty()) {

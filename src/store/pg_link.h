@@ -55,6 +55,17 @@ class StoreLink {
   // server's message. Refused at once (the reason returned) while the store is down.
   std::string execute(std::string sql, std::vector<std::string> params,
                       std::function<void(std::string)> then);
+  // What a query() came to: "" and its rows (text, first result), or the server's message.
+  // `sent`: the connection was lost with the statement sent and unanswered, so it may have
+  // committed (a caller that must never apply it twice drops it).
+  struct Answer {
+    std::string error;
+    bool sent = false;
+    std::vector<std::vector<std::string>> rows;
+  };
+  // As execute(), and `then` gets the rows the statement returned.
+  std::string query(std::string sql, std::vector<std::string> params,
+                    std::function<void(Answer)> then);
   // Reads the store in full again (after what is queued).
   void resync();
 
@@ -65,6 +76,7 @@ class StoreLink {
     std::string sql;
     std::vector<std::string> params;
     std::function<void(std::string)> then;
+    std::function<void(Answer)> answered;  // query(): instead of `then`
   };
   void start_connect(uint64_t now_ms);
   void connected(uint64_t now_ms);

@@ -26,6 +26,9 @@ constexpr const char* kMigrations[] = {
     "CREATE TABLE usage (username text NOT NULL, node text NOT NULL,"
     "  period_start bigint NOT NULL, used_bytes bigint NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (username, node, period_start));",
+    // 2: the last usage flush each node committed, so a flush whose answer was lost is sent
+    // again without being added twice.
+    "CREATE TABLE usage_flushes (node text PRIMARY KEY, seq bigint NOT NULL);",
 };
 constexpr int kVersion = static_cast<int>(sizeof kMigrations / sizeof kMigrations[0]);
 

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.uringproxy_only,
               pytest.mark.skipif(not pg_cluster.available(),
                                  reason="needs Debian's postgresql (scripts/lib/deps.sh)")]
 
-TABLES = "agents,groups,upstreams,uringproxy_schema,usage,users"
+TABLES = "agents,groups,upstreams,uringproxy_schema,usage,usage_flushes,users"
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +45,27 @@ def migrate(tmp_path, dsn):
 
 def test_migrate_creates_the_schema_once(tmp_path, cluster):
     rc, out = migrate(tmp_path, cluster.dsn)
-    assert rc == 0 and "schema migrated from version 0 to 1" in out, out
+    assert rc == 0 and "schema migrated from version 0 to 2" in out, out
     tables = cluster.query("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables "
                            "WHERE schemaname = 'public'")
     assert tables == TABLES
-    assert cluster.query("SELECT version FROM uringproxy_schema") == "1"
+    assert cluster.query("SELECT version FROM uringproxy_schema") == "2"
     rc, out = migrate(tmp_path, cluster.dsn)
-    assert rc == 0 and "already at version 1" in out, out
+    assert rc == 0 and "already at version 2" in out, out
     assert cluster.query("SELECT count(*) FROM uringproxy_schema") == "1"
+
+
+def test_migrate_upgrades_a_version_1_schema(tmp_path, cluster):
+    assert migrate(tmp_path, cluster.dsn)[0] == 0
+    # Version 1 as it shipped: without usage_flushes; its rows stay.
+    cluster.query("BEGIN; DROP TABLE usage_flushes; UPDATE uringproxy_schema SET version = 1;"
+                  "INSERT INTO usage VALUES ('old', 'edge-1', 0, 7); COMMIT")
+    rc, out = migrate(tmp_path, cluster.dsn)
+    assert rc == 0 and "schema migrated from version 1 to 2" in out, out
+    assert cluster.query("SELECT version FROM uringproxy_schema") == "2"
+    assert cluster.query("SELECT count(*) FROM usage_flushes") == "0"
+    assert cluster.query("SELECT used_bytes FROM usage WHERE username = 'old'") == "7"
+    cluster.query("DELETE FROM usage WHERE username = 'old'")
 
 
 def test_migrate_refuses_a_newer_schema(tmp_path, cluster):
@@ -61,10 +74,10 @@ def test_migrate_refuses_a_newer_schema(tmp_path, cluster):
     try:
         rc, out = migrate(tmp_path, cluster.dsn)
         assert rc == 1, out
-        assert "the schema is at version 99, newer than this uringproxy knows (1)" in out, out
+        assert "the schema is at version 99, newer than this uringproxy knows (2)" in out, out
         assert cluster.query("SELECT version FROM uringproxy_schema") == "99"  # untouched
     finally:
-        cluster.query("UPDATE uringproxy_schema SET version = 1")
+        cluster.query("UPDATE uringproxy_schema SET version = 2")
 
 
 def test_migrate_unreachable_names_the_host_not_the_password(tmp_path):
