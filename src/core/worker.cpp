@@ -176,6 +176,9 @@ void Worker::run(int cpu, std::function<void(unsigned, std::string)> bound) {
     bound(id_, std::string("io_uring_queue_init: ") + strerror(-r));
     return;
   }
+  // Each io_uring_enter then skips looking the ring's fd up (Linux 5.18+; without it the
+  // plain fd is used, as before).
+  io_uring_register_ring_fd(&ring_);
   if (rt_.relay != Runtime::Relay::splice) {
     bufs_ = std::make_unique<BufferRing>(ring_, rt_.relay_buffers, relay_buffer_bytes);
     if (!bufs_->ok()) {

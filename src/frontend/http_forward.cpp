@@ -245,8 +245,18 @@ void HttpForward::parse_response_head() {
     resp_body_ = http::BodyTracker(framing);
   }
   out_ = http::rewrite_response_head(rh, close_after_ && !interim_);
-  memmove(obuf_.get(), obuf_.get() + rh.head_len, olen_ - rh.head_len);
-  olen_ -= static_cast<uint32_t>(rh.head_len);
+  uint32_t taken = static_cast<uint32_t>(rh.head_len);
+  if (!interim_ && taken < olen_ && !c.bandwidth_capped()) {
+    // Body bytes that came with the head go out in the same send: a small response costs the
+    // client one segment and the worker one send, not two of each.
+    size_t used = 0;
+    if (resp_body_.feed({obuf_.get() + taken, olen_ - taken}, used) == http::Parse::error)
+      return c.finish(Result::upstream_error);
+    out_.append(obuf_.get() + taken, used);
+    taken += static_cast<uint32_t>(used);
+  }
+  memmove(obuf_.get(), obuf_.get() + taken, olen_ - taken);
+  olen_ -= taken;
   phase_ = Phase::resp_sent;
   c.submit_send_client(out_.data(), static_cast<uint32_t>(out_.size()));
 }

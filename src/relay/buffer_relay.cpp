@@ -54,10 +54,7 @@ void SpliceRelay::buffer_on_recv(Direction& d, bool up, int res, uint32_t flags)
     return pump(d, up);
   }
   if (res < 0) return end_tunnel_on_error(c_, -res);
-  if (res == 0) {  // EOF: pass it on as a half-close; the tunnel ends when both are done
-    shutdown(dst_fd(up), SHUT_WR);
-    return direction_done(d);
-  }
+  if (res == 0) return pass_eof(d, up);  // the tunnel ends when both directions are done
   d.buf = static_cast<int32_t>(flags >> IORING_CQE_BUFFER_SHIFT);
   d.buf_len = static_cast<uint32_t>(res);
   d.buf_sent = 0;

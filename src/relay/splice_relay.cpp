@@ -96,6 +96,14 @@ void SpliceRelay::poll(Op op, int fd, unsigned events) {
   c_.submit(s, op);
 }
 
+void SpliceRelay::pass_eof(Direction& d, bool up) {
+  // EOF is passed on as a half-close. When the other direction is already done the tunnel
+  // ends here and closing the socket sends the same FIN: one syscall less per connection.
+  Direction& other = up ? down_ : up_;
+  if (!other.done) shutdown(dst_fd(up), SHUT_WR);
+  direction_done(d);
+}
+
 void SpliceRelay::direction_done(Direction& d) {
   d.done = true;
   if (up_.done && down_.done) c_.finish(Result::ok);
@@ -156,8 +164,7 @@ void SpliceRelay::pump(Direction& d, bool up) {
     if (d.eof) {
       if (d.pipe) w.pipes().release(d.pipe);
       d.pipe = nullptr;
-      shutdown(dst, SHUT_WR);
-      return direction_done(d);
+      return pass_eof(d, up);
     }
     if (drained_src) break;
     if (!d.pipe) {

@@ -66,6 +66,7 @@ class SpliceRelay final : public Relay {
   void poll(Op op, int fd, unsigned events);
   int src_fd(bool up) const;
   int dst_fd(bool up) const;
+  void pass_eof(Direction& d, bool up);  // src said EOF: tell dst, end the direction
   void direction_done(Direction& d);
 
   Connection& c_;

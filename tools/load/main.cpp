@@ -32,6 +32,11 @@ Scenarios:
   udp       datagrams through SOCKS5 UDP ASSOCIATE (or --direct) to a UDP echo target:
             --tunnels associations, each keeping --window datagrams of --msg payload bytes
             in flight; echoed datagrams/s and proxy CPU-us per datagram relayed
+  http      HTTP/1.1 keep-alive GETs, one in flight on each of --concurrency connections over
+            --threads loops (as wrk does): absolute-URI with Proxy-Authorization through
+            --proxy http://user:pass@IP:PORT (forwarding, not CONNECT), origin-form with
+            --direct; the target answers 200 with a --msg byte body. requests/s, p50/p90/p99
+            and proxy CPU-us per request
   serve     only run the target servers (needs --target-listen) for --duration seconds
 
 Where to go:
@@ -165,8 +170,9 @@ int main(int argc, char** argv) {
   Options o;
   o.scenario = argv[1];
   if (o.scenario != "bulk" && o.scenario != "cps" && o.scenario != "latency" &&
-      o.scenario != "idle" && o.scenario != "udp" && o.scenario != "serve")
-    die("unknown scenario: " + o.scenario + " (bulk, cps, latency, idle, udp, serve)");
+      o.scenario != "idle" && o.scenario != "udp" && o.scenario != "serve" &&
+      o.scenario != "http")
+    die("unknown scenario: " + o.scenario + " (bulk, cps, latency, idle, udp, http, serve)");
   o.proxy.text = "direct";
   bool duration_set = false, tunnels_set = false;
   std::string listen_text;
@@ -230,6 +236,9 @@ int main(int argc, char** argv) {
   if (o.scenario == "udp" && o.proxy.kind != ProxyKind::direct &&
       o.proxy.kind != ProxyKind::socks5)
     die("udp goes through socks5:// (UDP ASSOCIATE) or --direct");
+  if (o.scenario == "http" && o.proxy.kind != ProxyKind::direct &&
+      o.proxy.kind != ProxyKind::http)
+    die("http goes through http:// (a forward proxy) or --direct");
   if (o.interval_us < 0 || o.interval_us > 1000000) die("--interval-us must be 0..1000000");
   if (o.buf < 1024 || o.buf > (64u << 20)) die("--buf must be 1K..64M");
   if (o.duration <= 0 && o.scenario != "serve") die("--duration must be > 0");
@@ -290,6 +299,7 @@ int main(int argc, char** argv) {
   else if (o.scenario == "cps") r = run_cps(o, pw);
   else if (o.scenario == "latency") r = run_latency(o, pw);
   else if (o.scenario == "udp") r = run_udp(o, pw);
+  else if (o.scenario == "http") r = run_http(o, pw);
   else r = run_idle(o, pw);
   sink.stop();
   if (!o.label.empty()) printf("[%s] ", o.label.c_str());

@@ -1,5 +1,5 @@
 #pragma once
-// The five scenarios. Each fills a Result (and its human line); the proxy's CPU and memory
+// The scenarios. Each fills a Result (and its human line); the proxy's CPU and memory
 // come from a ProcWatch sampled around the measured window.
 #include "common.h"
 #include "proc_stats.h"
@@ -11,6 +11,7 @@ Result run_cps(const Options& o, const ProcWatch& pw);
 Result run_latency(const Options& o, const ProcWatch& pw);
 Result run_idle(const Options& o, const ProcWatch& pw);
 Result run_udp(const Options& o, const ProcWatch& pw);
+Result run_http(const Options& o, const ProcWatch& pw);
 
 // Common head of every result: scenario, label, proxy.
 void result_head(Result& r, const Options& o, const char* scenario);

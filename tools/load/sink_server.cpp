@@ -22,6 +22,7 @@ struct Conn {
   bool want_out = false;
   uint64_t echoed = 0;
   std::string pending;  // echo bytes not yet sent
+  std::string head;     // 'G': the start of a request head not yet complete
 };
 
 constexpr size_t kBuf = 1 << 20;
@@ -67,6 +68,8 @@ void SinkServer::run(int lfd) {
   std::unique_ptr<char[]> src(new char[kBuf]);
   memset(src.get(), 'x', kBuf);
   std::unordered_set<Conn*> all;  // freed at exit
+  const std::string http_response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
+                                    std::to_string(msg_) + "\r\n\r\n" + std::string(size_t(msg_), 'x');
   epoll_event evs[256];
 
   // close() drops the fd from the epoll set (it is never duplicated).
@@ -142,7 +145,17 @@ void SinkServer::run(int lfd) {
             break;
           }
           if (!c->mode) c->mode = buf[0];
-          if (c->mode == 'E' || c->mode == 'P') {
+          if (c->mode == 'G') {
+            // A fixed-response HTTP origin: one answer per request head (no request bodies).
+            c->head.append(buf.get(), size_t(r));
+            size_t at = 0, end;
+            while ((end = c->head.find("\r\n\r\n", at)) != std::string::npos) {
+              c->pending += http_response;
+              at = end + 4;
+            }
+            c->head.erase(0, at);
+            if (!flush(c)) { open = false; break; }
+          } else if (c->mode == 'E' || c->mode == 'P') {
             c->pending.append(buf.get(), size_t(r));
             c->echoed += uint64_t(r);
             if (!flush(c)) { open = false; break; }

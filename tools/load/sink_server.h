@@ -5,6 +5,8 @@
 //   'D' download: send as fast as possible until the peer goes away
 //   'E' echo once: echo bytes back; once `msg` bytes have been echoed, close (target first)
 //   'P' ping-pong: echo everything until EOF
+//   'G' an HTTP/1.1 origin ("GET ..."): a fixed 200 with a `msg`-byte body for every request
+//       head, keep-alive, until EOF
 //   nothing: hold the connection until EOF (idle tunnels)
 #include <atomic>
 #include <thread>
