@@ -37,8 +37,8 @@ double pct(std::vector<uint32_t>& v, double p) {
 }
 
 // The length of one whole response at the front of `in` (head + Content-Length body), 0 if
-// incomplete, -1 if it cannot be framed.
-long response_len(const std::string& in) {
+// incomplete, -1 if it cannot be framed. `close` says the server ends the connection after it.
+long response_len(const std::string& in, bool& close) {
   size_t end = in.find("\r\n\r\n");
   if (end == std::string::npos) return 0;
   if (in.compare(0, 5, "HTTP/") != 0) return -1;
@@ -47,7 +47,13 @@ long response_len(const std::string& in) {
        p = in.find("\r\n", p + 2)) {
     const char* line = in.data() + p + 2;
     if (strncasecmp(line, "content-length:", 15) == 0) body = strtol(line + 15, nullptr, 10);
+    if (strncasecmp(line, "connection:", 11) == 0) {
+      const char* v = line + 11;
+      while (*v == ' ') v++;
+      close = strncasecmp(v, "close", 5) == 0;
+    }
   }
+  if (in.compare(0, 8, "HTTP/1.0") == 0 && !close) close = true;  // no keep-alive asked for
   if (body < 0) return -1;
   long total = long(end + 4) + body;
   return long(in.size()) >= total ? total : 0;
@@ -60,6 +66,7 @@ struct Loop {
   std::vector<Conn> conns;
   std::vector<uint32_t> samples;
   uint64_t done = 0;
+  uint64_t reconnects = 0;  // responses after which the server closed (no keep-alive)
   Errors errs;
   double measure_from = 0, measure_to = 0;
 
@@ -132,7 +139,8 @@ struct Loop {
       c.in.append(buf, size_t(n));
     }
     for (;;) {
-      long len = response_len(c.in);
+      bool server_closes = false;
+      long len = response_len(c.in, server_closes);
       if (len < 0) {
         errs.proxy_reply++;
         close(c.fd);
@@ -152,6 +160,12 @@ struct Loop {
       }
       c.t_start = now;
       c.sent = 0;
+      if (server_closes) {  // a server without keep-alive (tinyproxy): a new connection
+        reconnects++;
+        close(c.fd);
+        open(c);
+        return;
+      }
       send_request(c);
       if (c.fd < 0) return;
     }
@@ -214,11 +228,12 @@ Result run_http(const Options& o, const ProcWatch& pw) {
   for (auto& t : ts) t.join();
   double secs = o.duration;
   std::vector<uint32_t> samples;
-  uint64_t reqs = 0;
+  uint64_t reqs = 0, reconnects = 0;
   Errors errs;
   for (auto& l : loops) {
     samples.insert(samples.end(), l->samples.begin(), l->samples.end());
     reqs += l->done;
+    reconnects += l->reconnects;
     errs.add(l->errs);
   }
   std::sort(samples.begin(), samples.end());
@@ -229,6 +244,7 @@ Result run_http(const Options& o, const ProcWatch& pw) {
   r.integer("requests", (long long)reqs);
   double rps = double(reqs) / secs;
   r.num("req_s", rps, 1);
+  r.integer("reconnects", (long long)reconnects);
   double p50 = pct(samples, 50), p90 = pct(samples, 90), p99 = pct(samples, 99);
   r.num("p50_us", p50, 1);
   r.num("p90_us", p90, 1);
@@ -245,8 +261,10 @@ Result run_http(const Options& o, const ProcWatch& pw) {
   report_interference(r, before, after, secs);
   errs.report(r);
   char h[640];
-  snprintf(h, sizeof h, "http c=%d threads=%d via %s: %.0f requests/s, p50 %.1f p90 %.1f p99 %.1f us%s%s",
+  snprintf(h, sizeof h,
+           "http c=%d threads=%d via %s: %.0f requests/s, p50 %.1f p90 %.1f p99 %.1f us%s%s%s",
            o.concurrency, threads, o.proxy.text.c_str(), rps, p50, p90, p99, cpu,
+           reconnects ? " (the server closed after each response: no keep-alive)" : "",
            errors_text(errs).c_str());
   r.human = h;
   return r;
