@@ -25,7 +25,8 @@ struct TlsServerFiles {
   std::string key;
 };
 
-enum class Protocol : uint8_t { socks5, http, vless };
+// agent: the gateway side of reverse agents (src/agent, docs/agent-protocol.md); TLS only.
+enum class Protocol : uint8_t { socks5, http, vless, agent };
 
 struct ListenerConfig {
   std::string name;
@@ -166,7 +167,8 @@ inline UserLimits effective_limits(const User& u, const LimitsConfig& defaults) 
           own_or_default(u.bandwidth_bps, defaults.bandwidth_bps_per_user)};
 }
 
-enum class UpstreamType : uint8_t { socks5, socks5s, http, https };
+// agent: a connected reverse agent as a group member (never in proxies_file; src/agent).
+enum class UpstreamType : uint8_t { socks5, socks5s, http, https, agent };
 
 struct UpstreamTls {
   std::string server_name;  // default: address

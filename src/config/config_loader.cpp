@@ -86,6 +86,7 @@ void read_listeners(ObjectReader& root, const std::string& dir, Config& out) {
       } else if (proto == "vless") {
         l.protocol = Protocol::vless;
       } else if (proto == "agent") {
+        l.protocol = Protocol::agent;
         agent_listener = true;
       } else {
         r.error("protocol", quote(proto) + " is not a protocol; use \"socks5\", \"http\", "
@@ -122,9 +123,6 @@ void read_listeners(ObjectReader& root, const std::string& dir, Config& out) {
                           "\"tls\": {\"cert\": ..., \"key\": ...}");
       agent_listener = false;  // one message is enough
     }
-    if (agent_listener)
-      r.error("protocol", "\"agent\" listeners (reverse agents, docs/agent-protocol.md) are not "
-                          "built yet; remove this listener");
     r.finish();
     if (!l.listen.text.empty()) out.listeners.push_back(std::move(l));
   }

@@ -233,10 +233,8 @@ bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics
       afd.error("", "group or others may access it (mode " + octal_mode(f.mode) +
                         ") and it holds the agents' secret hashes; run chmod 600 " +
                         agents_shown);
-    } else if (parse_agents(f.text, agents_shown, out.agents, diag)) {
-      // The file is checked in full, so --check is useful before the gateway side lands.
-      cfd.error("agents_file", agents_shown + " is valid, but reverse agents are not built yet "
-                               "(docs/agent-protocol.md); remove agents_file to run");
+    } else {
+      parse_agents(f.text, agents_shown, out.agents, diag);
     }
   }
 

@@ -9,6 +9,7 @@ const char* to_string(Protocol p) {
     case Protocol::socks5: return "socks5";
     case Protocol::http: return "http";
     case Protocol::vless: return "vless";
+    case Protocol::agent: return "agent";
   }
   return "unknown";
 }
@@ -19,6 +20,7 @@ const char* to_string(UpstreamType t) {
     case UpstreamType::socks5s: return "socks5s";
     case UpstreamType::http: return "http";
     case UpstreamType::https: return "https";
+    case UpstreamType::agent: return "agent";
   }
   return "unknown";
 }

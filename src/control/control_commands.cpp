@@ -82,6 +82,10 @@ void Management::handle(const std::string& line, const Reply& done) {
   if (cmd == "proxy.test") return cmd_proxy_test(d, done);
   if (cmd == "connections") return cmd_connections(d, done);
   if (cmd == "kick") return cmd_kick(d, done);
+  if (cmd == "agents") return done(cmd_agents());
+  if (cmd == "agent.add" || cmd == "agent.del" || cmd == "agent.enable" ||
+      cmd == "agent.disable" || cmd == "agent.kick")
+    return cmd_agent(cmd, d, done);
   if (cmd == "usage") return done(cmd_usage(d));
   if (cmd == "quota.set") return cmd_quota_set(d, done);
   if (cmd == "quota.reset") return cmd_quota_reset(d, done);

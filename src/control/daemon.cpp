@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "agent/agent_registry.h"
 #include "auth/auth_guard.h"
 #include "auth/password_verifier.h"
 #include "core/access_log.h"
@@ -221,6 +222,7 @@ int run_daemon(const DaemonOptions& opts) {
   HealthBoard health;
   UserBoard users;
   AuthGuard auth_guard;
+  AgentRegistry agents;  // outlives the workers: it may hold idle reverse connections
   uint64_t generation = 1;
   {
     std::vector<std::string> errs;
@@ -259,6 +261,7 @@ int run_daemon(const DaemonOptions& opts) {
   if (!set.users.empty()) verifier.match_cost_of(set.users.front().password_hash);
   rt.users = &users;
   rt.auth_guard = &auth_guard;
+  rt.agents = &agents;
   rt.max_connections = connection_cap(set.config);
   rt.snapshots = &snapshots;
   rt.verifier = &verifier;

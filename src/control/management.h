@@ -104,6 +104,11 @@ class Management {
   void cmd_proxy_test(const Args& a, const Reply& done);
   void cmd_connections(const Args& a, const Reply& done);
   void cmd_kick(const Args& a, const Reply& done);
+  // --- reverse agents (agent_control.cpp)
+  std::string cmd_agents();
+  void cmd_agent(const std::string& cmd, const Args& a, const Reply& done);
+  std::string edit_agents(const std::function<std::string(std::vector<Agent>&)>& edit,
+                          Committed then);
   // Edits user `name` (absent: nullopt; set it to nullopt to delete), writes users.json and
   // publishes. "" when done (then `then` runs), else the refusal. It starts from the users in
   // force while the files are as they were read; after a hand edit, from the files.

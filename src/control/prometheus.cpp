@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <map>
 
+#include "agent/agent_registry.h"
 #include "control/management.h"
 #include "core/access_log.h"
 #include "core/runtime.h"
@@ -183,6 +185,28 @@ std::string Management::metrics_text(WorkerStats& s) {
   for (const auto& id : keys)
     sample(o, "uringproxy_upstream_up{proxy=\"" + label(id) + "\"}",
            snap->find_upstream(id)->available() ? 1 : 0);
+
+  {
+    // Reverse agents (agent/agent_registry.h): every group with an agent has a sample, 0 when
+    // none is connected, so an alert can watch a group going empty. The headers are always
+    // there, as for every other metric.
+    std::vector<AgentInfo> live = rt_.agents->list();
+    std::map<std::string, uint64_t> by_group;
+    for (const auto& [id, a] : snap->agents) by_group[a.config.group] += 0;
+    for (const AgentInfo& i : live)
+      if (i.connected_since_s && snap->find_agent(i.id)) ++by_group[i.group];
+    header(o, "uringproxy_agents_connected", "gauge",
+           "Reverse agents with an authenticated control link, by group.");
+    for (const auto& [g, n] : by_group)
+      sample(o, "uringproxy_agents_connected{group=\"" + label(g) + "\"}", n);
+    header(o, "uringproxy_agent_tunnels_total", "counter", "Tunnels carried by each agent.");
+    for (const AgentInfo& i : live)
+      sample(o, "uringproxy_agent_tunnels_total{agent=\"" + label(i.id) + "\"}", i.tunnels_total);
+    header(o, "uringproxy_agent_idle_connections", "gauge",
+           "Idle reverse connections each agent keeps ready.");
+    for (const AgentInfo& i : live)
+      sample(o, "uringproxy_agent_idle_connections{agent=\"" + label(i.id) + "\"}", i.idle);
+  }
 
   histogram(o, "uringproxy_connect_duration_seconds",
             "Time from route decision to a usable target (direct connect or upstream handshake).",

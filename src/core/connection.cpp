@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent/agent_registry.h"
 #include "core/access_log.h"
 #include "core/clock.h"
 #include "core/tls_io.h"
@@ -246,6 +247,9 @@ void Connection::on_send_done(Op op, int res) {
     case State::forwarding:
       if (fwd_) fwd_->on_sent(i == 0);
       return;
+    case State::agent:
+      if (i == 0) frontend_->on_sent();
+      return;
     default:
       return;
   }
@@ -272,6 +276,8 @@ void Connection::on_timeout() {
     case State::udp:
       finish(Result::idle_timeout);
       return;
+    case State::agent:
+      return frontend_->on_timeout();
     case State::failing:
       if (auth_delayed_) {
         auth_delayed_ = false;
@@ -301,6 +307,7 @@ void Connection::start_relay() {
 }
 
 void Connection::retry_pipe() {
+  if (agent_waiting_) return agent_dial();
   if (udp_) return udp_retry();
   if (relay_) return relay_->retry();
   if (fwd_) return fwd_->retry();
@@ -334,7 +341,11 @@ void Connection::cancel_resolve() {
 }
 
 void Connection::release_route() {
-  if (counted_active_) route_->health->active.fetch_sub(1, std::memory_order_relaxed);
+  if (counted_active_) {
+    route_->health->active.fetch_sub(1, std::memory_order_relaxed);
+    if (route_->config.type == UpstreamType::agent)
+      w_.runtime().agents->tunnel_ended(route_->config.name);
+  }
   counted_active_ = false;
   route_.reset();
 }
@@ -361,12 +372,13 @@ void Connection::finish(Result r) {
   cancel_ops(~0u);
   cancel_resolve();
   if (udp_) udp_->close();
-  if (tls_ && !tls_->handshaking && route_)
+  if (tls_ && !tls_->handshaking && route_ && route_->config.type != UpstreamType::agent)
     w_.keep_tls_session(route_->config.id, tls_->layer.session());
   close_fds(r == Result::reset);
   if (relay_) relay_->release();
   w_.timers().disarm(&timer);
   timer.deadline_ms = 0;
+  if (frontend_) frontend_->on_finish();
   if (r == Result::auth_failed) ++w_.stats().auth_failures;
   settle_user();
   release_route();
@@ -378,6 +390,7 @@ void Connection::settle_user() {
   tally_ = nullptr;
   limits_ = nullptr;
   bandwidth_bps_ = 0;
+  if (agent_link_) return;  // an agent's own link is not a tunnel
   ++w_.stats().routes[std::string(route_name())];
   write_access_log();
 }

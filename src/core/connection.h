@@ -7,6 +7,8 @@
 //   socks5 BIND: handshake -> dialing (listening, first reply sent) -> replying -> relaying
 //   socks5 UDP ASSOCIATE: handshake -> [dialing] -> udp (udp/udp_association.h relays;
 //             the control connection is watched for its close)
+//   agent listener: handshake (HELLO) -> [verifying] -> agent (a control link: heartbeats) or
+//             handed to the agent's idle pool (a reverse link; agent/agent_frontend.cpp)
 //   any:      failing (sending an error reply) -> closed
 //
 // The handshake belongs to the listener's frontend (frontend/frontend.h: SOCKS5, HTTP,
@@ -56,6 +58,7 @@ enum class State : uint8_t {
   relaying,
   forwarding,
   udp,
+  agent,  // an agent's control link after its HELLO (agent/agent_frontend.cpp)
   failing,
   closed,
 };
@@ -174,6 +177,7 @@ class alignas(32) Connection final : private DnsWaiter {
   friend class HttpFrontend;
   friend class VlessFrontend;
   friend class UdpAssociation;
+  friend class AgentFrontend;
 
   // --- handshake helpers for the frontends (core/connection.cpp, core/authenticate.cpp)
   void read_more_handshake();     // the message is incomplete: read on, within the buffer
@@ -210,6 +214,12 @@ class alignas(32) Connection final : private DnsWaiter {
   void upstream_attempt_failed(const Failure& f, bool mark_down, const char* why);
   void upstream_next_attempt();
   void upstream_ready();
+
+  // --- through a reverse agent (agent/agent_dial.cpp): one of its idle reverse connections
+  // becomes the target transport; TUNNEL out, STATUS back, then the relay
+  void agent_dial();
+  void agent_on_sent();
+  void agent_on_recv(int res);
 
   // --- dialing (upstream/direct_dial.cpp)
   void dial();
@@ -313,6 +323,8 @@ class alignas(32) Connection final : private DnsWaiter {
   bool counted_active_ = false;                // counted in route_->health->active
   bool refused_by_route_ = false;
   bool retry_pending_ = false;  // an upstream retry waits for old target operations
+  bool agent_waiting_ = false;  // an agent route waits for one of its idle connections
+  bool agent_link_ = false;     // an agent's own connection: no access-log line, no tally
   Failure upstream_failure_{Result::upstream_error, 0x01, 502};
 
   // for the access log

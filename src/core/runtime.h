@@ -14,6 +14,7 @@ class AccessLog;
 class Worker;
 class UserBoard;
 class AuthGuard;
+class AgentRegistry;
 
 struct Runtime {
   SnapshotStore* snapshots = nullptr;
@@ -21,6 +22,7 @@ struct Runtime {
   AccessLog* access_log = nullptr;
   UserBoard* users = nullptr;       // per-user limits state, all workers
   AuthGuard* auth_guard = nullptr;  // brute-force protection, all workers
+  AgentRegistry* agents = nullptr;  // connected reverse agents and their idle connections
   // The global connection cap (limits.max_connections, else from the fd limit).
   std::atomic<uint32_t> connections{0};
   std::atomic<uint32_t> max_connections{0};

@@ -116,6 +116,37 @@ struct Tree {
     kick->add_option("USER", a.name, "user name")->required();
     build_quota();
     build_store();
+    build_agents();
+  }
+
+  void build_agents() {
+    command(app, "agents", "list reverse agents (agents_file) and their links", "agents");
+    CLI::App* agent = app.add_subcommand("agent", "add and control reverse agents (agents_file)");
+    agent->require_subcommand(1);
+    CLI::App* add = agent->add_subcommand("add", "add an agent (its secret read from stdin)");
+    add->add_option("ID", a.id, "agent id")->required();
+    add->add_option("--group", a.group, "the group the agent serves")->required()->type_name("G");
+    add->add_flag("--secret-stdin", a.password_stdin,
+                  "read the agent's secret as one line from stdin")
+        ->required();
+    add->callback([this] {
+      chosen = [this](std::string& error) -> std::unique_ptr<Request> {
+        std::string secret;
+        if (!read_password(true, false, "agent add", secret, error)) return nullptr;
+        auto r = std::make_unique<Request>("agent.add");
+        r->str("id", a.id).str("group", a.group).str("secret", secret);
+        wipe(secret);
+        return r;
+      };
+    });
+    auto id_cmd = [this, agent](const char* name, const char* help, const char* cmd) {
+      auto* sub = command(*agent, name, help, cmd, [this](Request& r) { r.str("id", a.id); });
+      sub->add_option("ID", a.id, "agent id")->required();
+    };
+    id_cmd("del", "delete an agent (its link closes within a second)", "agent.del");
+    id_cmd("enable", "enable an agent", "agent.enable");
+    id_cmd("disable", "disable an agent (its link closes within a second)", "agent.disable");
+    id_cmd("kick", "close an agent's link now (it reconnects)", "agent.kick");
   }
 
   void build_store() {

@@ -36,6 +36,8 @@ void render_ok(const std::string& cmd, const Value& request, const Value& answer
   if (cmd == "show-proxy") return render_show_proxy(request, answer, out);
   if (cmd == "list-proxy-assignments") return render_assignments(answer, out);
   if (cmd == "proxy.list") return render_proxy_list(answer, out);
+  if (cmd == "agents") return render_agents(answer, out);
+  if (cmd.rfind("agent.", 0) == 0) return render_agent_edit(cmd, request, answer, out);
   if (cmd == "usage") return render_usage(answer, out);
   if (cmd.rfind("quota.", 0) == 0) return render_quota_edit(cmd, request, answer, out);
   if (cmd.rfind("proxy.", 0) == 0) return render_proxy_edit(cmd, request, answer, out);

@@ -21,6 +21,9 @@ void render_assignments(const Value& answer, FILE* out);
 
 // render_proxies.cpp
 void render_proxy_list(const Value& answer, FILE* out);
+void render_agents(const Value& answer, FILE* out);
+void render_agent_edit(const std::string& cmd, const Value& request, const Value& answer,
+                       FILE* out);
 void render_proxy_edit(const std::string& cmd, const Value& request, const Value& answer,
                        FILE* out);
 

@@ -37,6 +37,11 @@ class Frontend {
   // The dial failed, or the request was refused: the protocol's error reply, if it has one.
   // The connection is already `failing`.
   virtual void answer_failure(const Failure& f) = 0;
+  // Only a frontend that keeps its connection past the handshake (agent links) uses these:
+  // its deadline came (State::agent), a client send of its own completed, the connection ends.
+  virtual void on_timeout() {}
+  virtual void on_sent() {}
+  virtual void on_finish() {}
 };
 
 std::unique_ptr<Frontend> make_frontend(Protocol p, Connection& c);

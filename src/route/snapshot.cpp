@@ -23,7 +23,23 @@ UserRecord user_record(const User& u, UserBoard& board) {
   return r;
 }
 
-// Upstreams and groups, from the proxies and the config's group settings.
+// The agents of agents_file as group members (route/snapshot.h, AgentEntry).
+StringMap<AgentEntry> agent_entries(const std::vector<Agent>& agents, HealthBoard& health) {
+  StringMap<AgentEntry> out;
+  for (const Agent& a : agents) {
+    auto u = std::make_shared<Upstream>();
+    u->config.id = "agent:" + a.id;
+    u->config.name = a.id;
+    u->config.type = UpstreamType::agent;
+    u->config.group = a.group;
+    u->config.enabled = a.enabled;
+    u->health = health.get_agent(u->config.id);
+    out.emplace(a.id, AgentEntry{a, std::move(u)});
+  }
+  return out;
+}
+
+// Upstreams and groups, from the proxies, the agents and the config's group settings.
 bool add_routes(Snapshot& s, const std::vector<UpstreamProxy>& proxies, HealthBoard& health,
                 std::vector<std::string>& errors) {
   const std::string& proxies_file = s.config.proxies_file;
@@ -48,6 +64,12 @@ bool add_routes(Snapshot& s, const std::vector<UpstreamProxy>& proxies, HealthBo
       g.name = p.group;
       g.members.push_back(u);
     }
+  }
+  // Agents sit beside the upstreams of their group; the group's policy picks among all.
+  for (const auto& [id, a] : s.agents) {
+    Group& g = s.groups[a.config.group];
+    g.name = a.config.group;
+    g.members.push_back(a.member);
   }
   for (auto& [name, g] : s.groups) {
     if (auto it = s.config.groups.find(name); it != s.config.groups.end()) {
@@ -94,6 +116,7 @@ std::unique_ptr<Snapshot> snapshot_with_user(const Snapshot& prev, uint64_t gene
   s->config = prev.config;
   s->upstreams = prev.upstreams;  // shared_ptrs: TLS contexts and health are kept, not rebuilt
   s->groups = prev.groups;
+  s->agents = prev.agents;
   s->acl = prev.acl;
   s->listener_tls = prev.listener_tls;
   s->users = prev.users.with(
@@ -114,6 +137,7 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, uint64_t generati
   s->acl = Acl(set.config.acl.deny_private, set.config.acl.allow, set.config.acl.deny,
                set.config.acl.deny_ports);
   size_t before = errors.size();
+  s->agents = agent_entries(set.agents, health);
   add_routes(*s, set.proxies, health, errors);
   for (size_t i = 0; i < set.config.listeners.size(); ++i) {
     const ListenerConfig& l = set.config.listeners[i];
@@ -139,6 +163,7 @@ std::unique_ptr<Snapshot> snapshot_with_proxies(const Snapshot& prev, uint64_t g
   s->generation = generation;
   s->config = prev.config;
   s->users = prev.users;
+  s->agents = prev.agents;
   s->acl = prev.acl;
   s->listener_tls = prev.listener_tls;
   if (!add_routes(*s, proxies, health, errors)) return nullptr;

@@ -34,6 +34,14 @@ struct Upstream {
   bool available() const { return config.enabled && health->is_up(); }
 };
 
+// A reverse agent from agents_file, and the group member that stands for it: an Upstream of
+// type agent whose config.id is "agent:ID" (the access log's route) and config.name the id;
+// its health is up while its control connection is (agent/agent_registry.h).
+struct AgentEntry {
+  Agent config;
+  std::shared_ptr<const Upstream> member;
+};
+
 struct Group {
   std::string name;
   GroupPolicy policy = GroupPolicy::round_robin;
@@ -100,6 +108,7 @@ struct Snapshot {
   UserTable users;
   StringMap<std::shared_ptr<const Upstream>> upstreams;
   StringMap<Group> groups;
+  StringMap<AgentEntry> agents;  // by agent id
   Acl acl;
   StringMap<std::shared_ptr<SSL_CTX>> listener_tls;  // by listener name, TLS listeners only
 
@@ -126,6 +135,10 @@ struct Snapshot {
   UserShared* find_user_state(std::string_view name) const {
     const UserRecord* r = users.find(name);
     return r ? r->state : nullptr;
+  }
+  const AgentEntry* find_agent(std::string_view id) const {
+    auto it = agents.find(id);
+    return it == agents.end() ? nullptr : &it->second;
   }
   const Group* find_group(std::string_view name) const {
     auto it = groups.find(name);

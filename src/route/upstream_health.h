@@ -35,6 +35,17 @@ class HealthBoard {
     if (!slot) slot = std::make_unique<UpstreamHealth>();
     return slot.get();
   }
+  // A reverse agent's entry ("agent:ID"): down until its control connection authenticates
+  // (agent/agent_registry.cpp marks it up and down; no probe touches it).
+  UpstreamHealth* get_agent(const std::string& member_id) {
+    std::lock_guard lock(mu_);
+    auto& slot = entries_[member_id];
+    if (!slot) {
+      slot = std::make_unique<UpstreamHealth>();
+      slot->up.store(false, std::memory_order_relaxed);
+    }
+    return slot.get();
+  }
 
  private:
   std::mutex mu_;

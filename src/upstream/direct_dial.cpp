@@ -144,7 +144,7 @@ void Connection::close_target() {
   // Operations still in flight on the target hold their own file reference; cancel them so
   // they complete (their buffers stay alive until the connection is freed or they are done).
   cancel_ops(target_ops_mask);
-  if (tls_ && !tls_->handshaking && route_)
+  if (tls_ && !tls_->handshaking && route_ && route_->config.type != UpstreamType::agent)
     w_.keep_tls_session(route_->config.id, tls_->layer.session());
   if (tfd_ >= 0) {
     w_.close_fd(tfd_);

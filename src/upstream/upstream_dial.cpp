@@ -106,6 +106,7 @@ void Connection::dial_upstream() {
   if (datagram_)
     return upstream_attempt_failed({Result::unsupported, 0x07, 400}, false,
                                    "cannot carry VLESS UDP");
+  if (cfg.type == UpstreamType::agent) return agent_dial();
   upstream_->phase = UpstreamSession::Phase::resolving;
   upstream_->handshake.reset();
   upstream_->leftover.clear();
@@ -182,12 +183,14 @@ void Connection::upstream_handshake_step() {
 }
 
 void Connection::upstream_on_sent() {
+  if (upstream_->agent) return agent_on_sent();
   upstream_->handshake->sent();
   upstream_handshake_step();
 }
 
 void Connection::upstream_on_recv(int res) {
   UpstreamSession& us = *upstream_;
+  if (us.agent) return agent_on_recv(res);
   if (res <= 0)
     us.handshake->closed(res < 0);
   else
@@ -207,6 +210,10 @@ void Connection::upstream_ready() {
 
 void Connection::upstream_attempt_failed(const Failure& f, bool mark_down, const char* why) {
   const auto& u = upstream_->current();
+  agent_waiting_ = false;
+  upstream_->agent = false;
+  // An agent's health is its control link (agent/agent_registry.h), not the fate of a tunnel.
+  if (u->config.type == UpstreamType::agent) mark_down = false;
   if (mark_down && u->health->is_up()) {
     u->health->mark_down(w_.now_ms());
     UP_WARN("upstream %s (%s:%u) marked down: %s", u->config.id.c_str(),

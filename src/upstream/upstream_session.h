@@ -26,6 +26,11 @@ struct UpstreamSession {
   std::unique_ptr<char[]> buf{new char[buf_cap]};
   std::string leftover;  // tunnel bytes that arrived with the upstream's reply
   Target relay;  // UDP ASSOCIATE: the relay address the upstream answered with
+  // Through a reverse agent: the TUNNEL frame out, the bytes of its STATUS in.
+  bool agent = false;
+  uint64_t tunnel_id = 0;
+  uint8_t frame[520];
+  std::string agent_in;
 
   const std::shared_ptr<const Upstream>& current() const { return plan.attempts[attempt]; }
 };

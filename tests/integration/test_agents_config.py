@@ -1,6 +1,6 @@
 """Reverse agents' configuration (issue 12) as `--check` reports it: the agents_file is checked in
 full (errors name the file, the agent and the field; a file group or others can read is refused),
-an `agent` listener needs TLS, and both are refused as not built yet, naming the field."""
+and an `agent` listener needs TLS."""
 import json
 import subprocess
 
@@ -38,11 +38,9 @@ def make_files(tmp_path, agents, mode=0o600, extra=None):
     return tmp_path / "config.json"
 
 
-def test_valid_agents_file_is_checked_then_refused_as_not_built(tmp_path):
+def test_valid_agents_file_passes_check(tmp_path):
     rc, out = run_check(make_files(tmp_path, [agent("home-1"), agent("home-2", enabled=False)]))
-    assert rc == 1, out
-    assert "agents_file: " in out and "agents.json is valid, but reverse agents are not built yet" in out
-    assert "remove agents_file to run" in out
+    assert rc == 0, out
     # The group has only agents: still a group, no warning about it.
     assert "residential" not in out, out
     assert SECRET_HASH not in out
@@ -80,7 +78,7 @@ def test_check_refuses_readable_agents_file(tmp_path, mode):
     assert "chmod 600" in out
 
 
-def test_agent_listener_needs_tls_and_is_not_built(tmp_path):
+def test_agent_listener_needs_tls(tmp_path):
     plain = {"name": "agents", "protocol": "agent", "listen": "127.0.0.1:17443"}
     cfg = base_config(11080, 18080, 15353)
     cfg["listeners"].append(plain)
@@ -97,7 +95,5 @@ def test_agent_listener_needs_tls_and_is_not_built(tmp_path):
     cfg["listeners"][2]["tls"] = {"cert": str(cert), "key": str(key)}
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     rc, out = run_check(tmp_path / "config.json")
-    assert rc == 1, out
-    assert ('listeners[2].protocol: "agent" listeners (reverse agents, docs/agent-protocol.md) '
-            'are not built yet; remove this listener') in out, out
+    assert rc == 0, out
     assert "needs TLS" not in out

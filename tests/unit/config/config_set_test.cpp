@@ -244,7 +244,7 @@ TEST_CASE("config set: store.password_file is refused when group or others may r
   CHECK(all_messages(d).find("pw\n") == std::string::npos);
 }
 
-TEST_CASE("config set: agents_file is checked in full, then refused as not built yet") {
+TEST_CASE("config set: agents_file is checked in full") {
   TempDir dir;
   std::string cfg = dir.write("uringproxy.json", config_with(R"("agents_file": "agents.json",
       "groups": {"residential": {"policy": "hash_user"}})"));
@@ -253,9 +253,8 @@ TEST_CASE("config set: agents_file is checked in full, then refused as not built
                        "\", \"group\": \"residential\", \"enabled\": true}]}";
   dir.write("agents.json", agents, 0600);
   Loaded l = load(cfg);
-  CHECK(!l.ok);
-  CHECK(l.diag.errors.size() == 1);
-  CHECK(has_error(l.diag, {"uringproxy.json: agents_file: ", "agents.json is valid, but reverse agents are not built yet (docs/agent-protocol.md); remove agents_file to run"}));
+  CHECK(l.ok);
+  CHECK(l.diag.errors.empty());
   REQUIRE(l.set.agents.size() == 1);
   CHECK(l.set.agents[0].id == "home-1");
   // A group whose only members are agents is a real group: no warning for it or its users.

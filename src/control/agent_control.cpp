@@ -1,0 +1,194 @@
+// uringproxyctl agents / agent add|del|enable|disable|kick (docs/uringproxyctl.md): the agents
+// of agents_file joined with what the registry knows of their links, and edits of the file
+// (atomic write, then the snapshot is published; a deleted or disabled agent's control link
+// sees it within a quarter second and closes, and its idle connections are closed at once).
+#include <crypt.h>
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/stringbuffer.h>
+
+#include "agent/agent_registry.h"
+#include "control/atomic_file.h"
+#include "control/control_answer.h"
+#include "control/management.h"
+#include "core/log.h"
+#include "core/runtime.h"
+#include "proto/agent_frame.h"
+
+namespace up {
+
+using namespace control_answer;
+
+namespace {
+
+// sha512-crypt: an agent's secret is a long random machine secret, not a human password, so a
+// slow hash buys nothing and would cost every reverse connection's first check.
+std::string hash_secret(const std::string& secret) {
+  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+  if (!crypt_gensalt_rn("$6$", 0, nullptr, 0, salt, sizeof salt)) return "";
+  auto data = std::make_unique<crypt_data>();
+  const char* h = crypt_rn(secret.c_str(), salt, data.get(), sizeof *data);
+  std::string out = h && h[0] == '$' ? h : "";
+  OPENSSL_cleanse(data.get(), sizeof *data);
+  return out;
+}
+
+std::string agents_to_json(const std::vector<Agent>& agents) {
+  rapidjson::StringBuffer sb;
+  rapidjson::PrettyWriter<rapidjson::StringBuffer> w(sb);
+  w.SetIndent(' ', 2);
+  w.StartObject();
+  w.Key("agents");
+  w.StartArray();
+  for (const Agent& a : agents) {
+    w.StartObject();
+    w.Key("id");
+    w.String(a.id.c_str());
+    w.Key("secret");
+    w.String(a.secret_hash.c_str());
+    w.Key("group");
+    w.String(a.group.c_str());
+    w.Key("enabled");
+    w.Bool(a.enabled);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return std::string(sb.GetString()) + "\n";
+}
+
+std::string iso_time(uint64_t unix_s) {
+  if (!unix_s) return "";
+  time_t t = static_cast<time_t>(unix_s);
+  tm g{};
+  gmtime_r(&t, &g);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &g);
+  return buf;
+}
+
+}  // namespace
+
+std::string Management::cmd_agents() {
+  std::vector<AgentInfo> live = rt_.agents->list();
+  return answer([&](Json& w) {
+    w.Key("agents");
+    w.StartArray();
+    for (const Agent& a : current_.agents) {
+      auto it = std::find_if(live.begin(), live.end(),
+                             [&](const AgentInfo& i) { return i.id == a.id; });
+      bool connected = it != live.end() && it->connected_since_s != 0;
+      w.StartObject();
+      put(w, "id", a.id);
+      put(w, "group", a.group);
+      w.Key("enabled");
+      w.Bool(a.enabled);
+      w.Key("connected");
+      w.Bool(connected);
+      put(w, "address", connected ? it->address : std::string());
+      put(w, "version", connected ? it->version : std::string());
+      put(w, "idle", it != live.end() ? it->idle : 0);
+      put(w, "tunnels", it != live.end() ? it->tunnels : 0);
+      put(w, "tunnels_total", it != live.end() ? it->tunnels_total : 0);
+      put(w, "connected_since", connected ? iso_time(it->connected_since_s) : std::string());
+      w.EndObject();
+    }
+    w.EndArray();
+  });
+}
+
+std::string Management::edit_agents(const std::function<std::string(std::vector<Agent>&)>& edit,
+                                     Committed then) {
+  if (store_)
+    return refuse("agents are kept in agents_file; a postgres node does not store agents yet");
+  ConfigStamps stamps = ConfigStamps::take(config_path_);
+  ConfigSet next;
+  Diagnostics d;
+  if (!load_config_set(config_path_, next, d) || !d.ok())
+    return refuse("the files on disk do not load; fix them (uringproxy --check) first", d.errors);
+  if (next.config.agents_file.empty())
+    return refuse("no agents_file is configured (add \"agents_file\" to " + config_path_ + ")");
+  if (std::string why = edit(next.agents); !why.empty()) return refuse(why);
+  std::string text = agents_to_json(next.agents);
+  std::vector<Agent> check;
+  Diagnostics cd;
+  if (!parse_agents(text, next.config.agents_file, check, cd) || !cd.ok())
+    return refuse("the edit would make the agents file invalid", cd.errors);
+  std::vector<std::string> errors;
+  auto snap = prepare(next, errors);
+  if (!snap) return refuse("the edit does not load", errors);
+  std::string err;
+  if (!write_file_atomic(next.config.agents_file, text, 0600, err)) return refuse(err);
+  stamps_ = stamps.describes(next) ? std::move(stamps) : ConfigStamps{};
+  commit(std::move(snap), std::move(next), std::move(then));
+  return "";
+}
+
+void Management::cmd_agent(const std::string& cmd, const Args& a, const Reply& done) {
+  std::string id = str_arg(a, "id");
+  if (!agent::valid_agent_id(id))
+    return done(refuse(cmd + " needs \"id\": 1-64 letters, digits, '-', '_' or '.'"));
+  if (cmd == "agent.kick") {
+    bool was = rt_.agents->kick(id);
+    UP_INFO("agent kick %s: %s", id.c_str(), was ? "link closed" : "not connected");
+    return done(answer([&](Json& w) {
+      put(w, "id", id);
+      w.Key("kicked");
+      w.Bool(was);
+    }));
+  }
+  std::string group = str_arg(a, "group");
+  auto apply = [this, cmd, id, group, done](const std::string& hash) {
+    std::string r = edit_agents(
+        [&](std::vector<Agent>& agents) -> std::string {
+          auto it = std::find_if(agents.begin(), agents.end(),
+                                 [&](const Agent& x) { return x.id == id; });
+          if (cmd == "agent.add") {
+            if (it != agents.end()) return "agent " + id + " already exists";
+            Agent n;
+            n.id = id;
+            n.secret_hash = hash;
+            n.group = group;
+            agents.push_back(std::move(n));
+            return "";
+          }
+          if (it == agents.end()) return "no agent " + id + " (uringproxyctl agents)";
+          if (cmd == "agent.del") agents.erase(it);
+          if (cmd == "agent.enable") it->enabled = true;
+          if (cmd == "agent.disable") it->enabled = false;
+          return "";
+        },
+        [this, cmd, id, done](uint64_t generation, size_t) {
+          // The link closes itself once it sees the new snapshot; the group loses the agent now.
+          if (cmd == "agent.del" || cmd == "agent.disable") rt_.agents->kick(id);
+          UP_INFO("%s %s: generation %llu", cmd.c_str(), id.c_str(),
+                  static_cast<unsigned long long>(generation));
+          done(answer([&](Json& w) {
+            put(w, "generation", generation);
+            put(w, "id", id);
+          }));
+        });
+    if (!r.empty()) done(r);
+  };
+  if (cmd != "agent.add") return apply("");
+  if (group.empty()) return done(refuse("agent.add needs \"group\""));
+  std::string secret = str_arg(a, "secret");
+  if (secret.empty()) return done(refuse("agent.add needs a non-empty \"secret\""));
+  off_thread(
+      [secret = std::move(secret)]() mutable {
+        std::string hash = hash_secret(secret);
+        OPENSSL_cleanse(secret.data(), secret.size());
+        return hash;
+      },
+      [apply, done](std::string hash) {
+        if (hash.empty()) return done(refuse("cannot hash the secret (libcrypt failed)"));
+        apply(hash);
+      },
+      "");
+}
+
+}  // namespace up
