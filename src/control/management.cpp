@@ -269,6 +269,7 @@ uint32_t Management::run() {
       last_flush_ms_ = now;
       flush_usage();
     }
+    if (store_) prune_store_usage(now);
     if (caching) {
       cache_user_records(256);
       // Done: write the file once into the buffer, so its pages are touched now and not in

@@ -11,6 +11,7 @@
 
 #include "control/control_answer.h"
 #include "control/management.h"
+#include "core/clock.h"
 #include "core/connection.h"
 #include "core/log.h"
 #include "core/runtime.h"
@@ -110,6 +111,45 @@ void Management::flush_usage() {
         else
           save_usage_if_changed();
       });
+}
+
+void Management::final_flush() {
+  if (quota_users_.empty()) return;
+  // The workers have been joined: their counters are read here, not through their mailboxes.
+  // An ask still unanswered is dropped with the loop; worker_seen_ says what it had counted.
+  std::vector<std::string> names;
+  names.reserve(quota_users_.size());
+  for (const QuotaUser& q : quota_users_) names.push_back(q.name);
+  std::vector<std::vector<uint64_t>> per_worker;
+  for (const auto& w : rt_.workers) {
+    std::vector<uint64_t> out(names.size());
+    const auto& users = w->stats().users;
+    for (size_t i = 0; i < names.size(); ++i)
+      if (auto it = users.find(names[i]); it != users.end())
+        out[i] = it->second.bytes_up + it->second.bytes_down;
+    per_worker.push_back(std::move(out));
+  }
+  add_worker_counts(names, per_worker);
+  if (!fleet_usage()) return save_usage_if_changed();
+  if (!store_ || !store_->up()) {
+    UP_WARN("usage: the store is down; this node's last counts are not added to it");
+    return;
+  }
+  // Nothing is published any more: a read the link still finishes is dropped.
+  store_->on_records = nullptr;
+  store_->on_user = nullptr;
+  store_->on_proxies = nullptr;
+  constexpr uint64_t wait_ms = 3000;
+  uint64_t deadline = monotonic_ms() + wait_ms;
+  if (fleet_.flushing()) store_->drain(wait_ms);  // the batch in flight first: one at a time
+  flush_to_store();
+  uint64_t now = monotonic_ms();
+  bool done = fleet_.flushing() && now < deadline && store_->drain(deadline - now) &&
+              !fleet_.flushing();
+  if (done && fleet_.pending().empty())
+    UP_INFO("usage: this node's last counts were added to the store");
+  else
+    UP_WARN("usage: this node's last counts were not all added to the store before it stopped");
 }
 
 void Management::flush_to_store() {
