@@ -8,6 +8,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "store/pg_schema.h"
+#include "store/store_change.h"
 
 namespace up {
 
@@ -179,27 +180,20 @@ void StoreLink::resync() {
 }
 
 void StoreLink::changed(std::string_view payload) {
-  // The node's name comes first and may hold anything; the kind and the key come last (a
-  // username has no spaces).
-  auto last_word = [](std::string_view& s) {
-    size_t sp = s.rfind(' ');
-    std::string_view w = sp == std::string_view::npos ? s : s.substr(sp + 1);
-    s = sp == std::string_view::npos ? std::string_view() : s.substr(0, sp);
-    return w;
-  };
-  std::string_view rest = payload;
-  std::string_view key = last_word(rest);
-  std::string_view kind = last_word(rest);
+  StoreChange c = parse_store_change(payload);
   Job j;
-  if (kind == "user" && !key.empty()) {
-    j.read = Read::user;
-    j.params.emplace_back(key);
-  } else if (key == "upstreams" && !kind.empty()) {
-    j.read = Read::proxies;
-  } else if (kind == "usage" && !key.empty()) {
-    return;  // a quota reset: the fleet's totals come back with this node's next flush
-  } else {
-    return resync();  // an import, psql, another version: read everything
+  switch (c.kind) {
+    case StoreChange::Kind::user:
+      j.read = Read::user;
+      j.params.push_back(std::move(c.user));
+      break;
+    case StoreChange::Kind::upstreams:
+      j.read = Read::proxies;
+      break;
+    case StoreChange::Kind::usage:
+      return;  // a quota reset: the fleet's totals come back with this node's next flush
+    case StoreChange::Kind::all:
+      return resync();  // an import, psql, another version: read everything
   }
   if (queued(j.read, j.params.empty() ? std::string() : j.params[0])) return;
   jobs_.push_back(std::move(j));
