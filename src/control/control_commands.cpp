@@ -266,6 +266,7 @@ std::string Management::edit_user(const std::string& name, const UserEdit& edit,
   stamps_.users = FileStamp::of(path);
   Changes ch;
   if (ends_tunnels(before, after)) ch.kick.push_back(name);
+  ch.only_user = name;
   publish(std::move(snap), std::move(ch), std::move(then));
   return "";
 }
@@ -383,6 +384,7 @@ void Management::apply_user(const std::string& name, const std::optional<User>& 
   else if (was) users.erase(at);
   Changes ch;
   if (ends_tunnels(was, after)) ch.kick.push_back(name);
+  ch.only_user = name;
   publish(std::move(snap), std::move(ch), std::move(then));
 }
 

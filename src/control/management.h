@@ -81,6 +81,8 @@ class Management {
   struct Changes {
     std::vector<std::string> kick;  // users deleted, disabled or given a new password
     bool listeners = false;         // the workers re-sync their listening sockets
+    // A one-user edit: only that user's quota is looked at again, not every user's.
+    std::optional<std::string> only_user;
   };
   Changes changes_to(const ConfigSet& next) const;
   // Makes `next` the configuration in force and publishes its snapshot.
@@ -153,6 +155,9 @@ class Management {
   void fleet_view();
   // The configuration in force changed: re-lists the users with a quota and re-checks them.
   void refresh_quotas(bool initial = false);
+  // The same for one user after an edit of that user alone (`u` null: deleted): O(1) in the
+  // number of users, where refresh_quotas is O(users).
+  void refresh_quota_of(const std::string& name, const User* u);
   // Every store.flush_interval_ms: adds the bytes the workers counted since the last flush to
   // each user's usage, then check_quotas() and writes the usage file if it changed.
   void flush_usage();
@@ -161,6 +166,8 @@ class Management {
   // Rolls periods over and sets each user's over_quota flag; a user newly over has their
   // tunnels closed.
   void check_quotas();
+  struct QuotaUser;
+  void check_quota(const QuotaUser& q, int64_t now);
   void save_usage_if_changed();
   std::string cmd_usage(const Args& a);
   void cmd_quota_set(const Args& a, const Reply& done);
