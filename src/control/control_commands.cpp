@@ -270,6 +270,7 @@ std::string Management::edit_user(const std::string& name, const UserEdit& edit,
   stamps_.users = FileStamp::of(path);
   Changes ch;
   if (ends_tunnels(before, after)) ch.kick.push_back(name);
+  ch.only_user = name;
   publish(std::move(snap), std::move(ch), std::move(then));
   return "";
 }
@@ -369,20 +370,26 @@ std::string Management::edit_user_in_store(const std::string& name, const UserEd
           fleet_.reset(name);
           usage_.reset(name);
         }
-        std::vector<User>& users = current_.users;
-        auto at = find_user(users, name);
-        std::optional<User> was;
-        if (at != users.end()) was = *at;
-        auto snap = snapshot_with_user(*snapshots_.current(), generation_ + 1, name,
-                                       after ? &*after : nullptr, *rt_.users);
-        if (was && after) *at = *after;
-        else if (after) users.push_back(*after);
-        else if (was) users.erase(at);
-        Changes ch;
-        if (ends_tunnels(was, after)) ch.kick.push_back(name);
-        publish(std::move(snap), std::move(ch), then);
+        apply_user(name, after, then);
       });
   return e.empty() ? "" : refuse(e);
+}
+
+void Management::apply_user(const std::string& name, const std::optional<User>& after,
+                            Committed then) {
+  std::vector<User>& users = current_.users;
+  auto at = find_user(users, name);
+  std::optional<User> was;
+  if (at != users.end()) was = *at;
+  auto snap = snapshot_with_user(*snapshots_.current(), generation_ + 1, name,
+                                 after ? &*after : nullptr, *rt_.users);
+  if (was && after) *at = *after;
+  else if (after) users.push_back(*after);
+  else if (was) users.erase(at);
+  Changes ch;
+  if (ends_tunnels(was, after)) ch.kick.push_back(name);
+  ch.only_user = name;
+  publish(std::move(snap), std::move(ch), std::move(then));
 }
 
 void Management::cmd_user_edit(const std::string& cmd, const Args& a, const Reply& done) {

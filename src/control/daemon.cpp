@@ -319,6 +319,7 @@ int run_daemon(const DaemonOptions& opts) {
           features.missing.empty() ? "complete" : "partial");
   uint32_t grace_ms = mgmt.run();
   stop_workers(grace_ms);
+  mgmt.final_flush();  // what the tunnels moved since the last flush, drain included
   UP_INFO("stopped");
   return 0;
 }

@@ -269,6 +269,7 @@ uint32_t Management::run() {
       last_flush_ms_ = now;
       flush_usage();
     }
+    if (store_) prune_store_usage(now);
     if (caching) {
       cache_user_records(256);
       // Done: write the file once into the buffer, so its pages are touched now and not in
@@ -608,7 +609,13 @@ void Management::publish(std::unique_ptr<Snapshot> snap, Changes ch, Committed t
   ++generation_;
   snapshots_.publish(std::move(snap));
   checker_.update(*snapshots_.current());
-  refresh_quotas();
+  if (ch.only_user) {
+    auto at = std::find_if(current_.users.begin(), current_.users.end(),
+                           [&](const User& u) { return u.username == *ch.only_user; });
+    refresh_quota_of(*ch.only_user, at != current_.users.end() ? &*at : nullptr);
+  } else {
+    refresh_quotas();
+  }
   if (current_.config.limits.max_connections)
     rt_.max_connections.store(current_.config.limits.max_connections);
   // Hashing the dummy takes as long as a login (up to ~100 ms): only when the model changed.

@@ -51,6 +51,9 @@ class Management {
   void adopt_store(std::unique_ptr<StoreLink> link);
   // Serves until SIGTERM/SIGINT; returns the grace period to drain with.
   uint32_t run();
+  // After the workers have stopped (their counters are final): adds what they counted since
+  // the last flush to the usage file or the store, waiting up to a few seconds for the store.
+  void final_flush();
 
  private:
   struct Client {
@@ -78,6 +81,8 @@ class Management {
   struct Changes {
     std::vector<std::string> kick;  // users deleted, disabled or given a new password
     bool listeners = false;         // the workers re-sync their listening sockets
+    // A one-user edit: only that user's quota is looked at again, not every user's.
+    std::optional<std::string> only_user;
   };
   Changes changes_to(const ConfigSet& next) const;
   // Makes `next` the configuration in force and publishes its snapshot.
@@ -118,6 +123,9 @@ class Management {
                         Reply refused = nullptr);
   std::string edit_user_in_store(const std::string& name, const UserEdit& edit, Committed then,
                                  Reply refused);
+  // A user edit committed in the store (here or by another node) applied to what this node
+  // serves: only that user's record is made anew; their tunnels close if it ends them.
+  void apply_user(const std::string& name, const std::optional<User>& after, Committed then);
   std::string edit_user_from_files(const std::string& name, const UserEdit& edit,
                                    Committed then);
   std::string edit_proxies(const std::function<std::string(std::vector<UpstreamProxy>&)>& edit,
@@ -132,6 +140,12 @@ class Management {
   void store_step(uint64_t now, bool ready);
   void sync_store_fd();
   void store_records(StoreLink::Records r);
+  // Another node's edit of one user (their row as read after its commit; !found: deleted) or
+  // of the upstreams: applied without reading or rebuilding anything else.
+  void store_user(const std::string& name, bool found, const std::string& record);
+  void store_proxies(const std::string& doc);
+  // Deletes a bounded batch of usage rows of periods that ended (every node, now and then).
+  void prune_store_usage(uint64_t now);
 
   // --- quotas (quota_control.cpp)
   // Reads the usage file and refuses users already over quota; false (logged) when it cannot
@@ -146,6 +160,9 @@ class Management {
   void fleet_view();
   // The configuration in force changed: re-lists the users with a quota and re-checks them.
   void refresh_quotas(bool initial = false);
+  // The same for one user after an edit of that user alone (`u` null: deleted): O(1) in the
+  // number of users, where refresh_quotas is O(users).
+  void refresh_quota_of(const std::string& name, const User* u);
   // Every store.flush_interval_ms: adds the bytes the workers counted since the last flush to
   // each user's usage, then check_quotas() and writes the usage file if it changed.
   void flush_usage();
@@ -154,6 +171,8 @@ class Management {
   // Rolls periods over and sets each user's over_quota flag; a user newly over has their
   // tunnels closed.
   void check_quotas();
+  struct QuotaUser;
+  void check_quota(const QuotaUser& q, int64_t now);
   void save_usage_if_changed();
   std::string cmd_usage(const Args& a);
   void cmd_quota_set(const Args& a, const Reply& done);
@@ -253,6 +272,7 @@ class Management {
   int store_fd_ = -1;                 // registered with epfd_
   uint32_t store_events_ = 0;
   std::map<std::string, GroupConfig> file_groups_;  // the main config's groups
+  uint64_t last_usage_prune_ms_ = 0;
 };
 
 }  // namespace up

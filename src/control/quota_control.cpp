@@ -11,6 +11,7 @@
 
 #include "control/control_answer.h"
 #include "control/management.h"
+#include "core/clock.h"
 #include "core/connection.h"
 #include "core/log.h"
 #include "core/runtime.h"
@@ -86,6 +87,40 @@ void Management::refresh_quotas(bool initial) {
   if (!initial) save_usage_if_changed();
 }
 
+void Management::refresh_quota_of(const std::string& name, const User* u) {
+  auto at = quota_index_.find(name);
+  if (u && u->quota_bytes) {
+    QuotaUser q{name, u->quota_bytes, u->quota_period, rt_.users->get(name)};
+    size_t i;
+    if (at != quota_index_.end()) {
+      i = at->second;
+      quota_users_[i] = std::move(q);
+    } else {
+      i = quota_users_.size();
+      quota_index_.emplace(name, i);
+      quota_users_.push_back(std::move(q));
+    }
+    check_quota(quota_users_[i], now_unix_s());
+  } else if (at != quota_index_.end()) {
+    // As refresh_quotas: no quota any more, so let them in and forget what was counted.
+    size_t i = at->second;
+    quota_users_[i].state->over_quota.store(false, std::memory_order_relaxed);
+    for (auto& seen : worker_seen_) seen.erase(name);
+    quota_index_.erase(at);
+    if (i + 1 != quota_users_.size()) {
+      quota_users_[i] = std::move(quota_users_.back());
+      quota_index_[quota_users_[i].name] = i;
+    }
+    quota_users_.pop_back();
+    if (usage_.find(name)) {
+      usage_.reset(name);
+      usage_changed_ = true;
+    }
+    fleet_.prune([&](const std::string& n) { return n != name; });
+  }
+  save_usage_if_changed();
+}
+
 void Management::flush_usage() {
   if (quota_users_.empty() || flush_pending_) return;
   auto names = std::make_shared<std::vector<std::string>>();
@@ -110,6 +145,45 @@ void Management::flush_usage() {
         else
           save_usage_if_changed();
       });
+}
+
+void Management::final_flush() {
+  if (quota_users_.empty()) return;
+  // The workers have been joined: their counters are read here, not through their mailboxes.
+  // An ask still unanswered is dropped with the loop; worker_seen_ says what it had counted.
+  std::vector<std::string> names;
+  names.reserve(quota_users_.size());
+  for (const QuotaUser& q : quota_users_) names.push_back(q.name);
+  std::vector<std::vector<uint64_t>> per_worker;
+  for (const auto& w : rt_.workers) {
+    std::vector<uint64_t> out(names.size());
+    const auto& users = w->stats().users;
+    for (size_t i = 0; i < names.size(); ++i)
+      if (auto it = users.find(names[i]); it != users.end())
+        out[i] = it->second.bytes_up + it->second.bytes_down;
+    per_worker.push_back(std::move(out));
+  }
+  add_worker_counts(names, per_worker);
+  if (!fleet_usage()) return save_usage_if_changed();
+  if (!store_ || !store_->up()) {
+    UP_WARN("usage: the store is down; this node's last counts are not added to it");
+    return;
+  }
+  // Nothing is published any more: a read the link still finishes is dropped.
+  store_->on_records = nullptr;
+  store_->on_user = nullptr;
+  store_->on_proxies = nullptr;
+  constexpr uint64_t wait_ms = 3000;
+  uint64_t deadline = monotonic_ms() + wait_ms;
+  if (fleet_.flushing()) store_->drain(wait_ms);  // the batch in flight first: one at a time
+  flush_to_store();
+  uint64_t now = monotonic_ms();
+  bool done = fleet_.flushing() && now < deadline && store_->drain(deadline - now) &&
+              !fleet_.flushing();
+  if (done && fleet_.pending().empty())
+    UP_INFO("usage: this node's last counts were added to the store");
+  else
+    UP_WARN("usage: this node's last counts were not all added to the store before it stopped");
 }
 
 void Management::flush_to_store() {
@@ -177,29 +251,31 @@ void Management::add_worker_counts(const std::vector<std::string>& names,
 }
 
 void Management::check_quotas() {
-  if (fleet_usage()) fleet_view();
   int64_t now = now_unix_s();
-  for (const QuotaUser& q : quota_users_) {
-    const UsageEntry* old = usage_.find(q.name);
-    int64_t old_start = old ? old->period_start : -1;
-    const UsageEntry& e = usage_.current(q.name, q.period, now);
-    if (e.period_start != old_start) usage_changed_ = true;  // a new period began
-    bool over = e.used_bytes >= q.quota_bytes;
-    bool was = q.state->over_quota.exchange(over, std::memory_order_relaxed);
-    if (over == was) continue;
-    if (!over) {
-      UP_INFO("user %s is within quota again (%llu of %llu bytes this %s)", q.name.c_str(),
-              static_cast<unsigned long long>(e.used_bytes),
-              static_cast<unsigned long long>(q.quota_bytes), to_string(q.period));
-      continue;
-    }
-    UP_INFO("user %s is over quota (%llu of %llu bytes this %s, until %s): closing their tunnels",
-            q.name.c_str(), static_cast<unsigned long long>(e.used_bytes),
-            static_cast<unsigned long long>(q.quota_bytes), to_string(q.period),
-            utc_text(period_end(q.period, e.period_start)).c_str());
-    // The flag is set before the workers are asked: a tunnel routed after the kick sees it.
-    kick_everywhere(q.name, Result::over_quota, [](size_t) {});
+  for (const QuotaUser& q : quota_users_) check_quota(q, now);
+}
+
+void Management::check_quota(const QuotaUser& q, int64_t now) {
+  const UsageEntry* old = usage_.find(q.name);
+  int64_t old_start = old ? old->period_start : -1;
+  UsageEntry& e = usage_.current(q.name, q.period, now);
+  if (fleet_usage()) e.used_bytes = fleet_.used(q.name, e.period_start);
+  if (e.period_start != old_start) usage_changed_ = true;  // a new period began
+  bool over = e.used_bytes >= q.quota_bytes;
+  bool was = q.state->over_quota.exchange(over, std::memory_order_relaxed);
+  if (over == was) return;
+  if (!over) {
+    UP_INFO("user %s is within quota again (%llu of %llu bytes this %s)", q.name.c_str(),
+            static_cast<unsigned long long>(e.used_bytes),
+            static_cast<unsigned long long>(q.quota_bytes), to_string(q.period));
+    return;
   }
+  UP_INFO("user %s is over quota (%llu of %llu bytes this %s, until %s): closing their tunnels",
+          q.name.c_str(), static_cast<unsigned long long>(e.used_bytes),
+          static_cast<unsigned long long>(q.quota_bytes), to_string(q.period),
+          utc_text(period_end(q.period, e.period_start)).c_str());
+  // The flag is set before the workers are asked: a tunnel routed after the kick sees it.
+  kick_everywhere(q.name, Result::over_quota, [](size_t) {});
 }
 
 void Management::save_usage_if_changed() {

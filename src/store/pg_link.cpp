@@ -8,6 +8,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "store/pg_schema.h"
+#include "store/store_change.h"
 
 namespace up {
 
@@ -29,6 +30,12 @@ constexpr const char* kReadAll =
     "   || '}',"
     " '{\"groups\":' || (SELECT coalesce(json_object_agg(name, record), '{}') FROM groups)::text"
     "   || '}'";
+
+// After another node's edit of one user or of the upstreams: only what it changed.
+constexpr const char* kReadUser = "SELECT record::text FROM users WHERE username = $1";
+constexpr const char* kReadProxies =
+    "SELECT '{\"proxies\":' || coalesce(json_agg(record ORDER BY id), '[]')::text || '}'"
+    " FROM upstreams";
 
 std::string trimmed(const char* msg) {
   std::string s = msg ? msg : "";
@@ -89,7 +96,7 @@ void StoreLink::connected(uint64_t now_ms) {
   // LISTEN before the read: a commit after the read's snapshot is then always notified.
   // Notifications missed while away are covered by that full read.
   Job read;
-  read.read = true;
+  read.read = Read::all;
   jobs_.push_front(std::move(read));
   Job listen;
   listen.sql = "LISTEN uringproxy_changes";
@@ -154,12 +161,41 @@ std::string StoreLink::query(std::string sql, std::vector<std::string> params,
   return "";
 }
 
-void StoreLink::resync() {
-  // One read queued behind the one in flight covers every notification until it is sent.
+// Whether a job that reads `read` (of `user`) waits unsent: one read sent later sees every
+// commit notified until it is sent.
+bool StoreLink::queued(Read read, const std::string& user) const {
   for (size_t i = in_flight_ ? 1 : 0; i < jobs_.size(); ++i)
-    if (jobs_[i].read) return;
+    if (jobs_[i].read == Read::all ||
+        (jobs_[i].read == read && (read != Read::user || jobs_[i].params[0] == user)))
+      return true;
+  return false;
+}
+
+void StoreLink::resync() {
+  if (queued(Read::all, "")) return;
   Job j;
-  j.read = true;
+  j.read = Read::all;
+  jobs_.push_back(std::move(j));
+  send_next();
+}
+
+void StoreLink::changed(std::string_view payload) {
+  StoreChange c = parse_store_change(payload);
+  Job j;
+  switch (c.kind) {
+    case StoreChange::Kind::user:
+      j.read = Read::user;
+      j.params.push_back(std::move(c.user));
+      break;
+    case StoreChange::Kind::upstreams:
+      j.read = Read::proxies;
+      break;
+    case StoreChange::Kind::usage:
+      return;  // a quota reset: the fleet's totals come back with this node's next flush
+    case StoreChange::Kind::all:
+      return resync();  // an import, psql, another version: read everything
+  }
+  if (queued(j.read, j.params.empty() ? std::string() : j.params[0])) return;
   jobs_.push_back(std::move(j));
   send_next();
 }
@@ -169,7 +205,11 @@ void StoreLink::send_next() {
   const Job& j = jobs_.front();
   std::vector<const char*> values;
   for (const std::string& p : j.params) values.push_back(p.c_str());
-  if (!PQsendQueryParams(conn_, j.read ? kReadAll : j.sql.c_str(),
+  const char* sql = j.read == Read::all       ? kReadAll
+                    : j.read == Read::user    ? kReadUser
+                    : j.read == Read::proxies ? kReadProxies
+                                              : j.sql.c_str();
+  if (!PQsendQueryParams(conn_, sql,
                          static_cast<int>(values.size()), nullptr, values.data(), nullptr,
                          nullptr, 0))
     return lost(trimmed(PQerrorMessage(conn_)), monotonic_ms());
@@ -203,7 +243,23 @@ void StoreLink::finish_job(std::vector<PGresult*>& results) {
     if (error.empty() && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
       error = trimmed(PQresultErrorMessage(r));
   }
-  if (j.read) {
+  if (j.read == Read::user || j.read == Read::proxies) {
+    PGresult* r = results.empty() ? nullptr : results.back();
+    if (error.empty() && (!r || PQnfields(r) != 1 || PQntuples(r) > 1 ||
+                          (j.read == Read::proxies && PQntuples(r) != 1)))
+      error = "unexpected answer to the read";
+    if (!error.empty()) {
+      // Whatever kept this row from being read: read everything (the full read reports it).
+      if (on_read_error) on_read_error(where() + ": cannot read what another node changed: " +
+                                       error + "; reading the store in full");
+      resync();
+    } else if (j.read == Read::user && on_user) {
+      bool found = PQntuples(r) == 1;
+      on_user(j.params[0], found, found ? PQgetvalue(r, 0, 0) : "");
+    } else if (j.read == Read::proxies && on_proxies) {
+      on_proxies(PQgetvalue(r, 0, 0));
+    }
+  } else if (j.read == Read::all) {
     PGresult* r = results.empty() ? nullptr : results.back();
     if (error.empty() && (!r || PQntuples(r) != 1 || PQnfields(r) != 4))
       error = "unexpected answer to the read";
@@ -244,13 +300,11 @@ void StoreLink::finish_job(std::vector<PGresult*>& results) {
 }
 
 void StoreLink::take_notifications() {
-  bool others = false;
   while (PGnotify* n = PQnotifies(conn_)) {
     // Our own edits are applied when their commit is answered.
-    if (n->be_pid != backend_pid_) others = true;
+    if (n->be_pid != backend_pid_) changed(n->extra ? n->extra : "");
     PQfreemem(n);
   }
-  if (others) resync();
 }
 
 void StoreLink::step(uint64_t now_ms, bool ready) {
@@ -285,6 +339,18 @@ void StoreLink::step(uint64_t now_ms, bool ready) {
       if (PQstatus(conn_) == CONNECTION_BAD) return lost(trimmed(PQerrorMessage(conn_)), now_ms);
       return;
   }
+}
+
+bool StoreLink::drain(uint64_t timeout_ms) {
+  uint64_t deadline = monotonic_ms() + timeout_ms;
+  while (state_ == State::ready && (in_flight_ || !jobs_.empty())) {
+    uint64_t now = monotonic_ms();
+    if (now >= deadline) return false;
+    pollfd p{fd(), static_cast<short>(wants_write() ? POLLOUT : POLLIN), 0};
+    int n = poll(&p, 1, static_cast<int>(std::min<uint64_t>(deadline - now, 100)));
+    step(monotonic_ms(), n > 0);
+  }
+  return state_ == State::ready;
 }
 
 std::string StoreLink::open(uint64_t timeout_ms, Records& first) {

@@ -1,12 +1,14 @@
 #pragma once
 // The daemon's connection to the PostgreSQL store (docs/configuration.md#store): one libpq
 // connection, non-blocking, driven by the management loop (its socket polled there; never
-// touched by a worker). It LISTENs for edits, reads the store in full after connecting and
-// after every other session's NOTIFY, runs edits one at a time, and reconnects with backoff.
+// touched by a worker). It LISTENs for edits, reads the store in full after connecting, reads
+// back only what another session's NOTIFY names (one user, the upstreams; anything else: all),
+// runs edits one at a time, and reconnects with backoff.
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "uringproxy/config.h"
@@ -35,6 +37,11 @@ class StoreLink {
   std::function<void(Records)> on_records;
   // A read that did not apply (schema at another version): why, for the log.
   std::function<void(std::string)> on_read_error;
+  // Another node edited user `name`: their row as read after the commit (`record` the row's
+  // JSON; `found` false: no such row any more).
+  std::function<void(std::string name, bool found, std::string record)> on_user;
+  // Another node edited the upstreams: all of them as read after the commit ({"proxies": [...]}).
+  std::function<void(std::string proxies)> on_proxies;
 
   // Start-up: connects and reads the store in full before the daemon serves, polling the
   // socket here (no worker runs yet). "" with `first`, else why, naming the DSN's host.
@@ -68,11 +75,18 @@ class StoreLink {
                     std::function<void(Answer)> then);
   // Reads the store in full again (after what is queued).
   void resync();
+  // What a NOTIFY payload names (pg_notify's second argument, "NODE user NAME", "NODE
+  // upstreams", "NODE usage NAME"): the read it calls for, queued after what is queued.
+  void changed(std::string_view payload);
+  // Start-up and shutdown, before and after the management loop: runs the link on its own
+  // until nothing is queued or in flight (true), or the link goes down or `timeout_ms` passes.
+  bool drain(uint64_t timeout_ms);
 
  private:
   enum class State : uint8_t { idle, connecting, ready, backoff };
+  enum class Read : uint8_t { none, all, user, proxies };
   struct Job {
-    bool read = false;  // a full read; else `sql` with `params`
+    Read read = Read::none;  // none: `sql` with `params`; user: the row of params[0]
     std::string sql;
     std::vector<std::string> params;
     std::function<void(std::string)> then;
@@ -86,6 +100,7 @@ class StoreLink {
   void read_results();
   void finish_job(std::vector<pg_result*>& results);
   void take_notifications();
+  bool queued(Read read, const std::string& user) const;
 
   StoreConfig store_;
   pg_conn* conn_ = nullptr;
