@@ -85,9 +85,9 @@ def test_wrk_and_hey_through_uringproxy_http(tmp_path):
                 for ln in section.splitlines() if ln.startswith("| ")}
         for peer in ("uringproxy-http", "direct"):
             assert peer in rows, (tool, section)
-            req_s, errors = rows[peer][0], rows[peer][8]
+            req_s, errors = rows[peer][0], rows[peer][9]
             assert re.fullmatch(r"\d+", req_s) and int(req_s) > 0, (tool, peer, rows[peer])
             assert errors == "0", (tool, peer, rows[peer])
         # uringproxy's CPU per request was read; direct has no proxy
-        assert re.fullmatch(r"\d+\.\d+", rows["uringproxy-http"][3]), rows["uringproxy-http"]
-        assert rows["direct"][3] == "—"
+        assert re.fullmatch(r"\d+\.\d+", rows["uringproxy-http"][4]), rows["uringproxy-http"]
+        assert rows["direct"][4] == "—"
