@@ -9,8 +9,8 @@ BUILD_PACKAGES="meson ninja-build pkg-config g++ cmake liburing-dev libssl-dev l
 # v2ray (a VLESS client).
 TEST_PACKAGES="clang libclang-rt-14-dev curl python3 python3-pytest python3-pytest-xdist python3-socks whois
   procps iproute2 passwd dante-server tinyproxy stunnel4 microsocks prometheus v2ray postgresql"
-# bench/compare also runs haproxy.
-BENCH_PACKAGES="haproxy dante-server tinyproxy microsocks stunnel4 v2ray"
+# bench/compare also runs haproxy, and squid, wrk and hey for the HTTP forward cases (issue 15).
+BENCH_PACKAGES="haproxy dante-server tinyproxy microsocks stunnel4 v2ray squid wrk hey"
 
 # install_missing PKG...: apt-get installs only what dpkg does not already have.
 install_missing() {

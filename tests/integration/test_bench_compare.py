@@ -1,0 +1,93 @@
+"""bench/compare's wrk and hey cases (issue 15): the parsers of hey's summary and of the peers'
+forward addresses, and one short run of both tools through uringproxy's HTTP forward path and
+straight to the origin, which must answer every request and write the section with numbers."""
+import importlib.machinery
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from harness import REPO, proxy_binary
+
+pytestmark = pytest.mark.uringproxy_only
+
+COMPARE = os.path.join(REPO, "bench", "compare")
+
+
+def compare_module():
+    loader = importlib.machinery.SourceFileLoader("bench_compare", COMPARE)
+    spec = importlib.util.spec_from_loader("bench_compare", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+HEY_OUT = """
+Summary:
+  Total:	2.0050 secs
+  Requests/sec:	1000.0000
+
+Latency distribution:
+  10% in 0.0017 secs
+  50% in 0.0029 secs
+  90% in 0.0061 secs
+  99% in 0.0149 secs
+
+Status code distribution:
+  [200]	2000 responses
+  [407]	5 responses
+
+Error distribution:
+  [3]	Get "http://127.0.0.1:1/": dial tcp 127.0.0.1:1: connect: connection refused
+"""
+
+
+def test_parse_hey_counts_2xx_and_errors():
+    r = compare_module().parse_hey(HEY_OUT)
+    assert r["requests"] == 2000
+    assert r["errors"] == 8  # 5 answers that are not 2xx, 3 transport errors
+    assert r["req_s"] == pytest.approx(2000 / 2.005)
+    assert (r["p50_us"], r["p90_us"], r["p99_us"]) == pytest.approx((2900, 6100, 14900))
+
+
+def test_ext_route_from_peer_arguments():
+    m = compare_module()
+    p = m.Peer("uringproxy-http")
+    p.args = ["--proxy", "http://bench:benchpass@127.0.0.1:5555"]
+    assert m.ext_route(p, 9000) == ("127.0.0.1:5555", "http://127.0.0.1:9000/", "bench:benchpass")
+    p.args = ["--direct", "--target", "127.0.0.1:7777"]  # haproxy: origin-form through a relay
+    assert m.ext_route(p, 9000) == ("127.0.0.1:7777", None, None)
+    p.args = ["--direct"]
+    assert m.ext_route(p, 9000) == ("127.0.0.1:9000", None, None)
+
+
+def test_wrk_and_hey_through_uringproxy_http(tmp_path):
+    uringload = os.path.join(os.path.dirname(proxy_binary()), "tools", "uringload")
+    if not os.access(uringload, os.X_OK):
+        pytest.skip(f"{uringload} not built")
+    for tool in ("wrk", "hey"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} not installed (apt-get install {tool})")
+    out = tmp_path / "out.md"
+    p = subprocess.run([COMPARE, "--peers", "uringproxy-http,direct", "--cases", "wrk,hey",
+                        "--duration", "1", "--repeats", "1", "--no-install",
+                        "--uringproxy", proxy_binary(), "--uringload", uringload,
+                        "--output", str(out)], capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    text = out.read_text()
+    assert "### HTTP forward with wrk and hey" in text
+    for tool in ("wrk", "hey"):
+        section = text.split(f"\n{tool}:\n", 1)[1].split("\n\n", 1)[0]
+        rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]]
+                for ln in section.splitlines() if ln.startswith("| ")}
+        for peer in ("uringproxy-http", "direct"):
+            assert peer in rows, (tool, section)
+            req_s, errors = rows[peer][0], rows[peer][9]
+            assert re.fullmatch(r"\d+", req_s) and int(req_s) > 0, (tool, peer, rows[peer])
+            assert errors == "0", (tool, peer, rows[peer])
+        # uringproxy's CPU per request was read; direct has no proxy
+        assert re.fullmatch(r"\d+\.\d+", rows["uringproxy-http"][4]), rows["uringproxy-http"]
+        assert rows["direct"][4] == "—"
