@@ -6,9 +6,10 @@ BUILD_PACKAGES="meson ninja-build pkg-config g++ cmake liburing-dev libssl-dev l
   libpq-dev"
 # Peers the integration tests run against: dante (SOCKS5 upstream), tinyproxy (HTTP
 # upstream), stunnel (TLS in front of either), microsocks, prometheus (scrapes /metrics),
-# v2ray (a VLESS client).
+# v2ray (a VLESS client), PostgreSQL (the fleet store), wrk and hey (bench/compare's smoke test).
 TEST_PACKAGES="clang libclang-rt-14-dev curl python3 python3-pytest python3-pytest-xdist python3-socks whois
-  procps iproute2 passwd dante-server tinyproxy stunnel4 microsocks prometheus v2ray postgresql"
+  procps iproute2 passwd dante-server tinyproxy stunnel4 microsocks prometheus v2ray postgresql
+  wrk hey"
 # bench/compare also runs haproxy, and squid, wrk and hey for the HTTP forward cases (issue 15).
 BENCH_PACKAGES="haproxy dante-server tinyproxy microsocks stunnel4 v2ray squid wrk hey"
 
