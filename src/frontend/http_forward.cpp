@@ -60,8 +60,18 @@ void HttpForward::on_client_data() {
   }
   method_ = head.method;
   out_ = http::rewrite_forward_head(head, origin_form, next_);
-  std::string user, pass;
   std::string_view cred = http::find_header(head.headers, "Proxy-Authorization");
+  if (served_ && accepted_ && !cred.empty() && cred == cred_ &&
+      c.w_.snapshot().generation == accepted_generation_) {
+    // The very credentials this connection's previous request passed, under the same snapshot
+    // (so the user is still enabled with the same password): same user, no second check.
+    c.consume_handshake(static_cast<uint32_t>(head.head_len));
+    phase_ = Phase::auth;
+    return c.on_authenticated();
+  }
+  accepted_ = false;
+  cred_.assign(cred);
+  std::string user, pass;
   bool have = !cred.empty() && http::parse_basic_credentials(cred, user, pass);
   c.consume_handshake(static_cast<uint32_t>(head.head_len));
   if (!have && c.w_.snapshot().config.auth_required) return reject(407);
@@ -78,6 +88,8 @@ void HttpForward::on_client_data() {
 }
 
 void HttpForward::on_authenticated() {
+  accepted_ = true;
+  accepted_generation_ = c.w_.snapshot().generation;
   c.state_ = State::forwarding;
   c.target_ = next_;
   // The open origin connection was routed and ACL-checked for this user, this origin and

@@ -59,6 +59,11 @@ struct HttpForward {
   uint64_t generation_ = 0;   // snapshot it was routed and ACL-checked by
   std::string owner_;         // the username (with any group) of the request in flight
   bool served_ = false;       // a request has been handled on this connection
+  // The last request's Proxy-Authorization value, and whether it was accepted under snapshot
+  // accepted_generation_: a keep-alive client repeats it on every request.
+  std::string cred_;
+  bool accepted_ = false;
+  uint64_t accepted_generation_ = 0;
   bool draining_ = false;     // a redial waits for the old origin's operations
   std::string method_;        // of the request in flight (HEAD has no response body)
   Target next_;               // origin of the request in flight

@@ -134,3 +134,29 @@ def test_each_user_gets_own_origin_connection_and_log_line(proxy, servers):
         assert by_user[u]["bytes_down"] > 0 and by_user[u]["bytes_up"] > 0, by_user[u]
     # bob sent two requests, erin one: the byte counts are each user's own.
     assert by_user["bob"]["bytes_up"] > by_user["erin"]["bytes_up"], lines
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["in-turn", "pipelined"])
+def test_wrong_password_after_accepted_one_is_refused(proxy, servers, pipelined):
+    # A request that repeats the accepted Proxy-Authorization skips the second check; one
+    # whose credentials differ by anything (here only the password) is checked again.
+    hp = f"127.0.0.1:{servers.origin.port}"
+    good, bad = uuid.uuid4().hex, uuid.uuid4().hex
+    reqs = [http_request("GET", f"http://{hp}/info?{good}", host_header=hp,
+                         auth=("bob", password("bob"))),
+            http_request("GET", f"http://{hp}/info?{bad}", host_header=hp,
+                         auth=("bob", password("bob") + "x"))]
+    c = HttpConn(proxy.http_port)
+    statuses = []
+    try:
+        if pipelined:
+            c.send(b"".join(reqs))
+        for r in reqs:
+            if not pipelined:
+                c.send(r)
+            statuses.append(c.read_response().status)
+    finally:
+        c.close()
+    assert statuses == [200, 407], statuses
+    assert origin_saw(servers.origin, good)
+    assert not origin_saw(servers.origin, bad), "a wrong password rode the accepted one"
