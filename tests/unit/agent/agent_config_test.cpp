@@ -164,3 +164,17 @@ TEST_CASE("agent config: the secret file is read and must be private") {
     CHECK(has_error(diag, {"missing", "cannot open", "secret_file in"}));
   }
 }
+
+#include "config/config_test_paths.h"
+#include "config/json_reader.h"
+
+TEST_CASE("agent config: the shipped example config/agent.json parses") {
+  std::string path = std::string(URINGPROXY_SOURCE_ROOT) + "/config/agent.json";
+  std::string text, err;
+  REQUIRE_MESSAGE(read_config_file(path, 1 << 20, text, err), err);
+  AgentConfig a;
+  Diagnostics d;
+  CHECK_MESSAGE(parse_agent_config(text, path, a, d), all_messages(d));
+  CHECK(a.acl.deny_private);
+  CHECK(a.tls.verify);
+}
