@@ -36,6 +36,8 @@ agent::Status status_for(uint8_t socks_reply) {
 // --- the Connection's side: TCP to the gateway, then TLS as its client
 
 void Connection::start_link() {
+  // Posted before a stop began: a link opened now would only hold the drain up.
+  if (w_.runtime().stopping.load(std::memory_order_acquire)) return finish(Result::shutdown);
   GatewayLinks* links = &static_cast<ReverseLink&>(*frontend_).links();
   set_deadline_in(links->handshake_timeout_ms);
   socklen_t len = 0;

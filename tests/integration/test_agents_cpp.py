@@ -295,3 +295,16 @@ def test_agent_check(tmp_path):
     r = subprocess.run([proxy_binary(), "agent", "--check", "--config", str(d / "agent.json")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "OK" in r.stdout, r
+
+
+def test_sigterm_stops_the_agent_and_it_leaves_the_group(gateway, cpp_agent, who):  # noqa: F811
+    gw = gateway()
+    a = cpp_agent(gw, "home-1")
+    a.wait_ready()
+    assert via_socks(gw, "alice.residential", who.port) == (0, "127.0.0.2")
+    t0 = time.monotonic()
+    assert a.stop() == 0, a.lines[-10:]
+    assert time.monotonic() - t0 < 20
+    assert a.has("stopped")
+    # Its control link is gone: the group has no member, group_fallback default -> direct.
+    assert wait_until(lambda: via_socks(gw, "alice.residential", who.port) == (0, "127.0.0.1"), 30)
