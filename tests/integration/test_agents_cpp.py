@@ -308,3 +308,33 @@ def test_sigterm_stops_the_agent_and_it_leaves_the_group(gateway, cpp_agent, who
     assert a.has("stopped")
     # Its control link is gone: the group has no member, group_fallback default -> direct.
     assert wait_until(lambda: via_socks(gw, "alice.residential", who.port) == (0, "127.0.0.1"), 30)
+
+
+def test_kick_and_disable_reach_the_cpp_agent(gateway, cpp_agent, who):  # noqa: F811
+    from ctl_helpers import run_ctl
+    gw = gateway(extra={"control": {"socket": "run/control.sock"}})
+    sock = str(gw.workdir / "run" / "control.sock")
+
+    def ctl(*args):
+        return run_ctl(["--socket", sock] + list(args))
+
+    def agents():
+        r = ctl("--json", "agents")
+        assert r.rc == 0, r
+        return {a["id"]: a for a in r.json()["agents"]}
+
+    a = cpp_agent(gw, "home-1")
+    a.wait_ready()
+    assert wait_until(lambda: agents()["home-1"]["idle"] >= 4, 30), agents()["home-1"]
+    row = agents()["home-1"]
+    assert row["version"].startswith("uringproxy "), row
+    # kick: the gateway closes the link; the agent reconnects with backoff.
+    assert ctl("agent", "kick", "home-1").rc == 0
+    a.wait_ready(2, timeout=30)
+    assert via_socks(gw, "alice.residential", who.port) == (0, "127.0.0.2")
+    # disable: refused until enabled again.
+    assert ctl("agent", "disable", "home-1").rc == 0
+    assert wait_until(lambda: a.has("refused by the gateway: denied"), 30), a.lines[-10:]
+    assert ctl("agent", "enable", "home-1").rc == 0
+    a.wait_ready(3, timeout=60)
+    assert wait_until(lambda: via_socks(gw, "alice.residential", who.port) == (0, "127.0.0.2"), 30)
