@@ -9,7 +9,6 @@
 #include "config/host_port.h"
 #include "config/json_reader.h"
 #include "config/on_failure.h"
-#include "config/unlanded.h"
 #include "uringproxy/config.h"
 
 namespace up {
@@ -198,7 +197,6 @@ void read_groups(ObjectReader& root, Config& out) {
     r.finish();
     out.groups.emplace(name, g);
   }
-  if (v->MemberCount() > 0) config::warn_unlanded(fd, "groups", "groups");
 }
 
 void read_health_check(ObjectReader& root, Config& out) {
@@ -217,7 +215,6 @@ void read_health_check(ObjectReader& root, Config& out) {
     }
   }
   r.finish();
-  config::warn_unlanded(root.diag(), "health_check", "health_check");
 }
 
 void read_dns(ObjectReader& root, Config& out) {
@@ -251,10 +248,8 @@ void read_acl(ObjectReader& root, Config& out) {
   FileDiagnostics& fd = root.diag();
   ObjectReader r(fd, *v, "acl");
   r.get_bool("deny_private", out.acl.deny_private);
-  if (r.get_string_array("allow", out.acl.allow, acl_check) && !out.acl.allow.empty())
-    config::warn_unlanded(fd, "acl.allow", "acl.allow");
-  if (r.get_string_array("deny", out.acl.deny, acl_check) && !out.acl.deny.empty())
-    config::warn_unlanded(fd, "acl.deny", "acl.deny");
+  r.get_string_array("allow", out.acl.allow, acl_check);
+  r.get_string_array("deny", out.acl.deny, acl_check);
   if (const rapidjson::Value* ports = r.get_array("deny_ports")) {
     for (rapidjson::SizeType i = 0; i < ports->Size(); ++i) {
       const rapidjson::Value& p = (*ports)[i];
@@ -265,7 +260,6 @@ void read_acl(ObjectReader& root, Config& out) {
       }
       out.acl.deny_ports.push_back(static_cast<uint16_t>(p.GetUint64()));
     }
-    if (!out.acl.deny_ports.empty()) config::warn_unlanded(fd, "acl.deny_ports", "acl.deny_ports");
   }
   r.finish();
 }
@@ -294,9 +288,7 @@ void read_control(ObjectReader& root, const std::string& dir, Config& out) {
   const rapidjson::Value* v = root.get_object("control");
   if (v == nullptr) return;
   ObjectReader r(root.diag(), *v, "control");
-  if (get_path(r, "socket", dir, out.control_socket) &&
-      out.control_socket != config::resolve_path(dir, kDefaultControlSocket))
-    config::warn_unlanded(root.diag(), "control.socket", "control.socket");
+  get_path(r, "socket", dir, out.control_socket);
   r.finish();
 }
 
@@ -317,7 +309,6 @@ void read_metrics(ObjectReader& root, Config& out) {
     return;
   }
   out.metrics_listen = std::move(sa);
-  config::warn_unlanded(root.diag(), "metrics.listen", "metrics.listen");
 }
 
 void read_access_log(ObjectReader& root, const std::string& dir, Config& out) {
@@ -341,7 +332,6 @@ void read_run_as(ObjectReader& root, Config& out) {
       continue;
     }
     *field = v;
-    config::warn_unlanded(root.diag(), key, key);
   }
 }
 

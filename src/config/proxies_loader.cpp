@@ -10,7 +10,6 @@
 #include "config/host_port.h"
 #include "config/json_reader.h"
 #include "config/on_failure.h"
-#include "config/unlanded.h"
 #include "uringproxy/config.h"
 
 namespace up {
@@ -211,7 +210,6 @@ bool parse_proxies(const std::string& text, const std::string& path,
     }
   }
   check_on_failure_chains(fd, out, index_in_file, ids);
-  if (arr->Size() > 0) config::warn_unlanded(fd, "proxies", "proxies");
   return diag.errors.size() == errors_before;
 }
 

@@ -1,5 +1,5 @@
 // The small field forms: socket addresses, host:port, ACL entries, edit distance
-// (src/config/socket_address.cpp, host_port.cpp, acl_syntax.cpp, json_reader.cpp, unlanded.cpp).
+// (src/config/socket_address.cpp, host_port.cpp, acl_syntax.cpp, json_reader.cpp).
 #include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <netinet/in.h>
@@ -7,7 +7,6 @@
 #include "config/acl_syntax.h"
 #include "config/host_port.h"
 #include "config/json_reader.h"
-#include "config/unlanded.h"
 #include "uringproxy/config.h"
 
 using namespace up;
@@ -85,15 +84,4 @@ TEST_CASE("config syntax: edit distance for suggestions") {
   CHECK(edit_distance("wrokers", "workers", 2) == 2);
   CHECK(edit_distance("abc", "xyz", 2) == 3);
   CHECK(edit_distance("", "abcdef", 2) == 3);
-}
-
-TEST_CASE("config syntax: the unlanded-feature table") {
-  // Every feature the loaders accept is built: nothing is warned about.
-  CHECK(!config::is_unlanded("listeners[].tls"));
-  CHECK(!config::is_unlanded("listeners[].protocol=vless"));
-  Diagnostics d;
-  config::FileDiagnostics fd("uringproxy.json", d);
-  config::warn_unlanded(fd, "listeners[].protocol=vless", "listeners[2].protocol");
-  CHECK(d.warnings.empty());
-  CHECK(d.errors.empty());
 }
