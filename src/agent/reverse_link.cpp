@@ -81,7 +81,6 @@ bool ReverseLink::current() const {
 }
 
 void ReverseLink::begin() {
-  c_.w_.keep_tls_session(kSessionKey, c_.ctls_->layer.session());
   step_ = Step::hello;
   c_.state_ = State::agent;
   c_.ensure_handshake_buffer(2 * agent::max_frame);
@@ -175,6 +174,9 @@ void ReverseLink::authenticated(const agent::AuthResult& a) {
   if (a.version == 0 || a.version > agent::protocol_version)
     return refuse(agent::ErrorCode::protocol_error, "a version this agent did not offer");
   step_ = Step::idle;
+  // Kept now, not when TLS completed: a TLS 1.3 server sends its session ticket after the
+  // handshake, and it has been read by the time AUTH_RESULT is. The next link resumes.
+  c_.w_.keep_tls_session(kSessionKey, c_.ctls_->layer.session());
   if (control_) {
     heartbeat_ms_ = a.heartbeat_ms;
     c_.set_deadline_in(3 * heartbeat_ms_);
@@ -255,8 +257,6 @@ void ReverseLink::on_finish() {
             static_cast<unsigned long long>(c_.w_.now_ms() - c_.started_ms_));
     return;
   }
-  if (c_.ctls_ && !c_.ctls_->handshaking)
-    c_.w_.keep_tls_session(kSessionKey, c_.ctls_->layer.session());
   if (control_) {
     if (current()) {
       // Up or connecting: either way the supervisor takes it from here.
