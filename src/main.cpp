@@ -5,12 +5,14 @@
 
 #include <string>
 
+#include "agent/agent_main.h"
 #include "control/daemon.h"
 
 namespace {
 void usage(FILE* out) {
   fprintf(out,
           "usage: uringproxy --config FILE [--check | --migrate] [--workers N]\n"
+          "       uringproxy agent --config FILE [--check] [--workers N]\n"
           "       uringproxy --version | --help\n"
           "\n"
           "  --config FILE   main configuration (docs/configuration.md); default config/uringproxy.json\n"
@@ -18,6 +20,8 @@ void usage(FILE* out) {
           "  --migrate       create or upgrade the PostgreSQL store's schema (store.type\n"
           "                  \"postgres\"), exit\n"
           "  --workers N     worker threads (0 = one per CPU); overrides \"workers\"\n"
+          "  agent           run as a reverse agent: dial the gateway in agent.json and serve\n"
+          "                  its tunnels (docs/agent-protocol.md, docs/configuration.md)\n"
           "\n"
           "Signals: SIGHUP reloads; SIGTERM/SIGINT stop accepting and drain tunnels.\n");
 }
@@ -31,8 +35,14 @@ int main(int argc, char** argv) {
                                     {"version", no_argument, nullptr, 'v'},
                                     {"help", no_argument, nullptr, 'h'},
                                     {nullptr, 0, nullptr, 0}};
+  // `uringproxy agent ...`: the same options, for agent.json.
+  bool agent_mode = argc > 1 && std::string(argv[1]) == "agent";
+  if (agent_mode) {
+    --argc;
+    ++argv;
+  }
   up::DaemonOptions opts;
-  opts.config_path = "config/uringproxy.json";
+  opts.config_path = agent_mode ? "config/agent.json" : "config/uringproxy.json";
   bool check = false;
   bool migrate = false;
   int c;
@@ -59,6 +69,14 @@ int main(int argc, char** argv) {
   if (optind < argc) {
     usage(stderr);
     return 2;
+  }
+  if (agent_mode) {
+    if (migrate) {
+      fprintf(stderr, "uringproxy agent: --migrate is for the gateway's store only\n");
+      return 2;
+    }
+    return check ? up::check_agent_config(opts.config_path)
+                 : up::run_agent(opts.config_path, opts.workers);
   }
   if (migrate) return up::migrate(opts.config_path);
   return check ? up::check_config(opts.config_path) : up::run_daemon(opts);

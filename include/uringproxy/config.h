@@ -118,6 +118,9 @@ struct Config {
     uint32_t cache_max_ttl_s = 300;
   } dns;
   AclConfig acl;
+  // Where direct connections to targets leave from (port 0). Only the agent mode sets it
+  // (agent.json "source_address", src/agent/agent_config.h); uringproxy.json has no such field.
+  std::optional<SocketAddress> source_address;
   LimitsConfig limits;
   std::string control_socket;  // absolute; default <dir>/run/control.sock
   std::optional<SocketAddress> metrics_listen;  // "metrics": {"listen": ""} disables

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "config/acl_syntax.h"
+#include "config/config_sections.h"
 #include "config/host_port.h"
 #include "config/json_reader.h"
 #include "config/on_failure.h"
@@ -460,6 +461,11 @@ bool parse_config(const std::string& text, const std::string& path, Config& out,
   root.finish();
   return diag.errors.size() == errors_before;
 }
+
+namespace config {
+void read_dns_section(ObjectReader& root, Config& out) { read_dns(root, out); }
+void read_acl_section(ObjectReader& root, Config& out) { read_acl(root, out); }
+}  // namespace config
 
 bool parse_groups(const std::string& text, const std::string& path,
                   std::map<std::string, GroupConfig>& out, Diagnostics& diag) {

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "agent/agent_registry.h"
+#include "agent/gateway_links.h"
+#include "agent/reverse_link.h"
 #include "core/access_log.h"
 #include "core/clock.h"
 #include "core/tls_io.h"
@@ -65,6 +67,17 @@ Connection::Connection(Worker& w, int client_fd, const ListenerConfig& listener,
     ctls_->listener = listener.name;
     tls_ctx_ = w.snapshot().find_listener_tls(listener.name);
   }
+}
+
+// Agent mode (agent/reverse_link.cpp): its link to the gateway.
+Connection::Connection(Worker& w, GatewayLinks& links, bool control)
+    : w_(w), cfd_(-1), listener_index_(UINT16_MAX), started_ms_(w.now_ms()) {
+  timer.owner = this;
+  agent_link_ = true;
+  user_ = control ? GatewayLinks::control_user : GatewayLinks::idle_user;
+  ctls_ = std::make_unique<TlsIo>();
+  ctls_->listener = "agent-link";
+  frontend_ = std::make_unique<ReverseLink>(*this, links, control);
 }
 
 Connection::~Connection() = default;

@@ -49,6 +49,7 @@ struct TlsIo;
 class Relay;
 struct Upstream;
 class UdpAssociation;
+struct GatewayLinks;
 
 enum class State : uint8_t {
   handshake,  // the frontend reads and parses the client's request (frontend/)
@@ -104,6 +105,11 @@ struct Failure {
 class alignas(32) Connection final : private DnsWaiter {
  public:
   Connection(Worker& w, int client_fd, const ListenerConfig& listener, uint16_t listener_index);
+  // Agent mode (src/agent): a link this process dials to its gateway, control or reverse. The
+  // gateway is the "client" side (TLS, this end the TLS client); a tunnel's target is the
+  // target side, dialled as a direct route. start_link() instead of start().
+  Connection(Worker& w, GatewayLinks& links, bool control);
+  void start_link();
   ~Connection();
 
   void start();
@@ -178,6 +184,7 @@ class alignas(32) Connection final : private DnsWaiter {
   friend class VlessFrontend;
   friend class UdpAssociation;
   friend class AgentFrontend;
+  friend class ReverseLink;
 
   // --- handshake helpers for the frontends (core/connection.cpp, core/authenticate.cpp)
   void read_more_handshake();     // the message is incomplete: read on, within the buffer
@@ -220,6 +227,9 @@ class alignas(32) Connection final : private DnsWaiter {
   void agent_dial();
   void agent_on_sent();
   void agent_on_recv(int res);
+
+  // --- agent mode (agent/reverse_link.cpp): the link's own TCP connect, then its TLS
+  void link_connected(int res);
 
   // --- dialing (upstream/direct_dial.cpp)
   void dial();

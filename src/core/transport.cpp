@@ -8,6 +8,7 @@
 
 #include "core/clock.h"
 #include "core/connection.h"
+#include "core/log.h"
 #include "core/tls_io.h"
 #include "core/worker.h"
 #include "upstream/upstream_session.h"
@@ -164,6 +165,9 @@ void Connection::tls_handshake_step(Side s) {
 void Connection::tls_handshake_failed(Side s, const char* why) {
   if (s == Side::target && upstream_)
     return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true, why);
+  // Agent mode: this end is the TLS client of its gateway, and the operator needs the why
+  // (an untrusted certificate, a wrong server_name).
+  if (agent_link_) UP_WARN("agent: TLS to the gateway failed: %s", why);
   // A client that does not complete TLS gets nothing in plaintext: the socket is closed.
   (void)why;  // the access log's result says it; a line per scanner probe would flood the log
   count_tls_handshake("failed");

@@ -509,6 +509,16 @@ void Worker::on_mailbox() {
   arm_mailbox();
 }
 
+void Worker::adopt(Connection* c) {
+  rt_.connections.fetch_add(1, std::memory_order_relaxed);
+  c->next = conns_;
+  if (conns_) conns_->prev = c;
+  conns_ = c;
+  ++conn_count_;
+  ++stats_.connections_total;
+  ++stats_.connections_active;
+}
+
 void Worker::release(Connection* c) {
   if (c->waiting_for_pipe) return;  // still referenced by pipe_waiters_; freed on next tick
   if (c->prev)

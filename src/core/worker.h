@@ -95,6 +95,9 @@ class Worker final : private PollHooks {
   // Closes fd through the ring, after every SQE already queued: a close(2) now could let a
   // queued request resolve the fd number to whatever socket is accepted next.
   void close_fd(int fd);
+  // Agent mode: a link to the gateway made on this worker's thread joins its connections
+  // (counted, listed, drained on stop) as an accepted client would.
+  void adopt(Connection* c);
   // Frees a finished connection (can_free()); callers outside handle() use it after async
   // completions.
   void release(Connection* c);

@@ -16,6 +16,10 @@
 #include "upstream/peer_address.h"
 #include "upstream/upstream_session.h"
 
+#ifndef IP_BIND_ADDRESS_NO_PORT  // Linux 4.2; glibc's headers may lack the name
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
 namespace up {
 
 namespace {
@@ -100,6 +104,18 @@ void Connection::connect_next() {
     }
     int one = 1;
     if (type == SOCK_STREAM) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // Agent mode's source_address: to targets only (never an upstream), and only of the
+    // target's family. NO_PORT defers the port to connect, so the 4-tuple, not the source
+    // port alone, must be unique: many tunnels from one address do not run out of ports.
+    const std::optional<SocketAddress>& src = w_.snapshot().config.source_address;
+    if (!upstream_ && src && src->addr.ss_family == a.addr.ss_family) {
+      setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+      if (bind(fd, reinterpret_cast<const sockaddr*>(&src->addr), src->len) != 0) {
+        last_connect_errno_ = errno;
+        close(fd);
+        continue;
+      }
+    }
     tfd_ = fd;
     target_addr_ = a.addr;
     io_uring_sqe* s = w_.sqe();
@@ -115,6 +131,7 @@ void Connection::connect_next() {
 }
 
 void Connection::on_connect(int res) {
+  if (agent_link_ && state_ == State::handshake) return link_connected(res);
   if (state_ != State::dialing) return;
   if (res == 0) return upstream_ ? upstream_connected() : on_dialed();
   w_.close_fd(tfd_);

@@ -77,6 +77,7 @@ class Agent:
     def control_loop(self):
         backoff = 0.2
         while True:
+            up = False
             try:
                 s = self.dial()
                 s.sendall(hello(1, self.a.id, self.a.secret))
@@ -89,6 +90,7 @@ class Agent:
                 with self.lock:
                     self.session += 1
                     self.cv.notify_all()
+                up = True
                 print("agent ready", flush=True)
                 s.settimeout(None)
                 while True:
@@ -101,10 +103,14 @@ class Agent:
                         break
             except (OSError, EOFError, ssl.SSLError) as e:
                 print(f"agent: control link down: {e}", flush=True)
-            with self.lock:
-                self.session += 1  # idle connections of the old link are the gateway's to drop
-                self.idle = 0
-                self.cv.notify_all()
+            # Only a link that was up ends a session: bumping on a failed attempt too would
+            # flip the parity (odd = up) and let the pool open reverse links with no control
+            # link, then wait forever once the next control link is up.
+            if up:
+                with self.lock:
+                    self.session += 1  # idle connections of the old link are the gateway's to drop
+                    self.idle = 0
+                    self.cv.notify_all()
             time.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 2.0)
 
@@ -188,7 +194,8 @@ class Agent:
             return self.status(s, tid, 5)
         except socket.timeout:
             return self.status(s, tid, 6)
-        except OSError:
+        except OSError as e:
+            print(f"agent: tunnel to {addr}:{port} failed: {e!r}", flush=True)
             return self.status(s, tid, 1)
         s.sendall(frame(STATUS, tid + b"\x00"))
         self.relay(s, t)

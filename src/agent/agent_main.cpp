@@ -1,0 +1,315 @@
+// Agent mode's main thread: load agent.json, start the proxy's workers with a snapshot that
+// holds only the agent's egress settings (ACL, DNS, source address), then supervise the links
+// (agent/gateway_links.h). The supervisor never touches a socket of the data path; it resolves
+// the gateway's name (blocking getaddrinfo is fine here, never on a worker) and decides when
+// links open:
+//   - control link down: after a jittered, exponentially growing delay (0.25-0.5 s, doubling
+//     to 15-30 s), dial it again; when it was up, first close every idle reverse link
+//     ("reconnect everything": they belong to a session the gateway has ended);
+//   - control link up: top the reverse links up to idle_connections, backing off likewise
+//     when they fail before authenticating.
+// The jitter keeps a fleet of agents from reconnecting in step after a gateway restart.
+#include "agent/agent_main.h"
+
+#include <netdb.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+
+#include "agent/agent_config.h"
+#include "agent/gateway_links.h"
+#include "core/clock.h"
+#include "core/connection.h"
+#include "core/log.h"
+#include "core/ring.h"
+#include "core/worker.h"
+#include "route/snapshot.h"
+#include "route/snapshot_store.h"
+#include "route/upstream_health.h"
+#include "route/user_limits.h"
+#include "upstream/tls_layer.h"
+
+namespace up {
+
+namespace {
+
+constexpr uint64_t kBackoffBaseMs = 500;
+constexpr uint64_t kBackoffCapMs = 30000;
+
+bool load(const std::string& path, AgentConfig& ac, std::shared_ptr<SSL_CTX>& tls, bool to_log) {
+  Diagnostics diag;
+  bool ok = load_agent_config(path, ac, diag);
+  if (ok) {
+    std::string err;
+    tls = make_client_tls_context(ac.tls.verify, ac.tls.ca_file, err);
+    if (!tls) diag.errors.push_back(path + ": tls.ca_file: " + err);
+  }
+  for (const auto& w : diag.warnings) {
+    if (to_log) UP_WARN("%s", w.c_str());
+    else fprintf(stderr, "warning: %s\n", w.c_str());
+  }
+  for (const auto& e : diag.errors) {
+    if (to_log) UP_ERROR("%s", e.c_str());
+    else fprintf(stderr, "error: %s\n", e.c_str());
+  }
+  return ok && diag.ok();
+}
+
+// Each tunnel holds two sockets: as many fds as the hard limit allows.
+rlim_t raise_fd_limit() {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  rlim_t before = rl.rlim_cur;
+  rl.rlim_cur = rl.rlim_max;
+  if (rl.rlim_cur != before && setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = before;
+  return rl.rlim_cur;
+}
+
+bool resolve(const AgentConfig& ac, sockaddr_storage& out, socklen_t& len) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  std::string port = std::to_string(ac.gateway_port);
+  int rc = getaddrinfo(ac.gateway_host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0 || !res) {
+    UP_WARN("agent %s: gateway %s does not resolve: %s", ac.id.c_str(), ac.gateway.c_str(),
+            gai_strerror(rc));
+    return false;
+  }
+  memcpy(&out, res->ai_addr, res->ai_addrlen);
+  len = res->ai_addrlen;
+  freeaddrinfo(res);
+  return true;
+}
+
+// Closes every link listed under `user` on every worker (idle reverse links, or the control link).
+void close_links(Runtime& rt, const char* user) {
+  for (auto& w : rt.workers) {
+    Worker* wp = w.get();
+    wp->mailbox().post([wp, user] { wp->kick(user, Result::shutdown); });
+  }
+}
+
+class Supervisor {
+ public:
+  Supervisor(const AgentConfig& ac, GatewayLinks& links)
+      : ac_(ac), links_(links), rng_(std::random_device{}()) {}
+
+  // Until SIGTERM or SIGINT.
+  void run(int sigfd) {
+    for (;;) {
+      pollfd fds[2] = {{sigfd, POLLIN, 0}, {links_.wake_fd(), POLLIN, 0}};
+      poll(fds, 2, 200);
+      if (fds[0].revents & POLLIN) {
+        signalfd_siginfo si{};
+        if (read(sigfd, &si, sizeof si) == sizeof si) {
+          if (si.ssi_signo != SIGHUP) return;
+          UP_INFO("agent: SIGHUP: nothing to reload (restart the agent to apply agent.json)");
+        }
+      }
+      if (fds[1].revents & POLLIN) {
+        uint64_t n;
+        ssize_t r = read(links_.wake_fd(), &n, sizeof n);
+        (void)r;
+      }
+      turn(monotonic_ms());
+    }
+  }
+
+ private:
+  // A delay in [d/2, d], d = base * 2^step capped.
+  uint64_t backoff(uint32_t step) {
+    uint64_t d = std::min(kBackoffCapMs, kBackoffBaseMs << std::min<uint32_t>(step, 10));
+    return d / 2 + rng_() % (d / 2 + 1);
+  }
+
+  void turn(uint64_t now) {
+    int control = links_.control.load(std::memory_order_acquire);
+    if (control == GatewayLinks::down) {
+      if (was_up_) {
+        UP_WARN("agent %s: control link down; reconnecting everything", ac_.id.c_str());
+        links_.generation.fetch_add(1, std::memory_order_acq_rel);
+        close_links(*links_.rt, GatewayLinks::idle_user);
+        control_step_ = 0;
+        next_control_ = now + backoff(control_step_);
+      } else if (connecting_) {
+        ++control_step_;
+        next_control_ = now + backoff(control_step_);
+      }
+      was_up_ = connecting_ = false;
+      if (now < next_control_) return;
+      sockaddr_storage a{};
+      socklen_t len = 0;
+      if (!resolve(ac_, a, len)) {
+        next_control_ = now + backoff(++control_step_);
+        return;
+      }
+      links_.set_gateway(a, len);
+      connecting_ = true;
+      links_.control.store(GatewayLinks::connecting, std::memory_order_release);
+      links_.open(true);
+      return;
+    }
+    if (control != GatewayLinks::up) return;
+    if (!was_up_) {
+      was_up_ = true;
+      connecting_ = false;
+      control_step_ = reverse_step_ = 0;
+      next_reverse_ = 0;
+      seen_failures_ = links_.reverse_failures.load();
+    }
+    uint32_t f = links_.reverse_failures.load(std::memory_order_relaxed);
+    if (f != seen_failures_) {
+      seen_failures_ = f;
+      next_reverse_ = now + backoff(++reverse_step_);
+    }
+    int idle = links_.reverse_idle.load(std::memory_order_relaxed);
+    int opening = links_.reverse_opening.load(std::memory_order_relaxed);
+    int missing = static_cast<int>(links_.idle_target) - idle - opening;
+    if (idle >= static_cast<int>(links_.idle_target)) reverse_step_ = 0;
+    if (missing <= 0 || now < next_reverse_) return;
+    for (int i = 0; i < missing; ++i) {
+      links_.reverse_opening.fetch_add(1, std::memory_order_relaxed);
+      links_.open(false);
+    }
+  }
+
+  const AgentConfig& ac_;
+  GatewayLinks& links_;
+  std::mt19937_64 rng_;
+  bool was_up_ = false;
+  bool connecting_ = false;
+  uint32_t control_step_ = 0;
+  uint64_t next_control_ = 0;
+  uint32_t reverse_step_ = 0;
+  uint64_t next_reverse_ = 0;
+  uint32_t seen_failures_ = 0;
+};
+
+std::vector<int> allowed_cpus() {
+  std::vector<int> cpus;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0)
+    for (int i = 0; i < CPU_SETSIZE; ++i)
+      if (CPU_ISSET(i, &set)) cpus.push_back(i);
+  if (cpus.empty()) cpus.push_back(-1);
+  return cpus;
+}
+
+}  // namespace
+
+int check_agent_config(const std::string& config_path) {
+  AgentConfig ac;
+  std::shared_ptr<SSL_CTX> tls;
+  if (!load(config_path, ac, tls, false)) {
+    fprintf(stderr, "%s: the agent configuration was not accepted\n", config_path.c_str());
+    return 1;
+  }
+  printf("%s: OK (agent %s, gateway %s, %u idle connection(s))\n", config_path.c_str(),
+         ac.id.c_str(), ac.gateway.c_str(), ac.idle_connections);
+  return 0;
+}
+
+int run_agent(const std::string& config_path, int workers) {
+  AgentConfig ac;
+  std::shared_ptr<SSL_CTX> tls;
+  if (!load(config_path, ac, tls, true)) {
+    UP_ERROR("%s: not starting (run uringproxy agent --check --config %s)", config_path.c_str(),
+             config_path.c_str());
+    return 1;
+  }
+  RingFeatures features;
+  if (!probe_ring_features(features)) return 1;
+  rlim_t fds = raise_fd_limit();
+
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  for (int s : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&sigs, s);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+
+  std::vector<int> cpus = allowed_cpus();
+  unsigned nworkers = workers >= 0 ? static_cast<unsigned>(workers) : ac.workers;
+  if (nworkers == 0) nworkers = static_cast<unsigned>(cpus.size());
+
+  ConfigSet set;
+  set.config = egress_config(ac);
+  SnapshotStore snapshots(nworkers);
+  HealthBoard health;
+  UserBoard users;
+  {
+    std::vector<std::string> errs;
+    auto first = build_snapshot(set, 1, health, users, errs);
+    if (!first) {
+      for (const auto& e : errs) UP_ERROR("%s", e.c_str());
+      return 1;
+    }
+    snapshots.publish(std::move(first));
+  }
+  GatewayLinks links;  // outlives the workers: their links refer to it
+  Runtime rt;
+  rt.snapshots = &snapshots;
+  rt.users = &users;
+  rt.max_connections = fds > 256 ? static_cast<uint32_t>((fds - 128) / 2) : 64;
+  links.rt = &rt;
+  links.id = ac.id;
+  links.secret = ac.secret;
+  links.software = std::string("uringproxy ") + URINGPROXY_VERSION;
+  links.server_name = ac.tls.server_name;
+  links.tls = tls;
+  links.idle_target = ac.idle_connections;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  unsigned reported = 0;
+  std::vector<std::string> errors;
+  for (unsigned i = 0; i < nworkers; ++i) rt.workers.push_back(std::make_unique<Worker>(i, rt));
+  for (unsigned i = 0; i < nworkers; ++i)
+    rt.workers[i]->start(cpus[i % cpus.size()], [&](unsigned id, std::string e) {
+      std::lock_guard lock(mu);
+      if (!e.empty()) errors.push_back("worker " + std::to_string(id) + ": " + e);
+      ++reported;
+      cv.notify_all();
+    });
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return reported == nworkers; });
+  }
+  auto stop_workers = [&](uint32_t grace_ms) {
+    rt.stop_deadline_ms = monotonic_ms() + grace_ms;
+    rt.stopping.store(true, std::memory_order_release);
+    for (auto& w : rt.workers) w->mailbox().post([] {});
+    for (auto& w : rt.workers) w->join();
+  };
+  if (!errors.empty()) {
+    for (const auto& e : errors) UP_ERROR("%s", e.c_str());
+    stop_workers(0);
+    return 1;
+  }
+  UP_INFO("ready: agent %s, %u worker(s), gateway %s, %u idle connection(s), io_uring %s",
+          ac.id.c_str(), nworkers, ac.gateway.c_str(), ac.idle_connections,
+          features.missing.empty() ? "complete" : "partial");
+  Supervisor(ac, links).run(sigfd);
+  UP_INFO("agent %s: stopping; open tunnels may finish within %u ms", ac.id.c_str(),
+          ac.shutdown_grace_ms);
+  links.generation.fetch_add(1, std::memory_order_acq_rel);  // no replacements from here on
+  close_links(rt, GatewayLinks::idle_user);
+  close_links(rt, GatewayLinks::control_user);
+  stop_workers(ac.shutdown_grace_ms);
+  close(sigfd);
+  UP_INFO("stopped");
+  return 0;
+}
+
+}  // namespace up

@@ -1,0 +1,280 @@
+// Agent mode: one link to the gateway (agent/reverse_link.h). The Connection members defined
+// here are the link's own TCP connect and TLS start; the rest is the frontend.
+#include "agent/reverse_link.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+
+#include "agent/gateway_links.h"
+#include "core/clock.h"
+#include "core/connection.h"
+#include "core/log.h"
+#include "core/tls_io.h"
+#include "core/worker.h"
+#include "route/snapshot.h"
+
+namespace up {
+
+namespace {
+
+constexpr const char* kSessionKey = "agent-gateway";  // the worker's TLS session for resumption
+
+// A dial's failure in the protocol's terms: its SOCKS5 code, which STATUS codes are.
+agent::Status status_for(uint8_t socks_reply) {
+  switch (socks_reply) {
+    case 0x02: case 0x03: case 0x04: case 0x05: case 0x06: case 0x08:
+      return static_cast<agent::Status>(socks_reply);
+    default:
+      return agent::Status::general_failure;
+  }
+}
+
+}  // namespace
+
+// --- the Connection's side: TCP to the gateway, then TLS as its client
+
+void Connection::start_link() {
+  // Posted before a stop began: a link opened now would only hold the drain up.
+  if (w_.runtime().stopping.load(std::memory_order_acquire)) return finish(Result::shutdown);
+  GatewayLinks* links = &static_cast<ReverseLink&>(*frontend_).links();
+  set_deadline_in(links->handshake_timeout_ms);
+  socklen_t len = 0;
+  links->gateway(target_addr_, len);
+  if (len == 0) return finish(Result::error);
+  cfd_ = socket(target_addr_.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (cfd_ < 0) return finish(Result::error);
+  int one = 1;
+  setsockopt(cfd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  io_uring_sqe* s = w_.sqe();
+  io_uring_prep_connect(s, cfd_, reinterpret_cast<const sockaddr*>(&target_addr_), len);
+  submit(s, Op::connect);
+}
+
+void Connection::link_connected(int res) {
+  if (res < 0) {
+    last_connect_errno_ = -res;
+    return finish(res == -ECONNREFUSED ? Result::refused : Result::unreachable);
+  }
+  socklen_t len = sizeof client_addr_;
+  getpeername(cfd_, reinterpret_cast<sockaddr*>(&client_addr_), &len);
+  target_addr_ = {};
+  GatewayLinks& links = static_cast<ReverseLink&>(*frontend_).links();
+  ctls_->started_us = monotonic_us();
+  if (!ctls_->layer.start(links.tls.get(), links.server_name, w_.tls_session(kSessionKey)))
+    return tls_handshake_failed(Side::client, "cannot start TLS");
+  tls_handshake_step(Side::client);  // done: begin_session(), ReverseLink::begin()
+}
+
+// --- the frontend
+
+ReverseLink::ReverseLink(Connection& c, GatewayLinks& links, bool control)
+    : c_(c), links_(links), control_(control),
+      generation_(links.generation.load(std::memory_order_acquire)) {
+  // The opener counted a reverse link as opening before it posted it here.
+  counted_opening_ = !control;
+}
+
+bool ReverseLink::current() const {
+  return generation_ == links_.generation.load(std::memory_order_acquire);
+}
+
+void ReverseLink::begin() {
+  step_ = Step::hello;
+  c_.state_ = State::agent;
+  c_.ensure_handshake_buffer(2 * agent::max_frame);
+  agent::Hello h;
+  h.role = control_ ? agent::Role::control : agent::Role::reverse;
+  h.id = links_.id;
+  h.secret = links_.secret;
+  h.software = links_.software;
+  send(h);
+  c_.submit_recv_client();
+}
+
+void ReverseLink::send(const agent::Message& m) {
+  uint8_t buf[agent::max_frame];
+  size_t n = agent::encode(m, buf);
+  if (n == 0) return c_.finish(Result::error);
+  if (!sending_.empty()) {
+    queued_.append(reinterpret_cast<const char*>(buf), n);
+    return;
+  }
+  sending_.assign(reinterpret_cast<const char*>(buf), n);
+  c_.submit_send_client(sending_.data(), static_cast<uint32_t>(sending_.size()));
+}
+
+void ReverseLink::on_sent() {
+  sending_.clear();
+  if (!queued_.empty()) {
+    sending_.swap(queued_);
+    return c_.submit_send_client(sending_.data(), static_cast<uint32_t>(sending_.size()));
+  }
+  if (closing_) return c_.finish(Result::ok);
+  if (dial_after_send_) {
+    dial_after_send_ = false;
+    dial_tunnel();
+  }
+}
+
+void ReverseLink::refuse(agent::ErrorCode code, const char* text) {
+  if (closing_) return;
+  closing_ = true;
+  c_.set_deadline_in(2000);  // a gateway that will not read its ERROR is not waited for
+  send(agent::ErrorFrame{code, text});
+}
+
+void ReverseLink::on_client_data(uint32_t) {
+  while (!closing_ && !c_.closed() && step_ != Step::tunnel) {
+    agent::Message m;
+    size_t used = 0;
+    agent::Error err = agent::Error::none;
+    agent::Parse r = agent::parse_message(
+        {reinterpret_cast<const uint8_t*>(c_.hs_.get()), c_.hs_len_}, m, used, err);
+    if (r == agent::Parse::error) {
+      UP_WARN("agent: gateway sent a malformed frame (%s); closing the link", agent::error_text(err));
+      return refuse(agent::ErrorCode::protocol_error, agent::error_text(err));
+    }
+    if (r == agent::Parse::need_more) break;
+    c_.consume_handshake(static_cast<uint32_t>(used));
+    frame(m);
+  }
+  if (closing_ || c_.closed() || step_ == Step::tunnel) return;
+  c_.read_more_handshake();
+}
+
+void ReverseLink::frame(const agent::Message& m) {
+  if (heartbeat_ms_ && control_) c_.set_deadline_in(3 * heartbeat_ms_);
+  if (const auto* e = std::get_if<agent::ErrorFrame>(&m)) {
+    UP_WARN("agent: gateway closes the %s link: %s%s%s", control_ ? "control" : "reverse",
+            agent::error_code_text(e->code), e->text.empty() ? "" : ": ", e->text.c_str());
+    return c_.finish(Result::client_closed);
+  }
+  if (step_ == Step::hello) {
+    if (const auto* a = std::get_if<agent::AuthResult>(&m)) return authenticated(*a);
+    return refuse(agent::ErrorCode::unexpected_message, "AUTH_RESULT first");
+  }
+  if (const auto* p = std::get_if<agent::Ping>(&m)) return send(agent::Pong{p->nonce});
+  if (std::holds_alternative<agent::Pong>(m)) return;
+  if (const auto* t = std::get_if<agent::Tunnel>(&m); t && !control_) return tunnel(*t);
+  refuse(agent::ErrorCode::unexpected_message, "not on this link now");
+}
+
+void ReverseLink::authenticated(const agent::AuthResult& a) {
+  if (a.code != agent::AuthCode::ok) {
+    if (a.code == agent::AuthCode::unsupported_version)
+      UP_WARN("agent %s: refused by the gateway: unsupported_version (it speaks %u, we %u)",
+              links_.id.c_str(), a.version, agent::protocol_version);
+    else if (control_ || a.code != agent::AuthCode::no_control)
+      UP_WARN("agent %s: refused by the gateway: %s", links_.id.c_str(),
+              agent::auth_code_text(a.code));
+    return c_.finish(Result::auth_failed);
+  }
+  if (a.version == 0 || a.version > agent::protocol_version)
+    return refuse(agent::ErrorCode::protocol_error, "a version this agent did not offer");
+  step_ = Step::idle;
+  // Kept now, not when TLS completed: a TLS 1.3 server sends its session ticket after the
+  // handshake, and it has been read by the time AUTH_RESULT is. The next link resumes.
+  c_.w_.keep_tls_session(kSessionKey, c_.ctls_->layer.session());
+  if (control_) {
+    heartbeat_ms_ = a.heartbeat_ms;
+    c_.set_deadline_in(3 * heartbeat_ms_);
+    if (current()) {
+      UP_INFO("agent %s: control link up to %s (heartbeat %u ms)", links_.id.c_str(),
+              format_client(c_.client_addr_).c_str(), heartbeat_ms_);
+      links_.control.store(GatewayLinks::up, std::memory_order_release);
+      links_.notify();
+    }
+    return;
+  }
+  c_.set_deadline_in(0);  // idle until a tunnel: the control link watches the gateway
+  counted_opening_ = false;
+  links_.reverse_opening.fetch_sub(1, std::memory_order_relaxed);
+  counted_idle_ = true;
+  links_.reverse_idle.fetch_add(1, std::memory_order_relaxed);
+  links_.notify();
+}
+
+void ReverseLink::tunnel(const agent::Tunnel& t) {
+  step_ = Step::tunnel;
+  tunnel_id_ = t.tunnel_id;
+  c_.target_ = t.target;
+  c_.user_.clear();  // a tunnel now, not an idle link: not closed with them
+  if (counted_idle_) {
+    counted_idle_ = false;
+    links_.reverse_idle.fetch_sub(1, std::memory_order_relaxed);
+  }
+  links_.tunnels.fetch_add(1, std::memory_order_relaxed);
+  // The pool stays at idle_connections: the replacement opens now, not on the supervisor's turn.
+  if (current() && links_.control.load(std::memory_order_acquire) == GatewayLinks::up) {
+    links_.reverse_opening.fetch_add(1, std::memory_order_relaxed);
+    links_.open(false);
+  }
+  UP_INFO("tunnel %llu: to %s", static_cast<unsigned long long>(tunnel_id_),
+          c_.target_.to_string().c_str());
+  if (!sending_.empty()) {  // a PONG on its way: STATUS must not overtake it
+    dial_after_send_ = true;
+    return;
+  }
+  dial_tunnel();
+}
+
+void ReverseLink::dial_tunnel() {
+  // The agent's own ACL, by name first (as the proxy's route_and_dial), then every address
+  // the name resolves to (direct_dial.cpp), so a name pointing into the LAN is refused too.
+  const Snapshot& s = c_.w_.snapshot();
+  Acl::Verdict v = s.acl.check_target(c_.target_, nullptr);
+  if (v == Acl::Verdict::deny) return c_.fail({Result::denied, 0x02, 403});
+  c_.name_allowed_ = v == Acl::Verdict::allow && c_.target_.kind == Target::Kind::domain;
+  c_.dial_started_us_ = monotonic_us();
+  c_.dial();
+}
+
+void ReverseLink::answer_dialed() { send(agent::TunnelStatus{tunnel_id_, agent::Status::connected}); }
+
+void ReverseLink::answer_failure(const Failure& f) {
+  send(agent::TunnelStatus{tunnel_id_, status_for(f.socks_reply)});
+}
+
+void ReverseLink::on_timeout() {
+  if (closing_) return c_.finish(Result::error);
+  if (step_ == Step::hello) {
+    UP_WARN("agent %s: the gateway did not answer HELLO in time", links_.id.c_str());
+    return c_.finish(Result::handshake_timeout);
+  }
+  UP_WARN("agent %s: nothing from the gateway for %u ms; closing the control link",
+          links_.id.c_str(), 3 * heartbeat_ms_);
+  refuse(agent::ErrorCode::heartbeat_timeout, "no frame for 3 heartbeats");
+}
+
+void ReverseLink::on_finish() {
+  if (tunnel_id_) {
+    UP_INFO("tunnel %llu: %s: %s (%llu bytes up, %llu down, %llu ms)",
+            static_cast<unsigned long long>(tunnel_id_), c_.target_.to_string().c_str(),
+            to_string(c_.result_), static_cast<unsigned long long>(c_.bytes_up_),
+            static_cast<unsigned long long>(c_.bytes_down_),
+            static_cast<unsigned long long>(c_.w_.now_ms() - c_.started_ms_));
+    return;
+  }
+  if (control_) {
+    if (current()) {
+      // Up or connecting: either way the supervisor takes it from here.
+      links_.control.store(GatewayLinks::down, std::memory_order_release);
+      links_.notify();
+    }
+    return;
+  }
+  if (counted_opening_) {
+    counted_opening_ = false;
+    links_.reverse_opening.fetch_sub(1, std::memory_order_relaxed);
+    links_.reverse_failures.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (counted_idle_) {
+    counted_idle_ = false;
+    links_.reverse_idle.fetch_sub(1, std::memory_order_relaxed);
+  }
+  links_.notify();
+}
+
+}  // namespace up
