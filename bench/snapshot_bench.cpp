@@ -132,7 +132,8 @@ void BM_OneUserEdit(benchmark::State& state) {
   up::User u = set.users[7];
   uint64_t gen = 1, i = 0;
   for (auto _ : state) {
-    u.username = "u" + std::to_string(i++ * 7919 % static_cast<uint64_t>(n));
+    u.username = "u";  // appended, not "u" + ...: GCC 12 warns -Wrestrict on that
+    u.username.append(std::to_string(i++ * 7919 % static_cast<uint64_t>(n)));
     u.uuid.clear();
     u.enabled = !u.enabled;
     snap = up::snapshot_with_user(*snap, ++gen, u.username, &u, board);
