@@ -5,6 +5,10 @@
 
 #include <string>
 
+#ifdef UP_MIMALLOC
+#include <mimalloc.h>
+#endif
+
 #include "agent/agent_main.h"
 #include "control/daemon.h"
 
@@ -35,6 +39,15 @@ int main(int argc, char** argv) {
                                     {"version", no_argument, nullptr, 'v'},
                                     {"help", no_argument, nullptr, 'h'},
                                     {nullptr, 0, nullptr, 0}};
+#ifdef UP_MIMALLOC
+  // 2 MiB pages for mimalloc's segments (transparent huge pages, by madvise): loading 100,000
+  // users touches ~120 MiB, and with 4 KiB pages page faults took half of the start-up's CPU
+  // (bench/RESULTS.md, "Fleet and scale"). MIMALLOC_LARGE_OS_PAGES=0 in the environment wins.
+  if (getenv("MIMALLOC_LARGE_OS_PAGES") == nullptr) {
+    mi_option_enable(mi_option_large_os_pages);
+    mi_option_set(mi_option_eager_commit_delay, 0);
+  }
+#endif
   // `uringproxy agent ...`: the same options, for agent.json.
   bool agent_mode = argc > 1 && std::string(argv[1]) == "agent";
   if (agent_mode) {

@@ -136,9 +136,10 @@ void check_cross_references(const std::string& config_shown, const std::string& 
   std::map<std::string, GroupUse> unknown_groups;
   for (size_t i = 0; i < set.users.size(); ++i) {
     const User& u = set.users[i];
-    std::string where = user_where(u.username, i);  // every user loaded: i is the file's index
+    // Every user loaded: i is the file's index. The text is made only for a message.
+    auto where = [&] { return user_where(u.username, i); };
     if (u.external_proxy_id && !ids.count(*u.external_proxy_id))
-      ufd.error(where + ".external_proxy_id",
+      ufd.error(where() + ".external_proxy_id",
                 quote(*u.external_proxy_id) + " names no upstream proxy: " + where_proxies +
                     ", or set null to route this user directly");
     if (!u.groups) continue;
@@ -146,7 +147,7 @@ void check_cross_references(const std::string& config_shown, const std::string& 
       const std::string& name = (*u.groups)[g];
       if (groups.count(name)) continue;
       GroupUse& use = unknown_groups[name];
-      if (use.count++ == 0) use.first = config::index_path(where + ".groups", g);
+      if (use.count++ == 0) use.first = config::index_path(where() + ".groups", g);
     }
   }
   for (const auto& [name, use] : unknown_groups) {

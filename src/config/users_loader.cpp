@@ -1,6 +1,8 @@
 // users.json (docs/configuration.md#usersjson) to User records. The password is a crypt(3) hash and never appears in
 // a message.
-#include <map>
+#include <deque>
+#include <string_view>
+#include <unordered_map>
 
 #include "config/acl_syntax.h"
 #include "config/crypt_hash.h"
@@ -156,7 +158,12 @@ bool parse_users(const std::string& text, const std::string& path, std::vector<U
   const rapidjson::Value* arr = config::parse_json_list(text, fd, doc, "users");
   if (arr == nullptr) return false;
 
-  std::map<std::string, std::string> names, uuids;  // -> where it was first seen
+  // Name and uuid -> the index of the entry that has it first. Keys view the loaded users'
+  // strings (reserved: never moved); the messages are made only for a duplicate.
+  std::unordered_map<std::string_view, rapidjson::SizeType> names, uuids;
+  std::deque<std::string> kept_keys;  // those of entries not loaded (a deque never moves them)
+  names.reserve(arr->Size());
+  out.reserve(arr->Size());
   for (rapidjson::SizeType i = 0; i < arr->Size(); ++i) {
     const rapidjson::Value& v = (*arr)[i];
     if (!v.IsObject()) {
@@ -169,22 +176,33 @@ bool parse_users(const std::string& text, const std::string& path, std::vector<U
     ObjectReader r(fd, v, where);
     User u;
     bool ok = read_user(r, u);
-    if (!u.username.empty()) {
-      auto [it, fresh] = names.emplace(u.username, where);
-      if (!fresh) {
-        fd.error(where + ".username", "is already " + it->second + "; usernames must be unique");
-        ok = false;
-      }
+    auto first_seen = [&](rapidjson::SizeType at) { return user_path((*arr)[at], at); };
+    if (!u.username.empty() && names.count(u.username)) {
+      fd.error(where + ".username", "is already " + first_seen(names[u.username]) +
+                                        "; usernames must be unique");
+      ok = false;
     }
-    if (!u.uuid.empty()) {
-      auto [it, fresh] = uuids.emplace(u.uuid, where);
-      if (!fresh) {
-        fd.error(where + ".uuid", "is the same as " + it->second +
-                                      ".uuid; each user needs its own (uuidgen makes one)");
-        ok = false;
-      }
+    if (!u.uuid.empty() && uuids.count(u.uuid)) {
+      fd.error(where + ".uuid", "is the same as " + first_seen(uuids[u.uuid]) +
+                                    ".uuid; each user needs its own (uuidgen makes one)");
+      ok = false;
     }
-    if (ok) out.push_back(std::move(u));
+    if (!ok) {
+      // Still the first holder of its name or uuid for the entries after it.
+      if (!u.username.empty() && !names.count(u.username)) {
+        kept_keys.push_back(u.username);
+        names.emplace(kept_keys.back(), i);
+      }
+      if (!u.uuid.empty() && !uuids.count(u.uuid)) {
+        kept_keys.push_back(u.uuid);
+        uuids.emplace(kept_keys.back(), i);
+      }
+      continue;
+    }
+    out.push_back(std::move(u));
+    const User& in = out.back();
+    names.emplace(in.username, i);
+    if (!in.uuid.empty()) uuids.emplace(in.uuid, i);
   }
   return diag.errors.size() == errors_before;
 }
