@@ -198,3 +198,29 @@ def test_an_outage_keeps_the_snapshot_and_a_reconnect_resyncs(fresh_proxy, serve
                   f"backend_type = 'client backend'; COMMIT")
     for p in nodes:
         assert wait_until(lambda: login(p, servers, "yan", PASSWORDS["alice"])), p.output_text()
+
+
+def test_a_row_that_does_not_load_is_skipped_and_named(fresh_proxy, servers, cluster):
+    """One bad row (edited by hand, or written by a newer node) must not stop a node or freeze
+    the fleet: it is skipped and named by its key, and the other rows apply, at start-up and in
+    a full read."""
+    alice = users_doc()["users"][0]
+    put_user(cluster, {"username": "broken", "password": "not-a-hash"}, notify=False)
+    try:
+        p = node(fresh_proxy, cluster, "edge-bad")
+        assert login(p, servers, "alice", PASSWORDS["alice"])
+        assert p.err.wait_for(lambda ln: 'user "broken"' in ln and "password" in ln
+                              and "this row is skipped" in ln, BOUND), p.output_text()
+        m = p.mark()
+        # A user routed to an upstream the store does not have is skipped too; a good row
+        # committed with it applies (the NOTIFY names nothing: a full read).
+        put_user(cluster, dict(alice, username="routed", external_proxy_id="nowhere"),
+                 notify=False)
+        put_user(cluster, dict(alice, username="zed"))
+        assert wait_until(lambda: login(p, servers, "zed", PASSWORDS["alice"])), p.output_text()
+        assert p.err.wait_for(lambda ln: '"routed"' in ln and "nowhere" in ln
+                              and "this row is skipped" in ln, BOUND, m), p.output_text(m)
+        assert not login(p, servers, "routed", PASSWORDS["alice"])
+        assert not login(p, servers, "broken", "not-a-hash")
+    finally:
+        cluster.query("DELETE FROM users WHERE username IN ('broken', 'routed', 'zed')")
