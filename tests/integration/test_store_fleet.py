@@ -224,3 +224,20 @@ def test_a_row_that_does_not_load_is_skipped_and_named(fresh_proxy, servers, clu
         assert not login(p, servers, "broken", "not-a-hash")
     finally:
         cluster.query("DELETE FROM users WHERE username IN ('broken', 'routed', 'zed')")
+
+
+def test_a_login_the_server_refuses_stops_start_up_naming_the_host(tmp_path, cluster):
+    cfg = tmp_path / "uringproxy.json"
+    dsn = (f"host={cluster.dir} port={cluster.port} dbname=postgres user=nosuchrole "
+           f"password=s3cretpw")
+    cfg.write_text(json.dumps({
+        "listeners": [{"name": "s", "protocol": "socks5", "listen": f"127.0.0.1:{free_port()}"}],
+        "auth": "required", "metrics": {"listen": ""},
+        "control": {"socket": str(tmp_path / "ctl.sock")},
+        "store": {"type": "postgres", "node": "edge-1", "dsn": dsn}}))
+    r = subprocess.run([proxy_binary(), "--config", str(cfg)], capture_output=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode == 1, out
+    assert f"store.dsn (host {cluster.dir})" in out and "nosuchrole" in out, out
+    assert "s3cretpw" not in out, out
