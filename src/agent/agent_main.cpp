@@ -49,7 +49,7 @@ constexpr uint64_t kBackoffCapMs = 30000;
 // The reverse links' TLS context. A reverse link carries one tunnel and is then gone, so each
 // tunnel costs the agent and the gateway one TLS handshake; with TLS 1.3 even a resumed one
 // runs an X25519 key exchange on both ends, plus a new session ticket to issue and decode
-// (~450 µs of CPU for both ends together here, ~45% of each process's CPU in a cps profile).
+// (~400 µs of CPU for both ends together here; 45-49% of each process's CPU in a cps profile).
 // TLS 1.3's way out, psk_ke resumption without (EC)DHE, is not reachable with OpenSSL 3.0: its
 // client always offers psk_dhe_ke with a key share, and its server takes DHE whenever the
 // client offers it, SSL_OP_ALLOW_NO_DHE_KEX or not (SSL_OP_PREFER_NO_DHE_KEX came in 3.3).
