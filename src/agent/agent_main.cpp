@@ -46,23 +46,11 @@ namespace {
 constexpr uint64_t kBackoffBaseMs = 500;
 constexpr uint64_t kBackoffCapMs = 30000;
 
-// The reverse links' TLS context. A reverse link carries one tunnel and is then gone, so each
-// tunnel costs the agent and the gateway one TLS handshake; with TLS 1.3 even a resumed one
-// runs an X25519 key exchange on both ends, plus a new session ticket to issue and decode
-// (~400 µs of CPU for both ends together here; 45-49% of each process's CPU in a cps profile).
-// TLS 1.3's way out, psk_ke resumption without (EC)DHE, is not reachable with OpenSSL 3.0: its
-// client always offers psk_dhe_ke with a key share, and its server takes DHE whenever the
-// client offers it, SSL_OP_ALLOW_NO_DHE_KEX or not (SSL_OP_PREFER_NO_DHE_KEX came in 3.3).
-// So reverse links speak TLS 1.2, AEAD suites with ECDHE only, and resume the session of the
-// first one by its ticket: an abbreviated handshake, no key exchange and no certificate
-// (~70 µs for both ends). Trade-off: a resumed link derives its keys from that session's
-// master secret, so it has no forward secrecy of its own: whoever obtains the master secret
-// (from either process's memory) or the gateway's ticket key while it is in use (rotated every
-// hour, docs/agent-protocol.md) can decrypt the resumed links' traffic, tunnel bytes and the
-// HELLO's secret included. The first link of a session, the control link (TLS 1.3) and links
-// after the ticket lifetime do a full ECDHE handshake with the certificate checked as before;
-// every reverse link still proves the agent by its secret in HELLO. tls.reverse_resumption
-// false keeps reverse links on TLS 1.3 with a key exchange each.
+// The reverse links' TLS context. Each tunnel uses up a link, so each costs one handshake on
+// both ends: resumed TLS 1.2 (no key exchange, ~70 µs for both) instead of TLS 1.3, which even
+// resumed runs X25519 on both ends (~400 µs; OpenSSL 3.0 cannot negotiate psk_ke between its
+// own client and server). The price: no forward secrecy between the links of one session
+// (at most an hour). docs/agent-protocol.md#tls has the whole argument.
 std::shared_ptr<SSL_CTX> reverse_tls_context(const AgentConfig& ac, std::string& err) {
   std::shared_ptr<SSL_CTX> ctx = make_client_tls_context(ac.tls.verify, ac.tls.ca_file, err);
   if (!ctx || !ac.tls.reverse_resumption) return ctx;

@@ -109,11 +109,9 @@ int ticket_key_callback(SSL* ssl, unsigned char key_name[16], unsigned char iv[E
   // TLS 1.3: 2 on every successful decrypt, not only for the previous key: OpenSSL issues a
   // fresh ticket only then, and a TLS 1.3 client uses each ticket once (RFC 8446 C.4), so
   // without one a resumed connection would leave its client nothing to resume with next time.
-  // TLS 1.2: a ticket is reused as it is until its key stops being the current one (2 then,
-  // to move the client to the new key). Renewing it on every resumption costs this side an
-  // encryption per handshake, and OpenSSL's TLS 1.2 client, given a new ticket, marks the
-  // session it resumed not resumable, which every other connection sharing that session (the
-  // agent's reverse links, agent_main.cpp) then finds: one full handshake in ten, measured.
+  // TLS 1.2: renewed only once its key has rotated. OpenSSL's TLS 1.2 client, given a new
+  // ticket, marks the session it resumed not resumable, and the agent's reverse links share
+  // that session: renewing on every resumption cost them one full handshake in ten.
   return SSL_version(ssl) == TLS1_3_VERSION || found == 2 ? 2 : 1;
 }
 
