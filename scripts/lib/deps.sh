@@ -10,8 +10,11 @@ BUILD_PACKAGES="meson ninja-build pkg-config g++ cmake liburing-dev libssl-dev l
 TEST_PACKAGES="clang libclang-rt-14-dev curl python3 python3-pytest python3-pytest-xdist python3-socks whois
   procps iproute2 passwd dante-server tinyproxy stunnel4 microsocks prometheus v2ray postgresql
   wrk hey"
-# bench/compare also runs haproxy, and squid, wrk and hey for the HTTP forward cases (issue 15).
-BENCH_PACKAGES="haproxy dante-server tinyproxy microsocks stunnel4 v2ray squid wrk hey"
+# bench/compare also runs haproxy, and squid, wrk and hey for the HTTP forward cases (issue 15),
+# and a throwaway sshd plus the ssh client for its OpenSSH reverse dynamic forward peer
+# (ssh-reverse, issue 12).
+BENCH_PACKAGES="haproxy dante-server tinyproxy microsocks stunnel4 v2ray squid wrk hey
+  openssh-server openssh-client"
 
 # install_missing PKG...: apt-get installs only what dpkg does not already have.
 install_missing() {

@@ -64,6 +64,7 @@ void read_tls(ObjectReader& root, AgentConfig& out) {
                                  " is not a host name or IP address (the name in the gateway's "
                                  "certificate, e.g. \"gw.example.com\")");
     r.get_bool("verify", out.tls.verify);
+    r.get_bool("reverse_resumption", out.tls.reverse_resumption);
     r.finish();
   }
   if (out.tls.server_name.empty()) out.tls.server_name = out.gateway_host;

@@ -24,6 +24,9 @@ struct AgentConfig {
     std::string ca_file;      // absolute; empty = the system store
     std::string server_name;  // default: gateway_host
     bool verify = true;
+    // Reverse links on TLS 1.2, resuming one session without a key exchange per link (fast,
+    // no forward secrecy between the resumed links: agent_main.cpp); false: TLS 1.3 each.
+    bool reverse_resumption = true;
   } tls;
   uint32_t idle_connections = 4;  // reverse connections kept ready for tunnels
   unsigned workers = 0;           // 0 = one per CPU

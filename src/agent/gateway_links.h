@@ -32,7 +32,8 @@ struct GatewayLinks {
   std::string secret;  // never logged
   std::string software;
   std::string server_name;  // SNI and the certificate's name
-  std::shared_ptr<SSL_CTX> tls;
+  std::shared_ptr<SSL_CTX> tls;          // the control link's: TLS 1.2+, 1.3 in practice
+  std::shared_ptr<SSL_CTX> reverse_tls;  // the reverse links' (agent_main.cpp: why TLS 1.2)
   uint32_t idle_target = 4;
   uint32_t handshake_timeout_ms = 10000;  // TCP + TLS + HELLO/AUTH_RESULT, per link
 
@@ -45,6 +46,8 @@ struct GatewayLinks {
   std::atomic<int> reverse_idle{0};     // authenticated, waiting for a TUNNEL
   std::atomic<uint32_t> reverse_failures{0};  // closed before authenticating (for backoff)
   std::atomic<uint64_t> tunnels{0};
+  std::atomic<uint64_t> reverse_handshakes{0};  // reverse links authenticated...
+  std::atomic<uint64_t> reverse_resumed{0};     // ...of which resumed a TLS session
 
   // The gateway's address, as last resolved by the supervisor.
   void set_gateway(const sockaddr_storage& a, socklen_t len);

@@ -19,7 +19,10 @@ namespace up {
 
 namespace {
 
-constexpr const char* kSessionKey = "agent-gateway";  // the worker's TLS session for resumption
+// The worker's TLS sessions for resumption, one per kind of link (the two use different
+// contexts and protocol versions: agent_main.cpp).
+constexpr const char* kControlSessionKey = "agent-gateway";
+constexpr const char* kReverseSessionKey = "agent-gateway-reverse";
 
 // A dial's failure in the protocol's terms: its SOCKS5 code, which STATUS codes are.
 agent::Status status_for(uint8_t socks_reply) {
@@ -60,9 +63,12 @@ void Connection::link_connected(int res) {
   socklen_t len = sizeof client_addr_;
   getpeername(cfd_, reinterpret_cast<sockaddr*>(&client_addr_), &len);
   target_addr_ = {};
-  GatewayLinks& links = static_cast<ReverseLink&>(*frontend_).links();
+  ReverseLink& link = static_cast<ReverseLink&>(*frontend_);
+  GatewayLinks& links = link.links();
   ctls_->started_us = monotonic_us();
-  if (!ctls_->layer.start(links.tls.get(), links.server_name, w_.tls_session(kSessionKey)))
+  SSL_CTX* ctx = link.control() ? links.tls.get() : links.reverse_tls.get();
+  const char* key = link.control() ? kControlSessionKey : kReverseSessionKey;
+  if (!ctls_->layer.start(ctx, links.server_name, w_.tls_session(key)))
     return tls_handshake_failed(Side::client, "cannot start TLS");
   tls_handshake_step(Side::client);  // done: begin_session(), ReverseLink::begin()
 }
@@ -176,7 +182,12 @@ void ReverseLink::authenticated(const agent::AuthResult& a) {
   step_ = Step::idle;
   // Kept now, not when TLS completed: a TLS 1.3 server sends its session ticket after the
   // handshake, and it has been read by the time AUTH_RESULT is. The next link resumes.
-  c_.w_.keep_tls_session(kSessionKey, c_.ctls_->layer.session());
+  c_.w_.keep_tls_session(control_ ? kControlSessionKey : kReverseSessionKey,
+                         c_.ctls_->layer.session());
+  if (!control_) {
+    links_.reverse_handshakes.fetch_add(1, std::memory_order_relaxed);
+    if (c_.ctls_->layer.resumed()) links_.reverse_resumed.fetch_add(1, std::memory_order_relaxed);
+  }
   if (control_) {
     heartbeat_ms_ = a.heartbeat_ms;
     c_.set_deadline_in(3 * heartbeat_ms_);

@@ -85,12 +85,14 @@ int ticket_key_callback(SSL* ssl, unsigned char key_name[16], unsigned char iv[E
   ContextData* d = context_data(ssl);
   if (d == nullptr || !d->ticket_keys) return 0;
   SessionTicketKeys::Key key;
+  int found = 0;  // decrypting: 1 = the current key, 2 = the previous one
   if (enc) {
     if (!d->ticket_keys->current(key)) return 0;  // no ticket
     if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(d->ticket_cipher)) != 1) return -1;
     std::memcpy(key_name, key.name, sizeof key.name);
   } else {
-    if (d->ticket_keys->find(key_name, key) == 0) return 0;  // rotated out or never ours: a full handshake
+    found = d->ticket_keys->find(key_name, key);
+    if (found == 0) return 0;  // rotated out or never ours: a full handshake
   }
   char digest[] = "SHA256";
   OSSL_PARAM params[] = {
@@ -103,10 +105,14 @@ int ticket_key_callback(SSL* ssl, unsigned char key_name[16], unsigned char iv[E
   ok = ok == 1 && EVP_MAC_CTX_set_params(mac, params) == 1;
   OPENSSL_cleanse(&key, sizeof key);
   if (!ok) return -1;
-  // 2 on every successful decrypt, not only for the previous key: OpenSSL issues a fresh ticket
-  // only then, and a TLS 1.3 client uses each ticket once (RFC 8446 C.4), so without one a
-  // resumed connection would leave its client nothing to resume with next time.
-  return 2;
+  if (enc) return 2;
+  // TLS 1.3: 2 on every successful decrypt, not only for the previous key: OpenSSL issues a
+  // fresh ticket only then, and a TLS 1.3 client uses each ticket once (RFC 8446 C.4), so
+  // without one a resumed connection would leave its client nothing to resume with next time.
+  // TLS 1.2: renewed only once its key has rotated. OpenSSL's TLS 1.2 client, given a new
+  // ticket, marks the session it resumed not resumable, and the agent's reverse links share
+  // that session: renewing on every resumption cost them one full handshake in ten.
+  return SSL_version(ssl) == TLS1_3_VERSION || found == 2 ? 2 : 1;
 }
 
 int alpn_select_callback(SSL*, const unsigned char** out, unsigned char* out_len,

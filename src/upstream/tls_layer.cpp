@@ -7,7 +7,14 @@
 namespace up {
 
 TlsLayer::~TlsLayer() {
-  if (ssl_) SSL_free(ssl_);  // frees the BIOs too
+  if (!ssl_) return;
+  // SSL_free of an established connection that has not sent close_notify marks its session
+  // not resumable (TLS 1.0's rule; TLS 1.1+ lets such a session be resumed). A client's
+  // session is shared by every connection that resumed it (the worker keeps one per upstream
+  // or gateway), so one tunnel that ended with a reset or a peer's close would cost the next
+  // connection a full handshake. Fatal alerts still invalidate it (OpenSSL does that itself).
+  if (!SSL_is_server(ssl_)) SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+  SSL_free(ssl_);  // frees the BIOs too
 }
 
 void configure_client_ssl(SSL* ssl, SSL_CTX* ctx, const std::string& server_name) {

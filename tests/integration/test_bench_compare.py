@@ -91,3 +91,64 @@ def test_wrk_and_hey_through_uringproxy_http(tmp_path):
         # uringproxy's CPU per request was read; direct has no proxy
         assert re.fullmatch(r"\d+\.\d+", rows["uringproxy-http"][4]), rows["uringproxy-http"]
         assert rows["direct"][4] == "—"
+
+
+def test_ssh_reverse_peer_files_and_cases(tmp_path):
+    """ssh-reverse (issue 12): the agent peers' cases, a loopback-only throwaway sshd of its own
+    (host key, pid file, authorized keys in the run's dir) and `ssh -N -R` with no destination
+    (OpenSSH's reverse dynamic forward: the ssh client is the SOCKS server)."""
+    m = compare_module()
+    assert "ssh-reverse" in m.AGENT_PEERS and "ssh-reverse" in m.ALL_PEERS
+    assert m.Peer("ssh-reverse").cases == m.AGENT_CASES == ["bulk1", "cps", "lat1", "lat16"]
+    d = str(tmp_path)
+    conf, sshd, ssh = m.ssh_reverse_files(d, 2222, 1080)
+    lines = dict(ln.split(" ", 1) for ln in conf.splitlines() if ln)
+    assert lines["Port"] == "2222" and lines["ListenAddress"] == "127.0.0.1"
+    for key, name in (("HostKey", "host_key"), ("PidFile", "sshd.pid"),
+                      ("AuthorizedKeysFile", "authorized_keys")):
+        assert lines[key] == os.path.join(d, name)
+    assert lines["StrictModes"] == "no" and lines["UsePAM"] == "no"
+    assert lines["PasswordAuthentication"] == "no" and lines["AllowTcpForwarding"] == "yes"
+    assert sshd == ["/usr/sbin/sshd", "-D", "-e", "-f", os.path.join(d, "sshd_config")]
+    assert ssh[:2] == ["ssh", "-N"]
+    assert ssh[ssh.index("-R") + 1] == "127.0.0.1:1080"  # no destination: a dynamic forward
+    assert ssh[ssh.index("-p") + 1] == "2222" and ssh[-1] == "root@127.0.0.1"
+    assert ssh[ssh.index("-i") + 1] == os.path.join(d, "client_key")
+    opts = {ssh[i + 1] for i, a in enumerate(ssh) if a == "-o"}
+    assert {"StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "BatchMode=yes",
+            "ExitOnForwardFailure=yes"} <= opts
+    # installed on demand with the rest of the bench packages
+    assert ("sshd", "openssh-server") in m.NEEDS["ssh"]
+
+
+def test_ssh_reverse_runs(tmp_path):
+    """One short cps and lat1 through ssh-reverse: its sshd and ssh start, uringload gets
+    through the forward, and everything it started is gone afterwards."""
+    uringload = os.path.join(os.path.dirname(proxy_binary()), "tools", "uringload")
+    if not os.access(uringload, os.X_OK):
+        pytest.skip(f"{uringload} not built")
+    if not os.access("/usr/sbin/sshd", os.X_OK) or not shutil.which("ssh"):
+        pytest.skip("openssh-server / openssh-client not installed")
+    if os.geteuid() != 0:
+        pytest.skip("the peer logs in to its own sshd as root")
+    def ssh_pids():
+        r = subprocess.run(["pgrep", "-f", "uringproxy-compare-.*/ssh-reverse/"],
+                           capture_output=True, text=True)
+        return set(r.stdout.split())
+
+    before = ssh_pids()
+    out = tmp_path / "out.md"
+    p = subprocess.run([COMPARE, "--peers", "ssh-reverse", "--cases", "cps,lat1",
+                        "--duration", "1", "--repeats", "1", "--no-install",
+                        "--uringproxy", proxy_binary(), "--uringload", uringload,
+                        "--output", str(out)], capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "ssh-reverse: up" in p.stdout, p.stdout[-2000:]
+    table = out.read_text().split("## Absolute figures", 1)[1]
+    row = next(ln for ln in table.splitlines() if ln.startswith("| ssh-reverse |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    conn_s, cpu_us, errors = cells[5], cells[6], cells[-1]
+    assert re.fullmatch(r"\d+", conn_s) and int(conn_s) > 0, row
+    assert re.fullmatch(r"\d+\.\d", cpu_us), row  # sshd + ssh's CPU was read
+    assert errors == "0", row
+    assert ssh_pids() <= before  # its sshd (and the session's child) and ssh were stopped

@@ -43,6 +43,7 @@ TEST_CASE("agent config: minimal file and its defaults") {
   CHECK(p.cfg.tls.server_name == "gw.example.com");  // SNI and name check default to the host
   CHECK(p.cfg.tls.verify);
   CHECK(p.cfg.tls.ca_file.empty());
+  CHECK(p.cfg.tls.reverse_resumption);  // reverse links on resumed TLS 1.2 (agent_main.cpp)
   CHECK(p.cfg.idle_connections == 4);
   CHECK(p.cfg.acl.deny_private);  // a gateway cannot reach the agent's LAN by default
   CHECK_FALSE(p.cfg.source_address);
@@ -52,7 +53,8 @@ TEST_CASE("agent config: minimal file and its defaults") {
 TEST_CASE("agent config: every field read") {
   Parsed p = parse(R"({
     "gateway": "[2001:db8::1]:7443", "id": "home_2.x", "secret_file": "/run/s",
-    "tls": {"ca_file": "certs/ca.pem", "server_name": "gw.test", "verify": true},
+    "tls": {"ca_file": "certs/ca.pem", "server_name": "gw.test", "verify": true,
+            "reverse_resumption": false},
     "idle_connections": 16, "workers": 2, "source_address": "127.0.0.2",
     "connect_timeout_ms": 3000, "shutdown_grace_ms": 0,
     "acl": {"deny_private": false, "deny_ports": [25]},
@@ -63,6 +65,7 @@ TEST_CASE("agent config: every field read") {
   CHECK(p.cfg.secret_file == "/run/s");
   CHECK(p.cfg.tls.ca_file == "/etc/up/certs/ca.pem");
   CHECK(p.cfg.tls.server_name == "gw.test");
+  CHECK_FALSE(p.cfg.tls.reverse_resumption);
   CHECK(p.cfg.idle_connections == 16);
   CHECK(p.cfg.workers == 2);
   REQUIRE(p.cfg.source_address);

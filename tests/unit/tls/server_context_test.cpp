@@ -376,6 +376,40 @@ TEST_CASE("session tickets: resume, survive one rotation, not two") {
   }
 }
 
+TEST_CASE("session tickets: TLS 1.2 keeps a current ticket, TLS 1.3 gets a fresh one") {
+  TestPki pki;
+  auto keys = std::make_shared<SessionTicketKeys>();
+  auto ctx = server_ctx(pki, {}, keys);
+  // TLS 1.2: no new ticket while the ticket's key is current, so the client keeps resuming the
+  // same session, which stays resumable (OpenSSL's client would mark it not resumable on
+  // receiving a new ticket: every other connection sharing it would do a full handshake).
+  Outcome first = handshake(ctx.get(), {.max_version = TLS1_2_VERSION});
+  REQUIRE(first.ok);
+  for (int i = 0; i < 3; ++i) {
+    Outcome again = handshake(ctx.get(), {.max_version = TLS1_2_VERSION, .resume = first.session});
+    REQUIRE(again.ok);
+    CHECK(again.resumed);
+    CHECK(again.session == first.session);  // no new ticket came
+    CHECK(SSL_SESSION_is_resumable(first.session));
+    SSL_SESSION_free(again.session);
+  }
+  // After a rotation the ticket is renewed under the new key.
+  REQUIRE(keys->rotate());
+  Outcome moved = handshake(ctx.get(), {.max_version = TLS1_2_VERSION, .resume = first.session});
+  REQUIRE(moved.ok);
+  CHECK(moved.resumed);
+  CHECK(moved.session != first.session);
+  // TLS 1.3: every resumption brings a fresh ticket (a TLS 1.3 client uses each once).
+  Outcome t13 = handshake(ctx.get());
+  REQUIRE(t13.ok);
+  Outcome t13again = handshake(ctx.get(), {.resume = t13.session});
+  REQUIRE(t13again.ok);
+  CHECK(t13again.resumed);
+  CHECK(t13again.session != t13.session);
+  for (SSL_SESSION* s : {first.session, moved.session, t13.session, t13again.session})
+    SSL_SESSION_free(s);
+}
+
 TEST_CASE("session tickets: a reloaded context with the same keys resumes old tickets") {
   TestPki pki;
   auto keys = std::make_shared<SessionTicketKeys>();
