@@ -231,8 +231,11 @@ def test_gateway_restart_cpp_agents_come_back(gateway, cpp_agent, who):  # noqa:
 
 
 def test_thousand_concurrent_tunnels_through_two_cpp_agents(gateway, cpp_agent, who):  # noqa: F811
+    # 1,000 Python threads on a busy 2-core machine (an ASan run) may take seconds between a
+    # connect and their greeting: the suite's 2 s handshake timeout would cut them (a reset).
     gw = gateway(extra={"upstream": {"connect_timeout_ms": 20000, "attempts": 2},
-                        "limits": {"max_connections_per_user": 0}})
+                        "limits": {"max_connections_per_user": 0,
+                                   "handshake_timeout_ms": 120000}})
     a1 = cpp_agent(gw, "home-1", idle=32)
     a2 = cpp_agent(gw, "home-2", idle=32)
     a1.wait_ready()
