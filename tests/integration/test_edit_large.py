@@ -123,3 +123,20 @@ def test_edits_on_a_large_file_are_quick_persist_and_apply(fresh_proxy, servers,
     t = edit(d, "user", "disable", "handmade")
     assert login(d, servers, "handmade", BULK_PW) == "refused"
     print(f"edit after the hand edit was taken in: {t:.3f} s")
+
+    # Hand edits of users in the middle of the file, taken in by a reload: the next edit writes
+    # the file from the records kept over the reload, with the hand-edited ones made anew.
+    doc = d.users_file()
+    by_name = {u["username"]: u for u in doc["users"]}
+    by_name[name(6000)]["email"] = "changed-by-hand@example.test"
+    by_name[name(7000)]["enabled"] = False
+    d.users_path.write_text(json.dumps(doc, indent=1))
+    r = d.ctl("--json", "reload", timeout=120)
+    assert r.rc == 0 and r.json()["ok"] is True, r
+    edit(d, "user", "disable", name(8000))
+    final = on_disk(d)
+    assert final[name(6000)]["email"] == "changed-by-hand@example.test"
+    assert final[name(7000)]["enabled"] is False
+    assert final[name(8000)]["enabled"] is False
+    assert login(d, servers, name(7000), BULK_PW) == "refused"
+    assert set(final) == set(by_name)
