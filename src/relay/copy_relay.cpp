@@ -39,11 +39,13 @@ void CopyRelay::on_recv(Side s, int res) {
 }
 
 void CopyRelay::on_sent(Side s) {
-  // The first bytes (if that was them) are delivered.
+  // The first bytes (if that was them) are delivered: counted as tunnel bytes like any other.
   if (s == Side::client) {
+    c_.count_down(to_client_.size());
     to_client_ = std::string();
     return read(false);
   }
+  c_.count_up(to_target_.size());
   to_target_ = std::string();
   read(true);
 }

@@ -64,10 +64,13 @@ void SpliceRelay::start() {
 }
 
 void SpliceRelay::on_sent(Side s) {
+  // The first bytes are tunnel bytes like any other: counted (access log, usage, quotas).
   if (s == Side::target) {
+    c_.count_up(to_target_.size());
     to_target_ = std::string();
     return relay_in(up_, true);
   }
+  c_.count_down(to_client_.size());
   to_client_ = std::string();
   relay_in(down_, false);
 }

@@ -141,3 +141,33 @@ def test_a_log_that_does_not_drain_does_not_stall_relaying(fresh_proxy, servers,
         t.join(10)
         os.close(reader)
     assert rc == 0
+
+
+def test_pipelined_bytes_are_counted(proxy, servers):
+    """Bytes a client sends in the same write as its handshake (held with it, sent to the target
+    first) are tunnel bytes like any other: in bytes_up (and so in usage and quotas)."""
+    from clients import http_connect, recv_exact
+    start = proxy.mark()
+    payload, more = b"pipelined-socks5", b"x" * 1000
+    r = socks5_open(proxy.socks_port, "127.0.0.1", servers.echo.port, user="alice",
+                    pw=PASSWORDS["alice"], pipelined=True, payload=payload)
+    assert r.rep == 0, r
+    with r.sock as s:
+        assert recv_exact(s, len(payload)) == payload
+        s.sendall(more)
+        assert recv_exact(s, len(more)) == more
+    c, resp = http_connect(proxy.http_port, "127.0.0.1", servers.echo.port, user="bob",
+                           pw=PASSWORDS["bob"], extra=b"pipelined-http")
+    assert resp.status == 200, resp
+    try:
+        got = bytes(c.buf)
+        c.buf.clear()
+        got += recv_exact(c.s, 14 - len(got)) if len(got) < 14 else b""
+        assert got == b"pipelined-http", got
+    finally:
+        c.close()
+    for user, n in (("alice", len(payload) + len(more)), ("bob", 14)):
+        line = proxy.wait_access_log(lambda o, u=user: o.get("user") == u
+                                     and o.get("target") == f"127.0.0.1:{servers.echo.port}",
+                                     start=start)
+        assert line and line["bytes_up"] == n and line["bytes_down"] == n, (user, line)

@@ -83,6 +83,7 @@ def closed_without_reply(s, timeout=TIMEOUT):
 
 
 def test_raw_vless_echo_with_pipelined_payload(vproxy, servers):
+    start = vproxy.mark()
     s = tls_open(vproxy.vless_port)
     try:
         s.sendall(header(UUIDS["vera"], "127.0.0.1", servers.echo.port) + b"hello-vless")
@@ -93,6 +94,9 @@ def test_raw_vless_echo_with_pipelined_payload(vproxy, servers):
         assert recv_exact(s, len(payload)) == payload
     finally:
         s.close()
+    # The bytes behind the header count like the rest (the `00 00` header does not).
+    line = vproxy.wait_access_log(lambda o: o.get("user") == "vera", start=start)
+    assert line and line["bytes_up"] == 11 + len(payload) == line["bytes_down"], line
 
 
 def test_addons_are_read_and_ignored(vproxy, servers):
