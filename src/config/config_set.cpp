@@ -137,9 +137,15 @@ void check_cross_references(const std::string& config_shown, const std::string& 
   for (size_t i = 0; i < set.users.size(); ++i) {
     const User& u = set.users[i];
     std::string where = user_where(u.username, i);  // every user loaded: i is the file's index
-    if (u.external_proxy_id && !ids.count(*u.external_proxy_id))
+    if (u.external_proxy_id && !names_route(set.proxies, set.agents, *u.external_proxy_id))
       ufd.error(where + ".external_proxy_id",
-                quote(*u.external_proxy_id) + " names no upstream proxy: " + where_proxies +
+                quote(*u.external_proxy_id) +
+                    (!u.external_proxy_id->starts_with(agent_route_prefix)
+                         ? " names no upstream proxy: " + where_proxies
+                     : c.agents_file.empty()
+                         ? " names an agent, but there is no agents_file in " + config_shown
+                         : " names no agent: no agent in " +
+                               config::display_path(c.agents_file) + " has that id") +
                     ", or set null to route this user directly");
     if (!u.groups) continue;
     for (size_t g = 0; g < u.groups->size(); ++g) {
