@@ -140,9 +140,16 @@ void check_cross_references(const std::string& config_shown, const std::string& 
     const User& u = set.users[i];
     // Every user loaded: i is the file's index. The text is made only for a message.
     auto where = [&] { return user_where(u.username, i); };
-    if (u.external_proxy_id && !ids.count(*u.external_proxy_id))
+    if (u.external_proxy_id && !ids.count(*u.external_proxy_id) &&
+        !names_route({}, set.agents, *u.external_proxy_id))
       ufd.error(where() + ".external_proxy_id",
-                quote(*u.external_proxy_id) + " names no upstream proxy: " + where_proxies +
+                quote(*u.external_proxy_id) +
+                    (!u.external_proxy_id->starts_with(agent_route_prefix)
+                         ? " names no upstream proxy: " + where_proxies
+                     : c.agents_file.empty()
+                         ? " names an agent, but there is no agents_file in " + config_shown
+                         : " names no agent: no agent in " +
+                               config::display_path(c.agents_file) + " has that id") +
                     ", or set null to route this user directly");
     if (!u.groups) continue;
     for (size_t g = 0; g < u.groups->size(); ++g) {
@@ -273,16 +280,17 @@ bool apply_store_records(const std::string& users_doc, const std::string& proxie
   bool users_ok = parse_users_skipping(users_doc, users_shown, out.users, diag, skipped);
   bool proxies_ok = parse_proxies_skipping(proxies_doc, proxies_shown, out.proxies, diag, skipped);
   if (proxies_ok) {
-    // A user routed to an upstream that is not there (or was skipped) is skipped too.
+    // A user routed to an upstream (or agent) that is not there, or was skipped, is skipped.
     std::unordered_set<std::string_view> ids;
     for (const UpstreamProxy& p : out.proxies) ids.insert(p.id);
     size_t kept = 0;
     for (size_t i = 0; i < out.users.size(); ++i) {
       User& u = out.users[i];
-      if (u.external_proxy_id && !ids.count(*u.external_proxy_id)) {
+      if (u.external_proxy_id && !ids.count(*u.external_proxy_id) &&
+          !names_route({}, out.agents, *u.external_proxy_id)) {
         skipped.push_back(users_shown + ": user " + quote(u.username) +
                           ".external_proxy_id: " + quote(*u.external_proxy_id) +
-                          " names no upstream in the store (table upstreams)");
+                          " names no upstream in the store (table upstreams) and no agent");
         continue;
       }
       if (kept != i) out.users[kept] = std::move(u);

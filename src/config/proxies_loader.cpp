@@ -52,6 +52,9 @@ bool read_proxy(ObjectReader& r, const std::string& dir, UpstreamProxy& p) {
   size_t errors = fd.error_count();
   if (r.get_string("id", p.id, true) && !usable_id(p.id))
     r.error("id", quote(p.id) + " contains whitespace; use letters, digits, '-' or '_'");
+  else if (p.id.starts_with(agent_route_prefix))
+    r.error("id", quote(p.id) + ": ids starting with \"agent:\" name agents (agents_file); "
+                  "choose another");
   r.get_string("name", p.name, false, true);
   std::string type;
   bool type_ok = false;

@@ -157,7 +157,14 @@ void Management::cmd_agent(const std::string& cmd, const Args& a, const Reply& d
             return "";
           }
           if (it == agents.end()) return "no agent " + id + " (uringproxyctl agents)";
-          if (cmd == "agent.del") agents.erase(it);
+          if (cmd == "agent.del") {
+            std::string route = std::string(agent_route_prefix) + id;
+            for (const User& u : current_.users)
+              if (u.external_proxy_id == route)
+                return "user " + u.username + " is routed through " + route +
+                       " (uringproxyctl set-proxy " + u.username + " none first)";
+            agents.erase(it);
+          }
           if (cmd == "agent.enable") it->enabled = true;
           if (cmd == "agent.disable") it->enabled = false;
           return "";

@@ -225,7 +225,8 @@ std::string Management::edit_user(const std::string& name, const UserEdit& edit,
     Diagnostics cd;
     if (!parse_users(users_to_json({*after}), path, check, cd) || !cd.ok())
       return refuse("the edit would make users.json invalid", cd.errors);
-    if (after->external_proxy_id && !has_proxy(current_.proxies, *after->external_proxy_id))
+    if (after->external_proxy_id &&
+        !names_route(current_.proxies, current_.agents, *after->external_proxy_id))
       return refuse("the edit names an unknown upstream",
                     {"user " + name + ": no upstream has id " + *after->external_proxy_id});
     if (!after->uuid.empty() && (!before || before->uuid != after->uuid))
@@ -304,7 +305,7 @@ std::string Management::edit_user_from_files(const std::string& name, const User
     return refuse("the edit would make users.json invalid", cd.errors);
   std::vector<std::string> errors;
   for (const User& u : next.users)
-    if (u.external_proxy_id && !has_proxy(next.proxies, *u.external_proxy_id))
+    if (u.external_proxy_id && !names_route(next.proxies, next.agents, *u.external_proxy_id))
       errors.push_back("user " + u.username + ": no upstream has id " + *u.external_proxy_id);
   if (!errors.empty()) return refuse("the edit names an unknown upstream", errors);
   auto snap = prepare(next, errors);
@@ -333,7 +334,8 @@ std::string Management::edit_user_in_store(const std::string& name, const UserEd
     Diagnostics cd;
     if (!parse_users(users_to_json({*after}), "store (table users)", check, cd) || !cd.ok())
       return refuse("the edit would not load", cd.errors);
-    if (after->external_proxy_id && !has_proxy(current_.proxies, *after->external_proxy_id))
+    if (after->external_proxy_id &&
+        !names_route(current_.proxies, current_.agents, *after->external_proxy_id))
       return refuse("the edit names an unknown upstream",
                     {"user " + name + ": no upstream has id " + *after->external_proxy_id});
     if (!after->uuid.empty() && (!before || before->uuid != after->uuid))
@@ -477,8 +479,9 @@ void Management::cmd_set_proxy(const Args& a, const Reply& done) {
       name,
       [&](std::optional<User>& u) -> std::string {
         if (!u) return "no user " + name;
-        if (proxy && !has_proxy(current_.proxies, *proxy))
-          return "no upstream has id " + *proxy + " (uringproxyctl proxy list)";
+        if (proxy && !names_route(current_.proxies, current_.agents, *proxy))
+          return "no upstream has id " + *proxy +
+                 " (uringproxyctl proxy list; an agent is agent:ID, uringproxyctl agents)";
         u->external_proxy_id = proxy;
         return "";
       },
@@ -505,7 +508,7 @@ std::string Management::cmd_show_proxy(const Args& a) {
     put(w, "email", it->email);
     put_opt(w, "external_proxy_id", it->external_proxy_id);
     w.Key("proxy");
-    auto u = it->external_proxy_id ? s->find_upstream(*it->external_proxy_id) : nullptr;
+    auto u = it->external_proxy_id ? s->find_route(*it->external_proxy_id) : nullptr;
     if (!u) {
       w.Null();
       return;
@@ -534,7 +537,7 @@ std::string Management::cmd_list_assignments() {
       w.StartObject();
       put(w, "username", usr.username);
       put_opt(w, "external_proxy_id", usr.external_proxy_id);
-      auto u = usr.external_proxy_id ? s->find_upstream(*usr.external_proxy_id) : nullptr;
+      auto u = usr.external_proxy_id ? s->find_route(*usr.external_proxy_id) : nullptr;
       put(w, "name", u ? u->config.name : std::string());
       put(w, "type", u ? std::string(type_name(u->config.type)) : std::string());
       w.Key("enabled");

@@ -89,8 +89,7 @@ void Management::store_user(const std::string& name, bool found, const std::stri
     if (ok) {
       const User& u = parsed[0];
       if (u.external_proxy_id &&
-          std::none_of(current_.proxies.begin(), current_.proxies.end(),
-                       [&](const UpstreamProxy& p) { return p.id == *u.external_proxy_id; }))
+          !names_route(current_.proxies, current_.agents, *u.external_proxy_id))
         ok = false;
       if (!u.uuid.empty())
         for (const User& other : current_.users)
@@ -125,7 +124,8 @@ void Management::store_proxies(const std::string& doc) {
   if (ok) ok = known(current_.config.routing.on_failure);
   for (const auto& [g, cfg] : current_.config.groups) ok = ok && known(cfg.on_failure);
   for (const User& u : current_.users)
-    if (ok && u.external_proxy_id && !ids.count(*u.external_proxy_id)) ok = false;
+    if (ok && u.external_proxy_id && !names_route(next, current_.agents, *u.external_proxy_id))
+      ok = false;
   if (!ok) {
     UP_WARN("store: the upstreams as another node left them do not load with the users here; "
             "reading the store in full");

@@ -152,7 +152,7 @@ RoutePlan plan_route(const Snapshot& s, const UserName& name, const User* user,
     // group_fallback: default -> the user's own route below.
   }
   if (user && user->external_proxy_id) {
-    auto u = s.find_upstream(*user->external_proxy_id);
+    auto u = s.find_route(*user->external_proxy_id);
     if (!u) return refuse(0x01, 502, "external_proxy_id names no upstream", group);
     const Group* g = u->config.group.empty() ? nullptr : s.find_group(u->config.group);
     return single_upstream(s, u, g ? g->on_failure : OnFailure{}, group);

@@ -128,6 +128,13 @@ struct Snapshot {
     auto it = upstreams.find(id);
     return it == upstreams.end() ? nullptr : it->second;
   }
+  // What a user's external_proxy_id names: an upstream, or an agent as "agent:ID".
+  std::shared_ptr<const Upstream> find_route(std::string_view id) const {
+    if (auto u = find_upstream(id)) return u;
+    if (!id.starts_with(agent_route_prefix)) return nullptr;
+    const AgentEntry* a = find_agent(id.substr(agent_route_prefix.size()));
+    return a ? a->member : nullptr;
+  }
   const UserAcl* find_user_acl(std::string_view name) const {
     const UserRecord* r = users.find(name);
     return r ? r->acl.get() : nullptr;

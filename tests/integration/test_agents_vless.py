@@ -4,11 +4,10 @@ whose route leads to an agent (the real `uringproxy agent`, egress 127.0.0.2) is
 finds refused closes the VLESS connection cleanly, with no response header.
 
 A VLESS header carries no username, so the `user.group` form cannot pick a group: a VLESS user
-is routed by their `external_proxy_id` (docs/configuration.md, "Route selection"). These tests
-name the agent there by its member id, `agent:home-1` (the id the access log shows). While the
-gateway does not accept that (its `--check` refuses an `external_proxy_id` that names no
-upstream in the proxies file), the tests are marked xfail: no VLESS user can reach an agent
-yet."""
+is routed by their `external_proxy_id` (docs/configuration.md, "Route selection"), which names
+an agent as `agent:ID` (its name in the access log). `uringproxyctl set-proxy` takes that name
+too, and `agent del` refuses an agent a user is routed through. (With a gateway that refuses
+`agent:ID` in `external_proxy_id`, the VLESS tests are marked xfail.)"""
 import subprocess
 
 import pytest
@@ -95,3 +94,32 @@ def test_vless_refused_target_closes_cleanly(gateway, cpp_agent, who):  # noqa: 
     finally:
         s.close()
     assert gw.alive()
+
+
+def test_set_proxy_names_an_agent(gateway, cpp_agent, who):  # noqa: F811
+    from ctl_helpers import run_ctl
+    from test_agents import via_socks
+    gw = gateway(extra={"control": {"socket": "run/control.sock"}})
+    sock = str(gw.workdir / "run" / "control.sock")
+
+    def ctl(*args):
+        return run_ctl(["--socket", sock] + list(args))
+
+    r = ctl("set-proxy", "bob", "agent:nobody")
+    assert r.rc == 1 and "agent:ID" in r.err, r
+    assert ctl("set-proxy", "bob", ROUTE).rc == 0
+    r = ctl("--json", "show-proxy", "bob")
+    assert r.rc == 0 and r.json()["proxy"]["id"] == ROUTE, r
+    assert r.json()["proxy"]["type"] == "agent" and not r.json()["proxy"]["up"], r
+    # Not connected: the route's on_failure (routing's default, reject) applies.
+    assert via_socks(gw, "bob", who.port)[0] == 0x01
+    cpp_agent(gw, "home-1").wait_ready()
+    # A plain login (no user.group form) leaves through the agent its route names.
+    assert via_socks(gw, "bob", who.port) == (0, "127.0.0.2")
+    r = ctl("--json", "show-proxy", "bob")
+    assert r.rc == 0 and r.json()["proxy"]["id"] == ROUTE and r.json()["proxy"]["up"], r
+    r = ctl("agent", "del", "home-1")
+    assert r.rc == 1 and "bob" in r.err and "set-proxy bob none" in r.err, r
+    assert ctl("set-proxy", "bob", "none").rc == 0
+    assert ctl("agent", "del", "home-1").rc == 0
+    assert via_socks(gw, "bob", who.port) == (0, "127.0.0.1")

@@ -276,6 +276,20 @@ TEST_CASE("config set: agents_file is checked in full") {
     REQUIRE(unlink((dir.path() + "/agents.json").c_str()) == 0);
     CHECK(has_error(load(cfg).diag, {"agents.json: cannot open: No such file or directory (agents_file in "}));
   }
+  SUBCASE("external_proxy_id names an agent as agent:ID") {
+    dir.write("users.json", "{\"users\": [" + user("a", R"("external_proxy_id": "agent:home-1")") +
+                                "," + user("b", R"("external_proxy_id": "agent:home-9")") + "]}");
+    Loaded l2 = load(cfg);
+    CHECK(l2.diag.errors.size() == 1);
+    CHECK(has_error(l2.diag, {"users.json: user \"b\" (users[1]).external_proxy_id: \"agent:home-9\" names no agent: no agent in ", "agents.json has that id"}));
+  }
+}
+
+TEST_CASE("config set: external_proxy_id naming an agent without an agents_file") {
+  TempDir dir;
+  std::string cfg = dir.write("uringproxy.json", config_with(""));
+  dir.write("users.json", "{\"users\": [" + user("a", R"("external_proxy_id": "agent:home-1")") + "]}");
+  CHECK(has_error(load(cfg).diag, {"users.json: user \"a\" (users[0]).external_proxy_id: \"agent:home-1\" names an agent, but there is no agents_file in"}));
 }
 
 // apply_store_records: the PostgreSQL store's rows go through the same loaders and cross-checks

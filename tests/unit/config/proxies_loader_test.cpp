@@ -157,6 +157,11 @@ TEST_CASE("config proxies: unknown fields with suggestions") {
   CHECK(has_error(p.diag, {"upstream \"p1\" (proxies[0]).groups: unknown field (did you mean \"group\"?)"}));
 }
 
+TEST_CASE("config proxies: ids starting with agent: are the agents'") {
+  Parsed p = parse(R"({"proxies": [{"id": "agent:home-1", "type": "http", "address": "h", "port": 1}]})");
+  CHECK(has_error(p.diag, {"(proxies[0]).id: \"agent:home-1\": ids starting with \"agent:\" name agents"}));
+}
+
 TEST_CASE("config proxies: messages name the upstream by id, then the index") {
   Parsed p = parse(R"({"proxies": [
     {"id": "eu1", "type": "http", "address": "h", "port": 1},
