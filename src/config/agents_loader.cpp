@@ -60,7 +60,7 @@ bool read_agent(ObjectReader& r, Agent& a) {
 }  // namespace
 
 bool parse_agents(const std::string& text, const std::string& path, std::vector<Agent>& out,
-                  Diagnostics& diag) {
+                  Diagnostics& diag, std::vector<std::string>* skipped) {
   FileDiagnostics fd(path, diag);
   size_t errors_before = diag.errors.size();
   out.clear();
@@ -75,9 +75,11 @@ bool parse_agents(const std::string& text, const std::string& path, std::vector<
       fd.error(config::index_path("agents", i),
                std::string("must be an object {\"id\", \"secret\", \"group\", \"enabled\"}, not ") +
                    config::json_type_name(v));
+      config::move_errors_since(diag, diag.errors.size() - 1, skipped);
       continue;
     }
     std::string where = agent_path(v, i);
+    size_t entry_errors = diag.errors.size();
     ObjectReader r(fd, v, where);
     Agent a;
     bool ok = read_agent(r, a);
@@ -88,7 +90,10 @@ bool parse_agents(const std::string& text, const std::string& path, std::vector<
         ok = false;
       }
     }
-    if (ok) out.push_back(std::move(a));
+    if (ok)
+      out.push_back(std::move(a));
+    else
+      config::move_errors_since(diag, entry_errors, skipped);
   }
   return diag.errors.size() == errors_before;
 }

@@ -327,4 +327,11 @@ std::string display_path(const std::string& absolute) {
   return r;
 }
 
+void move_errors_since(Diagnostics& diag, size_t since, std::vector<std::string>* to) {
+  if (to == nullptr || since >= diag.errors.size()) return;
+  auto from = diag.errors.begin() + static_cast<std::ptrdiff_t>(since);
+  to->insert(to->end(), std::make_move_iterator(from), std::make_move_iterator(diag.errors.end()));
+  diag.errors.erase(from, diag.errors.end());
+}
+
 }  // namespace up::config

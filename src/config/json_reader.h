@@ -103,6 +103,10 @@ const rapidjson::Value* parse_json_list(const std::string& text, FileDiagnostics
 // "listeners" + 2 -> "listeners[2]"
 std::string index_path(const std::string& path, size_t i);
 
+// An entry of a list was left out: with `to`, the errors it added to diag since `since` move
+// there (the entry is skipped and reported, not fatal); without, they stay.
+void move_errors_since(Diagnostics& diag, size_t since, std::vector<std::string>* to);
+
 // Resolves value against dir (absolute) unless it is absolute already; lexically normalised.
 std::string resolve_path(const std::string& dir, const std::string& value);
 // The absolute form of a path given on the command line, and its directory.
