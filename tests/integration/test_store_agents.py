@@ -3,9 +3,9 @@
 them. An agent added on node A with `agent add --secret-stdin` connects to node B and carries a
 user routed to its group there; disabled on A, B drops its link; deleted, it is refused; `agent
 kick` stays on the node it is run on; `store import` loads an agents file; a row that does not
-load is skipped and reported by its id while the other agents serve. The agents are
-tests/integration/fake_agent.py processes (egress from 127.0.0.5), as in test_agents.py. Every
-wait is on an event, with generous bounds."""
+load is skipped and reported by its id while the other agents serve; with the database down,
+agent edits are refused. The agents are tests/integration/fake_agent.py processes (egress from
+127.0.0.5), as in test_agents.py. Every wait is on an event, with generous bounds."""
 import json
 import subprocess
 import time
@@ -286,4 +286,16 @@ def test_store_import_loads_the_agents_file(fresh_proxy, cluster, cert, tmp_path
     r = run_ctl(["--config", str(cfg), "store", "import", "--agents", str(other)])
     assert r.rc == 1 and "imp-4" in r.err and "secret" in r.err, r
     assert cluster.query("SELECT count(*) FROM agents WHERE id = 'imp-4'") == "0"
+
+    # The database down: agent edits are refused with the reason, the agents known serve on.
+    cluster.pause()
+    try:
+        r = run_ctl(["--socket", b.sock, "agent", "disable", "imp-1"])
+        assert r.rc == 1 and ("the store is down" in r.err or "did not take the edit" in r.err), r
+        assert via_socks(b, "carol.residential", who.port) == (0, AGENT_SOURCE)
+    finally:
+        cluster.run()
+    assert wait_until(lambda: run_ctl(["--socket", b.sock, "agent", "disable", "imp-1"]).rc == 0,
+                      BOUND)
+    assert wait_until(lambda: not connected(b, "imp-1"), BOUND)
     cluster.query("DELETE FROM agents WHERE id LIKE 'imp-%'")
