@@ -230,10 +230,20 @@ bool parse_users(const std::string& text, const std::string& path, std::vector<U
                  Diagnostics& diag);
 bool parse_proxies(const std::string& text, const std::string& path,
                    std::vector<UpstreamProxy>& out, Diagnostics& diag);
-// With `skipped`, as parse_users: an agent that does not load is left out and its errors go
-// there (the store's table agents).
 bool parse_agents(const std::string& text, const std::string& path, std::vector<Agent>& out,
-                  Diagnostics& diag, std::vector<std::string>* skipped = nullptr);
+                  Diagnostics& diag);
+// The same, but an entry that does not load is left out and its errors go to `skipped`
+// instead of diag (the PostgreSQL store skips such a row and reports it); errors about the
+// document as a whole (and the proxies' on_failure loops) stay in diag.
+bool parse_users_skipping(const std::string& text, const std::string& path,
+                          std::vector<User>& out, Diagnostics& diag,
+                          std::vector<std::string>& skipped);
+bool parse_proxies_skipping(const std::string& text, const std::string& path,
+                            std::vector<UpstreamProxy>& out, Diagnostics& diag,
+                            std::vector<std::string>& skipped);
+bool parse_agents_skipping(const std::string& text, const std::string& path,
+                           std::vector<Agent>& out, Diagnostics& diag,
+                           std::vector<std::string>& skipped);
 
 // `{"groups": {...}}` as the main config writes them (the PostgreSQL store's groups table).
 bool parse_groups(const std::string& text, const std::string& path,
@@ -248,7 +258,10 @@ bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics
 // The PostgreSQL store's records, as documents in the files' shapes ({"users": [...]},
 // {"proxies": [...]}, {"groups": {...}}): parsed by the same loaders and cross-checked as
 // load_config_set does. The store's groups are added to the main config's (the store's wins
-// on a name in both). False (with errors naming the store's table) when they do not load.
+// on a name in both). A row that does not load (and a user naming an upstream that is not
+// there) is skipped with a warning naming its key: one bad row must not stop a node or freeze
+// the fleet's edits. False (with errors naming the store's table) only when the records as a
+// whole do not load (a document that does not parse, an on_failure loop, the groups).
 bool apply_store_records(const std::string& users_doc, const std::string& proxies_doc,
                          const std::string& groups_doc, ConfigSet& out, Diagnostics& diag);
 

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <string_view>
+#include <unordered_set>
 
 #include "config/json_reader.h"
 #include "config/on_failure.h"
@@ -271,8 +273,32 @@ bool apply_store_records(const std::string& users_doc, const std::string& proxie
   const std::string proxies_shown = "store (table upstreams)";
   out.users.clear();
   out.proxies.clear();
-  bool users_ok = parse_users(users_doc, users_shown, out.users, diag);
-  bool proxies_ok = parse_proxies(proxies_doc, proxies_shown, out.proxies, diag);
+  // A row that does not load is skipped and reported; the rest applies (docs/configuration.md
+  // #store). Only a problem with the records as a whole refuses them.
+  std::vector<std::string> skipped;
+  bool users_ok = parse_users_skipping(users_doc, users_shown, out.users, diag, skipped);
+  bool proxies_ok = parse_proxies_skipping(proxies_doc, proxies_shown, out.proxies, diag, skipped);
+  if (proxies_ok) {
+    // A user routed to an upstream that is not there (or was skipped) is skipped too.
+    std::unordered_set<std::string_view> ids;
+    for (const UpstreamProxy& p : out.proxies) ids.insert(p.id);
+    size_t kept = 0;
+    for (size_t i = 0; i < out.users.size(); ++i) {
+      User& u = out.users[i];
+      if (u.external_proxy_id && !ids.count(*u.external_proxy_id)) {
+        skipped.push_back(users_shown + ": user " + quote(u.username) +
+                          ".external_proxy_id: " + quote(*u.external_proxy_id) +
+                          " names no upstream in the store (table upstreams)");
+        continue;
+      }
+      if (kept != i) out.users[kept] = std::move(u);
+      ++kept;
+    }
+    out.users.resize(kept);
+  }
+  for (std::string& s : skipped)
+    diag.warnings.push_back(std::move(s) + "; this row is skipped, the others apply (fix it "
+                                           "with uringproxyctl or in the table)");
   std::map<std::string, GroupConfig> groups;
   if (parse_groups(groups_doc, "store (table groups)", groups, diag))
     for (auto& [name, g] : groups) out.config.groups[name] = g;
@@ -284,7 +310,7 @@ bool apply_store_records(const std::string& users_doc, const std::string& proxie
 bool apply_store_agents(const std::string& agents_doc, ConfigSet& out, Diagnostics& diag) {
   size_t errors_before = diag.errors.size();
   std::vector<std::string> skipped;
-  parse_agents(agents_doc, "store (table agents)", out.agents, diag, &skipped);
+  parse_agents_skipping(agents_doc, "store (table agents)", out.agents, diag, skipped);
   for (std::string& s : skipped)
     diag.warnings.push_back(std::move(s) + "; this row is skipped, the other agents serve (fix it "
                                            "with uringproxyctl agent add/del or in the table)");

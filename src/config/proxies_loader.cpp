@@ -172,8 +172,11 @@ void check_on_failure_chains(FileDiagnostics& fd, const std::vector<UpstreamProx
 
 }  // namespace
 
-bool parse_proxies(const std::string& text, const std::string& path,
-                   std::vector<UpstreamProxy>& out, Diagnostics& diag) {
+namespace {
+
+bool parse_proxies_into(const std::string& text, const std::string& path,
+                        std::vector<UpstreamProxy>& out, Diagnostics& diag,
+                        std::vector<std::string>* skipped) {
   FileDiagnostics fd(path, diag);
   size_t errors_before = diag.errors.size();
   out.clear();
@@ -190,9 +193,11 @@ bool parse_proxies(const std::string& text, const std::string& path,
       fd.error(config::index_path("proxies", i),
                std::string("must be an object {\"id\", \"type\", \"address\", \"port\", "
                            "...}, not ") + config::json_type_name(v));
+      config::move_errors_since(diag, diag.errors.size() - 1, skipped);
       continue;
     }
     std::string where = proxy_path(v, i);
+    size_t entry_errors = diag.errors.size();
     ObjectReader r(fd, v, where);
     UpstreamProxy p;
     bool ok = read_proxy(r, dir, p);
@@ -207,10 +212,25 @@ bool parse_proxies(const std::string& text, const std::string& path,
     if (ok) {
       out.push_back(std::move(p));
       index_in_file.push_back(i);
+    } else {
+      config::move_errors_since(diag, entry_errors, skipped);
     }
   }
   check_on_failure_chains(fd, out, index_in_file, ids);
   return diag.errors.size() == errors_before;
+}
+
+}  // namespace
+
+bool parse_proxies(const std::string& text, const std::string& path,
+                   std::vector<UpstreamProxy>& out, Diagnostics& diag) {
+  return parse_proxies_into(text, path, out, diag, nullptr);
+}
+
+bool parse_proxies_skipping(const std::string& text, const std::string& path,
+                            std::vector<UpstreamProxy>& out, Diagnostics& diag,
+                            std::vector<std::string>& skipped) {
+  return parse_proxies_into(text, path, out, diag, &skipped);
 }
 
 }  // namespace up

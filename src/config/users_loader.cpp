@@ -149,8 +149,10 @@ bool read_user(ObjectReader& r, User& u) {
 
 }  // namespace
 
-bool parse_users(const std::string& text, const std::string& path, std::vector<User>& out,
-                 Diagnostics& diag) {
+namespace {
+
+bool parse_users_into(const std::string& text, const std::string& path, std::vector<User>& out,
+                      Diagnostics& diag, std::vector<std::string>* skipped) {
   FileDiagnostics fd(path, diag);
   size_t errors_before = diag.errors.size();
   out.clear();
@@ -170,9 +172,11 @@ bool parse_users(const std::string& text, const std::string& path, std::vector<U
       fd.error(config::index_path("users", i),
                std::string("must be an object {\"username\", \"password\", ...}, not ") +
                    config::json_type_name(v));
+      config::move_errors_since(diag, diag.errors.size() - 1, skipped);
       continue;
     }
     std::string where = user_path(v, i);
+    size_t entry_errors = diag.errors.size();
     ObjectReader r(fd, v, where);
     User u;
     bool ok = read_user(r, u);
@@ -197,6 +201,7 @@ bool parse_users(const std::string& text, const std::string& path, std::vector<U
         kept_keys.push_back(u.uuid);
         uuids.emplace(kept_keys.back(), i);
       }
+      config::move_errors_since(diag, entry_errors, skipped);
       continue;
     }
     out.push_back(std::move(u));
@@ -205,6 +210,19 @@ bool parse_users(const std::string& text, const std::string& path, std::vector<U
     if (!in.uuid.empty()) uuids.emplace(in.uuid, i);
   }
   return diag.errors.size() == errors_before;
+}
+
+}  // namespace
+
+bool parse_users(const std::string& text, const std::string& path, std::vector<User>& out,
+                 Diagnostics& diag) {
+  return parse_users_into(text, path, out, diag, nullptr);
+}
+
+bool parse_users_skipping(const std::string& text, const std::string& path,
+                          std::vector<User>& out, Diagnostics& diag,
+                          std::vector<std::string>& skipped) {
+  return parse_users_into(text, path, out, diag, &skipped);
 }
 
 }  // namespace up

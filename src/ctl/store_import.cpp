@@ -59,10 +59,7 @@ int store_import(const std::string& config_file, const std::string& users_file,
   if (!users_path.empty() && !load(users_path, cap, parse_users, users)) return kExitRefused;
   if (!proxies_path.empty() && !load(proxies_path, cap, parse_proxies, proxies))
     return kExitRefused;
-  // A lambda: parse_agents' default argument does not come with a pointer to it.
-  auto agents_parser = [](const std::string& t, const std::string& p, std::vector<Agent>& o,
-                          Diagnostics& d) { return parse_agents(t, p, o, d); };
-  if (!agents_path.empty() && !load(agents_path, cap, agents_parser, agents)) return kExitRefused;
+  if (!agents_path.empty() && !load(agents_path, cap, parse_agents, agents)) return kExitRefused;
   std::string done;
   if (std::string e = import_into_store(cfg.store, users, proxies, agents, done); !e.empty()) {
     fprintf(stderr, "error: %s\n", e.c_str());

@@ -198,3 +198,46 @@ def test_an_outage_keeps_the_snapshot_and_a_reconnect_resyncs(fresh_proxy, serve
                   f"backend_type = 'client backend'; COMMIT")
     for p in nodes:
         assert wait_until(lambda: login(p, servers, "yan", PASSWORDS["alice"])), p.output_text()
+
+
+def test_a_row_that_does_not_load_is_skipped_and_named(fresh_proxy, servers, cluster):
+    """One bad row (edited by hand, or written by a newer node) must not stop a node or freeze
+    the fleet: it is skipped and named by its key, and the other rows apply, at start-up and in
+    a full read."""
+    alice = users_doc()["users"][0]
+    put_user(cluster, {"username": "broken", "password": "not-a-hash"}, notify=False)
+    try:
+        p = node(fresh_proxy, cluster, "edge-bad")
+        assert login(p, servers, "alice", PASSWORDS["alice"])
+        assert p.err.wait_for(lambda ln: 'user "broken"' in ln and "password" in ln
+                              and "this row is skipped" in ln, BOUND), p.output_text()
+        m = p.mark()
+        # A user routed to an upstream the store does not have is skipped too; a good row
+        # committed with it applies (the NOTIFY names nothing: a full read).
+        put_user(cluster, dict(alice, username="routed", external_proxy_id="nowhere"),
+                 notify=False)
+        put_user(cluster, dict(alice, username="zed"))
+        assert wait_until(lambda: login(p, servers, "zed", PASSWORDS["alice"])), p.output_text()
+        assert p.err.wait_for(lambda ln: '"routed"' in ln and "nowhere" in ln
+                              and "this row is skipped" in ln, BOUND, m), p.output_text(m)
+        assert not login(p, servers, "routed", PASSWORDS["alice"])
+        assert not login(p, servers, "broken", "not-a-hash")
+    finally:
+        cluster.query("DELETE FROM users WHERE username IN ('broken', 'routed', 'zed')")
+
+
+def test_a_login_the_server_refuses_stops_start_up_naming_the_host(tmp_path, cluster):
+    cfg = tmp_path / "uringproxy.json"
+    dsn = (f"host={cluster.dir} port={cluster.port} dbname=postgres user=nosuchrole "
+           f"password=s3cretpw")
+    cfg.write_text(json.dumps({
+        "listeners": [{"name": "s", "protocol": "socks5", "listen": f"127.0.0.1:{free_port()}"}],
+        "auth": "required", "metrics": {"listen": ""},
+        "control": {"socket": str(tmp_path / "ctl.sock")},
+        "store": {"type": "postgres", "node": "edge-1", "dsn": dsn}}))
+    r = subprocess.run([proxy_binary(), "--config", str(cfg)], capture_output=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode == 1, out
+    assert f"store.dsn (host {cluster.dir})" in out and "nosuchrole" in out, out
+    assert "s3cretpw" not in out, out

@@ -280,3 +280,24 @@ def test_a_node_stopped_adds_what_it_counted_since_its_last_flush(fresh_proxy, s
     assert p.stop() == 0
     assert stored_usage(cluster, "bob") >= before + 60_000, p.output_text()
     assert "last counts were added to the store" in p.output_text()
+
+
+def test_a_node_killed_between_flushes_loses_at_most_its_last_counts(fresh_proxy, servers,
+                                                                      cluster):
+    p = node(fresh_proxy, cluster, "t6-a")
+    two_flushes(cluster, "t6-a")
+    ctl(p, "quota", "reset", "bob")
+    before = stored_usage(cluster, "bob")
+    move(p, servers, "bob", 20_000)  # flushed: counted
+    assert wait_until(lambda: stored_usage(cluster, "bob") >= before + 40_000)
+    move(p, servers, "bob", 30_000)  # maybe not flushed before the kill
+    p.stopped_on_purpose = True
+    p.kill()
+    after_kill = stored_usage(cluster, "bob")
+    assert before + 40_000 <= after_kill <= before + 100_000 + 2_000, after_kill
+    # The same node name again: it starts from what the store holds, nothing is added twice.
+    q = node(fresh_proxy, cluster, "t6-a")
+    two_flushes(cluster, "t6-a")
+    assert login(q, servers, "bob", PASSWORDS["bob"])
+    two_flushes(cluster, "t6-a")
+    assert stored_usage(cluster, "bob") == after_kill

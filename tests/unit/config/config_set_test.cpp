@@ -345,9 +345,39 @@ TEST_CASE("store records load like the files, named by their table") {
   CHECK(set.config.groups.count("eu") == 1);
   CHECK(set.config.groups.at("us").policy == GroupPolicy::least_conn);
 
-  Diagnostics bad;
-  std::string dangling = "{\"users\": [" + user("bob", "\"external_proxy_id\": \"gone\"") + "]}";
-  CHECK_FALSE(apply_store_records(dangling, R"({"proxies": []})", R"({"groups": {}})", set, bad));
-  CHECK_MESSAGE(has_error(bad, {"store (table users)", "bob", "external_proxy_id", "gone"}),
-                all_messages(bad));
+}
+
+// One row that does not load must not stop a node or freeze the fleet: it is skipped and
+// reported by its key, and the other rows apply.
+TEST_CASE("store records: a row that does not load is skipped and named, the rest apply") {
+  ConfigSet set;
+  Diagnostics d;
+  std::string users = "{\"users\": [" + user("alice", "") + ", " +
+                      user("bob", "\"external_proxy_id\": \"gone\"") + ", " +
+                      user("carol", "\"quota_bytes\": \"lots\"") + ", " +
+                      user("dave", "\"external_proxy_id\": \"bad\"") + ", 7]}";
+  std::string proxies = R"({"proxies": [{"id": "us1", "type": "socks5", "address": "10.0.0.1",
+                                         "port": 1080},
+                                        {"id": "bad", "type": "socks9", "address": "10.0.0.2",
+                                         "port": 1080}]})";
+  REQUIRE_MESSAGE(apply_store_records(users, proxies, R"({"groups": {}})", set, d),
+                  all_messages(d));
+  REQUIRE(set.users.size() == 1);
+  CHECK(set.users[0].username == "alice");
+  REQUIRE(set.proxies.size() == 1);
+  CHECK(set.proxies[0].id == "us1");
+  CHECK(d.errors.empty());
+  CHECK_MESSAGE(has_warning(d, {"store (table users)", "\"bob\"", "external_proxy_id", "gone", "this row is skipped"}),
+                all_messages(d));
+  CHECK_MESSAGE(has_warning(d, {"store (table users)", "\"carol\"", "quota_bytes", "this row is skipped"}), all_messages(d));
+  CHECK_MESSAGE(has_warning(d, {"store (table users)", "\"dave\"", "\"bad\"", "this row is skipped"}), all_messages(d));
+  CHECK_MESSAGE(has_warning(d, {"store (table users)", "users[4]", "must be an object", "this row is skipped"}),
+                all_messages(d));
+  CHECK_MESSAGE(has_warning(d, {"store (table upstreams)", "\"bad\"", "type", "this row is skipped"}), all_messages(d));
+
+  // The records as a whole not loading still refuses them: the last snapshot stays.
+  Diagnostics broken;
+  CHECK_FALSE(apply_store_records("{\"users\": 3}", R"({"proxies": []})", R"({"groups": {}})",
+                                  set, broken));
+  CHECK_FALSE(broken.errors.empty());
 }
