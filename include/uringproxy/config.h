@@ -246,6 +246,8 @@ bool parse_users(const std::string& text, const std::string& path, std::vector<U
                  Diagnostics& diag);
 bool parse_proxies(const std::string& text, const std::string& path,
                    std::vector<UpstreamProxy>& out, Diagnostics& diag);
+bool parse_agents(const std::string& text, const std::string& path, std::vector<Agent>& out,
+                  Diagnostics& diag);
 // The same, but an entry that does not load is left out and its errors go to `skipped`
 // instead of diag (the PostgreSQL store skips such a row and reports it); errors about the
 // document as a whole (and the proxies' on_failure loops) stay in diag.
@@ -255,8 +257,9 @@ bool parse_users_skipping(const std::string& text, const std::string& path,
 bool parse_proxies_skipping(const std::string& text, const std::string& path,
                             std::vector<UpstreamProxy>& out, Diagnostics& diag,
                             std::vector<std::string>& skipped);
-bool parse_agents(const std::string& text, const std::string& path, std::vector<Agent>& out,
-                  Diagnostics& diag);
+bool parse_agents_skipping(const std::string& text, const std::string& path,
+                           std::vector<Agent>& out, Diagnostics& diag,
+                           std::vector<std::string>& skipped);
 
 // `{"groups": {...}}` as the main config writes them (the PostgreSQL store's groups table).
 bool parse_groups(const std::string& text, const std::string& path,
@@ -278,6 +281,12 @@ bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics
 bool apply_store_records(const std::string& users_doc, const std::string& proxies_doc,
                          const std::string& groups_doc, ConfigSet& out, Diagnostics& diag);
 
+// The store's agents ({"agents": [...]}, the agents_file's shape) into out.agents, by the
+// agents_file's loader; call it before apply_store_records, whose group check counts them. A
+// row that does not load is skipped with a warning naming its id (the other agents serve);
+// false only when the document as a whole does not parse.
+bool apply_store_agents(const std::string& agents_doc, ConfigSet& out, Diagnostics& diag);
+
 // Serialisers for live edits (issue 4): the same shapes the parsers accept.
 std::string users_to_json(const std::vector<User>& users);
 // The same file from records cached one per user, so a live edit of one user among 100,000
@@ -286,6 +295,7 @@ std::string users_to_json(const std::vector<User>& users);
 std::string user_json_record(const User& u);
 void users_json_from_records(const std::vector<std::string>& records, std::string& out);
 std::string proxies_to_json(const std::vector<UpstreamProxy>& proxies);
+std::string agents_to_json(const std::vector<Agent>& agents);
 
 // How messages name one record: by the operator's name for it, then its place in the file, so
 // "users.json: user \"dave\" (users[3]).password: ..." can be found among 5,000 users.

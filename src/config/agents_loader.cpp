@@ -57,10 +57,8 @@ bool read_agent(ObjectReader& r, Agent& a) {
   return r.diag().error_count() == errors;
 }
 
-}  // namespace
-
-bool parse_agents(const std::string& text, const std::string& path, std::vector<Agent>& out,
-                  Diagnostics& diag) {
+bool parse_agents_into(const std::string& text, const std::string& path, std::vector<Agent>& out,
+                       Diagnostics& diag, std::vector<std::string>* skipped) {
   FileDiagnostics fd(path, diag);
   size_t errors_before = diag.errors.size();
   out.clear();
@@ -75,9 +73,11 @@ bool parse_agents(const std::string& text, const std::string& path, std::vector<
       fd.error(config::index_path("agents", i),
                std::string("must be an object {\"id\", \"secret\", \"group\", \"enabled\"}, not ") +
                    config::json_type_name(v));
+      config::move_errors_since(diag, diag.errors.size() - 1, skipped);
       continue;
     }
     std::string where = agent_path(v, i);
+    size_t entry_errors = diag.errors.size();
     ObjectReader r(fd, v, where);
     Agent a;
     bool ok = read_agent(r, a);
@@ -88,9 +88,25 @@ bool parse_agents(const std::string& text, const std::string& path, std::vector<
         ok = false;
       }
     }
-    if (ok) out.push_back(std::move(a));
+    if (ok)
+      out.push_back(std::move(a));
+    else
+      config::move_errors_since(diag, entry_errors, skipped);
   }
   return diag.errors.size() == errors_before;
+}
+
+}  // namespace
+
+bool parse_agents(const std::string& text, const std::string& path, std::vector<Agent>& out,
+                  Diagnostics& diag) {
+  return parse_agents_into(text, path, out, diag, nullptr);
+}
+
+bool parse_agents_skipping(const std::string& text, const std::string& path,
+                           std::vector<Agent>& out, Diagnostics& diag,
+                           std::vector<std::string>& skipped) {
+  return parse_agents_into(text, path, out, diag, &skipped);
 }
 
 }  // namespace up

@@ -234,7 +234,13 @@ bool load_config_set(const std::string& config_path, ConfigSet& out, Diagnostics
   // Agent secrets are hashes, but a readable file also tells every local user which agents
   // exist and where they serve: refused like the proxies file.
   std::string agents_shown = config::display_path(c.agents_file);
-  if (!c.agents_file.empty()) {
+  if (!from_files && !c.agents_file.empty()) {
+    // Kept, not refused: `uringproxyctl store import` loads the file this names by default.
+    cfd.warning("agents_file", "is not read with \"store\": {\"type\": \"postgres\"}: the agents "
+                               "are the store's (table agents; uringproxyctl agent add, or "
+                               "uringproxyctl store import to load " + agents_shown +
+                               "); remove agents_file once imported");
+  } else if (!c.agents_file.empty()) {
     FileDiagnostics afd(agents_shown, diag);
     FileRead f = read_file(c.agents_file, cap, raise);
     if (!f.error.empty()) {
@@ -306,6 +312,16 @@ bool apply_store_records(const std::string& users_doc, const std::string& proxie
     for (auto& [name, g] : groups) out.config.groups[name] = g;
   check_cross_references(out.config.path, users_shown, proxies_shown, users_ok, proxies_ok, out,
                          diag);
+  return diag.errors.size() == errors_before;
+}
+
+bool apply_store_agents(const std::string& agents_doc, ConfigSet& out, Diagnostics& diag) {
+  size_t errors_before = diag.errors.size();
+  std::vector<std::string> skipped;
+  parse_agents_skipping(agents_doc, "store (table agents)", out.agents, diag, skipped);
+  for (std::string& s : skipped)
+    diag.warnings.push_back(std::move(s) + "; this row is skipped, the other agents serve (fix it "
+                                           "with uringproxyctl agent add/del or in the table)");
   return diag.errors.size() == errors_before;
 }
 

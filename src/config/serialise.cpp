@@ -1,7 +1,9 @@
-// users.json and external_proxy.json written back after live edits, in the shapes the loaders
-// read (a written file parses to the same records). One record per block, lists of names on one
-// line, so a diff of two versions shows which user or proxy changed.
+// users.json, external_proxy.json and agents_file written back after live edits, in the shapes
+// the loaders read (a written file parses to the same records). One record per block, lists of
+// names on one line, so a diff of two versions shows which user or proxy changed.
 #include "config/rapidjson.h"
+
+#include <rapidjson/prettywriter.h>
 
 #include "config/on_failure.h"
 #include "uringproxy/config.h"
@@ -143,6 +145,30 @@ std::string proxies_to_json(const std::vector<UpstreamProxy>& proxies) {
   records.reserve(proxies.size());
   for (const UpstreamProxy& p : proxies) records.push_back(proxy_record(p));
   return document("proxies", records);
+}
+
+std::string agents_to_json(const std::vector<Agent>& agents) {
+  rapidjson::StringBuffer sb;
+  rapidjson::PrettyWriter<rapidjson::StringBuffer> w(sb);
+  w.SetIndent(' ', 2);
+  w.StartObject();
+  w.Key("agents");
+  w.StartArray();
+  for (const Agent& a : agents) {
+    w.StartObject();
+    w.Key("id");
+    w.String(a.id.c_str());
+    w.Key("secret");
+    w.String(a.secret_hash.c_str());
+    w.Key("group");
+    w.String(a.group.c_str());
+    w.Key("enabled");
+    w.Bool(a.enabled);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return std::string(sb.GetString()) + "\n";
 }
 
 }  // namespace up

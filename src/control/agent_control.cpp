@@ -1,15 +1,16 @@
 // uringproxyctl agents / agent add|del|enable|disable|kick (docs/uringproxyctl.md): the agents
-// of agents_file joined with what the registry knows of their links, and edits of the file
-// (atomic write, then the snapshot is published; a deleted or disabled agent's control link
-// sees it within a quarter second and closes, and its idle connections are closed at once).
+// in force joined with what the registry knows of their links, and edits of agents_file (atomic
+// write) or, on a postgres node, of the store's table agents (one statement with its NOTIFY);
+// then the snapshot is published: a deleted or disabled agent's control link sees it within a
+// quarter second and closes, and its idle connections are closed at once.
 #include <crypt.h>
 #include <openssl/crypto.h>
 
 #include <algorithm>
 #include <ctime>
 
-#include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include "agent/agent_registry.h"
 #include "control/atomic_file.h"
@@ -18,6 +19,8 @@
 #include "core/log.h"
 #include "core/runtime.h"
 #include "proto/agent_frame.h"
+#include "route/snapshot.h"
+#include "route/snapshot_store.h"
 
 namespace up {
 
@@ -37,28 +40,11 @@ std::string hash_secret(const std::string& secret) {
   return out;
 }
 
-std::string agents_to_json(const std::vector<Agent>& agents) {
-  rapidjson::StringBuffer sb;
-  rapidjson::PrettyWriter<rapidjson::StringBuffer> w(sb);
-  w.SetIndent(' ', 2);
-  w.StartObject();
-  w.Key("agents");
-  w.StartArray();
-  for (const Agent& a : agents) {
-    w.StartObject();
-    w.Key("id");
-    w.String(a.id.c_str());
-    w.Key("secret");
-    w.String(a.secret_hash.c_str());
-    w.Key("group");
-    w.String(a.group.c_str());
-    w.Key("enabled");
-    w.Bool(a.enabled);
-    w.EndObject();
-  }
-  w.EndArray();
-  w.EndObject();
-  return std::string(sb.GetString()) + "\n";
+// A link the change ends: the agent is gone or disabled, or authenticated with another secret
+// or joined another group than it has now.
+bool ends_link(const Agent& before, const Agent* after) {
+  return !after || (before.enabled && !after->enabled) ||
+         after->secret_hash != before.secret_hash || after->group != before.group;
 }
 
 std::string iso_time(uint64_t unix_s) {
@@ -102,9 +88,8 @@ std::string Management::cmd_agents() {
 }
 
 std::string Management::edit_agents(const std::function<std::string(std::vector<Agent>&)>& edit,
-                                     Committed then) {
-  if (store_)
-    return refuse("agents are kept in agents_file; a postgres node does not store agents yet");
+                                     Committed then, Reply refused) {
+  if (store_) return edit_agents_in_store(edit, std::move(then), std::move(refused));
   ConfigStamps stamps = ConfigStamps::take(config_path_);
   ConfigSet next;
   Diagnostics d;
@@ -126,6 +111,84 @@ std::string Management::edit_agents(const std::function<std::string(std::vector<
   stamps_ = stamps.describes(next) ? std::move(stamps) : ConfigStamps{};
   commit(std::move(snap), std::move(next), std::move(then));
   return "";
+}
+
+// A postgres node: the agents the edit added, changed or removed are written in one statement
+// with its NOTIFY ("NODE agents": the other nodes read the table back); once committed the edit
+// is applied here to the agents in force, which another node's edit may have changed meanwhile.
+std::string Management::edit_agents_in_store(
+    const std::function<std::string(std::vector<Agent>&)>& edit, Committed then, Reply refused) {
+  if (!store_->up()) return refuse(store_->execute("", {}, nullptr));
+  std::vector<Agent> agents = current_.agents;
+  if (std::string why = edit(agents); !why.empty()) return refuse(why);
+  std::vector<Agent> changed;
+  for (const Agent& a : agents) {
+    auto old = std::find_if(current_.agents.begin(), current_.agents.end(),
+                            [&](const Agent& b) { return b.id == a.id; });
+    if (old == current_.agents.end() || agents_to_json({*old}) != agents_to_json({a}))
+      changed.push_back(a);
+  }
+  std::vector<std::string> gone_ids;
+  for (const Agent& b : current_.agents)
+    if (std::none_of(agents.begin(), agents.end(), [&](const Agent& a) { return a.id == b.id; }))
+      gone_ids.push_back(b.id);
+  std::string put = agents_to_json(changed);
+  std::vector<Agent> check;
+  Diagnostics cd;
+  if (!parse_agents(put, "store (table agents)", check, cd) || !cd.ok())
+    return refuse("the edit would not load", cd.errors);
+  rapidjson::StringBuffer gone;
+  {
+    rapidjson::Writer<rapidjson::StringBuffer> w(gone);
+    w.StartArray();
+    for (const std::string& id : gone_ids) w.String(id.c_str());
+    w.EndArray();
+  }
+  std::string e = store_->execute(
+      "WITH gone AS (DELETE FROM agents WHERE id IN "
+      "  (SELECT jsonb_array_elements_text($1::jsonb))),"
+      " put AS (INSERT INTO agents (id, record) SELECT r->>'id', r FROM "
+      "  jsonb_array_elements(($2::jsonb)->'agents') r ON CONFLICT (id) DO UPDATE SET "
+      "  record = excluded.record, updated_at = now()) "
+      "SELECT pg_notify('uringproxy_changes', $3)",
+      {gone.GetString(), std::move(put), current_.config.store.node + " agents"},
+      [this, changed, gone_ids, then, refused](std::string err) {
+        if (!err.empty()) {
+          if (refused) refused(refuse("the store did not take the edit: " + err));
+          return;
+        }
+        std::vector<Agent> next = current_.agents;
+        for (const std::string& id : gone_ids)
+          next.erase(std::remove_if(next.begin(), next.end(),
+                                    [&](const Agent& a) { return a.id == id; }),
+                     next.end());
+        for (const Agent& a : changed) {
+          auto at = std::find_if(next.begin(), next.end(),
+                                 [&](const Agent& b) { return b.id == a.id; });
+          if (at != next.end()) *at = a;
+          else next.push_back(a);
+        }
+        apply_agents(std::move(next), then);
+      });
+  return e.empty() ? "" : refuse(e);
+}
+
+void Management::apply_agents(std::vector<Agent> next, Committed then) {
+  std::vector<std::string> ended;
+  for (const Agent& before : current_.agents) {
+    auto at = std::find_if(next.begin(), next.end(),
+                           [&](const Agent& a) { return a.id == before.id; });
+    if (ends_link(before, at != next.end() ? &*at : nullptr)) ended.push_back(before.id);
+  }
+  auto snap = snapshot_with_agents(*snapshots_.current(), generation_ + 1, current_.proxies, next,
+                                   health_);
+  current_.agents = std::move(next);
+  publish(std::move(snap), {}, std::move(then));
+  // The link would close itself within a quarter second on the new snapshot; the group loses
+  // the agent now.
+  for (const std::string& id : ended)
+    if (rt_.agents->kick(id))
+      UP_INFO("agent %s: link closed (removed, disabled or changed)", id.c_str());
 }
 
 void Management::cmd_agent(const std::string& cmd, const Args& a, const Reply& done) {
@@ -178,7 +241,8 @@ void Management::cmd_agent(const std::string& cmd, const Args& a, const Reply& d
             put(w, "generation", generation);
             put(w, "id", id);
           }));
-        });
+        },
+        done);
     if (!r.empty()) done(r);
   };
   if (cmd != "agent.add") return apply("");

@@ -173,8 +173,8 @@ int run_daemon(const DaemonOptions& opts) {
   ConfigStamps stamps = ConfigStamps::take(opts.config_path);
   bool loaded = load_config_set(opts.config_path, set, diag);
   if (!stamps.describes(set)) stamps = {};
-  // The PostgreSQL store: users, upstreams and its groups are read from the database (on this
-  // thread, before any worker runs) and checked by the files' loaders.
+  // The PostgreSQL store: users, upstreams, agents and its groups are read from the database
+  // (on this thread, before any worker runs) and checked by the files' loaders.
   std::unique_ptr<StoreLink> store;
   if (loaded && diag.ok() && set.config.store.type == StoreConfig::Type::postgres) {
     store = std::make_unique<StoreLink>(set.config.store);
@@ -183,6 +183,7 @@ int run_daemon(const DaemonOptions& opts) {
       UP_ERROR("%s: not starting: %s", opts.config_path.c_str(), e.c_str());
       return 1;
     }
+    apply_store_agents(first.agents, set, diag);  // first: the groups check counts them
     apply_store_records(first.users, first.proxies, first.groups, set, diag);
   }
   print_diagnostics(diag);

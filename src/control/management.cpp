@@ -671,12 +671,14 @@ bool Management::reload(std::vector<std::string>& errors, Committed then) {
     ok = false;
   }
   if (ok && store_) {
-    // Users, upstreams and the store's groups stay as last read; the store is read again.
+    // Users, upstreams, agents and the store's groups stay as last read; the store is read
+    // again.
     file_groups_ = next.config.groups;
     for (const auto& [name, g] : current_.config.groups)
       if (!next.config.groups.count(name)) next.config.groups[name] = g;
     next.users = current_.users;
     next.proxies = current_.proxies;
+    next.agents = current_.agents;
     store_->resync();
   }
   for (const auto& w : d.warnings) UP_WARN("%s", w.c_str());

@@ -112,8 +112,14 @@ class Management {
   // --- reverse agents (agent_control.cpp)
   std::string cmd_agents();
   void cmd_agent(const std::string& cmd, const Args& a, const Reply& done);
+  // `refused` gets a refusal that comes later (the store did not take the edit).
   std::string edit_agents(const std::function<std::string(std::vector<Agent>&)>& edit,
-                          Committed then);
+                          Committed then, Reply refused = nullptr);
+  std::string edit_agents_in_store(const std::function<std::string(std::vector<Agent>&)>& edit,
+                                   Committed then, Reply refused);
+  // The agents after an edit committed in the store (here or by another node), applied to what
+  // this node serves: the users and upstreams are shared; links the change ends are closed.
+  void apply_agents(std::vector<Agent> next, Committed then);
   // Edits user `name` (absent: nullopt; set it to nullopt to delete), writes users.json and
   // publishes. "" when done (then `then` runs), else the refusal. It starts from the users in
   // force while the files are as they were read; after a hand edit, from the files.
@@ -140,10 +146,11 @@ class Management {
   void store_step(uint64_t now, bool ready);
   void sync_store_fd();
   void store_records(StoreLink::Records r);
-  // Another node's edit of one user (their row as read after its commit; !found: deleted) or
-  // of the upstreams: applied without reading or rebuilding anything else.
+  // Another node's edit of one user (their row as read after its commit; !found: deleted), of
+  // the upstreams or of the agents: applied without reading or rebuilding anything else.
   void store_user(const std::string& name, bool found, const std::string& record);
   void store_proxies(const std::string& doc);
+  void store_agents(const std::string& doc);
   // Deletes a bounded batch of usage rows of periods that ended (every node, now and then).
   void prune_store_usage(uint64_t now);
 

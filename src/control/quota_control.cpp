@@ -173,6 +173,7 @@ void Management::final_flush() {
   store_->on_records = nullptr;
   store_->on_user = nullptr;
   store_->on_proxies = nullptr;
+  store_->on_agents = nullptr;
   constexpr uint64_t wait_ms = 3000;
   uint64_t deadline = monotonic_ms() + wait_ms;
   if (fleet_.flushing()) store_->drain(wait_ms);  // the batch in flight first: one at a time

@@ -26,6 +26,7 @@ void Management::adopt_store(std::unique_ptr<StoreLink> link) {
     store_user(name, found, record);
   };
   store_->on_proxies = [this](std::string doc) { store_proxies(doc); };
+  store_->on_agents = [this](std::string doc) { store_agents(doc); };
   store_->on_read_error = [this](std::string e) {
     UP_ERROR("%s; still serving generation %llu", e.c_str(),
              static_cast<unsigned long long>(generation_));
@@ -58,7 +59,8 @@ void Management::store_records(StoreLink::Records r) {
   next.config = current_.config;
   next.config.groups = file_groups_;
   Diagnostics d;
-  bool ok = apply_store_records(r.users, r.proxies, r.groups, next, d);
+  bool agents_ok = apply_store_agents(r.agents, next, d);  // first: the groups check counts them
+  bool ok = apply_store_records(r.users, r.proxies, r.groups, next, d) && agents_ok;
   for (const auto& w : d.warnings) UP_WARN("%s", w.c_str());
   std::vector<std::string> errors = d.errors;
   std::unique_ptr<Snapshot> snap;
@@ -143,6 +145,25 @@ void Management::store_proxies(const std::string& doc) {
   current_.proxies = std::move(next);
   publish(std::move(snap), {}, nullptr);
   UP_INFO("store: upstreams changed by another node: generation %llu, %zu upstream(s)",
+          static_cast<unsigned long long>(generation_), n);
+}
+
+// Another node's agent edit: the table as read after its commit. A row that does not load is
+// skipped and reported, as in a full read; the other agents serve.
+void Management::store_agents(const std::string& doc) {
+  ConfigSet next;
+  Diagnostics d;
+  bool ok = apply_store_agents(doc, next, d);
+  for (const auto& w : d.warnings) UP_WARN("%s", w.c_str());
+  if (!ok) {
+    for (const auto& e : d.errors) UP_ERROR("%s", e.c_str());
+    UP_WARN("store: the agents as another node left them do not load; reading the store in "
+            "full");
+    return store_->resync();
+  }
+  size_t n = next.agents.size();
+  apply_agents(std::move(next.agents), nullptr);
+  UP_INFO("store: agents changed by another node: generation %llu, %zu agent(s)",
           static_cast<unsigned long long>(generation_), n);
 }
 

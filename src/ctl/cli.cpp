@@ -120,8 +120,10 @@ struct Tree {
   }
 
   void build_agents() {
-    command(app, "agents", "list reverse agents (agents_file) and their links", "agents");
-    CLI::App* agent = app.add_subcommand("agent", "add and control reverse agents (agents_file)");
+    command(app, "agents", "list reverse agents (agents_file or the store) and their links",
+            "agents");
+    CLI::App* agent =
+        app.add_subcommand("agent", "add and control reverse agents (agents_file or the store)");
     agent->require_subcommand(1);
     CLI::App* add = agent->add_subcommand("add", "add an agent (its secret read from stdin)");
     add->add_option("ID", a.id, "agent id")->required();
@@ -153,19 +155,14 @@ struct Tree {
     CLI::App* store = app.add_subcommand("store", "the PostgreSQL store (store in the config)");
     store->require_subcommand(1);
     CLI::App* imp = store->add_subcommand(
-        "import", "load users.json and external_proxy.json (default: the files --config names) "
-                  "into the store, in one transaction; needs --config");
+        "import", "load users.json, external_proxy.json and the agents file (default: the "
+                  "files --config names) into the store, in one transaction; needs --config");
     imp->add_option("--users", a.import_users, "users file")->type_name("F");
     imp->add_option("--proxies", a.import_proxies, "upstream proxies file")->type_name("F");
-    imp->add_option("--agents", a.import_agents, "agents file (agents are not built yet)")
-        ->type_name("F");
+    imp->add_option("--agents", a.import_agents, "agents file")->type_name("F");
     imp->callback([this] {
       local = [this]() -> int {
-        if (!a.import_agents.empty()) {
-          fprintf(stderr, "uringproxyctl: --agents: agents are not built yet; nothing imported\n");
-          return kExitUsage;
-        }
-        return store_import(target.config, a.import_users, a.import_proxies);
+        return store_import(target.config, a.import_users, a.import_proxies, a.import_agents);
       };
     });
   }

@@ -27,7 +27,7 @@ bool load(const std::string& path, uint64_t cap, Parse parse, std::vector<T>& ou
 }  // namespace
 
 int store_import(const std::string& config_file, const std::string& users_file,
-                 const std::string& proxies_file) {
+                 const std::string& proxies_file, const std::string& agents_file) {
   if (config_file.empty()) {
     fprintf(stderr, "uringproxyctl: store import needs --config FILE (its store block names "
                     "the database)\n");
@@ -52,13 +52,16 @@ int store_import(const std::string& config_file, const std::string& users_file,
   const uint64_t cap = cfg.limits.max_config_file_bytes;
   std::string users_path = users_file.empty() ? cfg.users_file : users_file;
   std::string proxies_path = proxies_file.empty() ? cfg.proxies_file : proxies_file;
+  std::string agents_path = agents_file.empty() ? cfg.agents_file : agents_file;
   std::vector<User> users;
   std::vector<UpstreamProxy> proxies;
+  std::vector<Agent> agents;
   if (!users_path.empty() && !load(users_path, cap, parse_users, users)) return kExitRefused;
   if (!proxies_path.empty() && !load(proxies_path, cap, parse_proxies, proxies))
     return kExitRefused;
+  if (!agents_path.empty() && !load(agents_path, cap, parse_agents, agents)) return kExitRefused;
   std::string done;
-  if (std::string e = import_into_store(cfg.store, users, proxies, done); !e.empty()) {
+  if (std::string e = import_into_store(cfg.store, users, proxies, agents, done); !e.empty()) {
     fprintf(stderr, "error: %s\n", e.c_str());
     return kExitRefused;
   }

@@ -39,6 +39,30 @@ StringMap<AgentEntry> agent_entries(const std::vector<Agent>& agents, HealthBoar
   return out;
 }
 
+// Groups: the upstreams naming one, in the proxies' order (hash_user and round robin depend on
+// it), then the agents beside them; the group's policy picks among all.
+void add_groups(Snapshot& s, const std::vector<UpstreamProxy>& proxies) {
+  for (const UpstreamProxy& p : proxies) {
+    if (p.group.empty()) continue;
+    auto u = s.upstreams.find(p.id);
+    if (u == s.upstreams.end()) continue;
+    Group& g = s.groups[p.group];
+    g.name = p.group;
+    g.members.push_back(u->second);
+  }
+  for (const auto& [id, a] : s.agents) {
+    Group& g = s.groups[a.config.group];
+    g.name = a.config.group;
+    g.members.push_back(a.member);
+  }
+  for (auto& [name, g] : s.groups) {
+    if (auto it = s.config.groups.find(name); it != s.config.groups.end()) {
+      g.policy = it->second.policy;
+      g.on_failure = it->second.on_failure;
+    }
+  }
+}
+
 // Upstreams and groups, from the proxies, the agents and the config's group settings.
 bool add_routes(Snapshot& s, const std::vector<UpstreamProxy>& proxies, HealthBoard& health,
                 std::vector<std::string>& errors) {
@@ -59,24 +83,8 @@ bool add_routes(Snapshot& s, const std::vector<UpstreamProxy>& proxies, HealthBo
                          (p.tls.ca_file.empty() ? ".tls: " : ".tls.ca_file: ") + err);
     }
     s.upstreams.emplace(p.id, u);
-    if (!p.group.empty()) {
-      Group& g = s.groups[p.group];
-      g.name = p.group;
-      g.members.push_back(u);
-    }
   }
-  // Agents sit beside the upstreams of their group; the group's policy picks among all.
-  for (const auto& [id, a] : s.agents) {
-    Group& g = s.groups[a.config.group];
-    g.name = a.config.group;
-    g.members.push_back(a.member);
-  }
-  for (auto& [name, g] : s.groups) {
-    if (auto it = s.config.groups.find(name); it != s.config.groups.end()) {
-      g.policy = it->second.policy;
-      g.on_failure = it->second.on_failure;
-    }
-  }
+  add_groups(s, proxies);
   return errors.size() == before;
 }
 
@@ -167,6 +175,22 @@ std::unique_ptr<Snapshot> snapshot_with_proxies(const Snapshot& prev, uint64_t g
   s->acl = prev.acl;
   s->listener_tls = prev.listener_tls;
   if (!add_routes(*s, proxies, health, errors)) return nullptr;
+  return s;
+}
+
+std::unique_ptr<Snapshot> snapshot_with_agents(const Snapshot& prev, uint64_t generation,
+                                               const std::vector<UpstreamProxy>& proxies,
+                                               const std::vector<Agent>& agents,
+                                               HealthBoard& health) {
+  auto s = std::make_unique<Snapshot>();
+  s->generation = generation;
+  s->config = prev.config;
+  s->users = prev.users;
+  s->upstreams = prev.upstreams;  // TLS contexts and health kept: only the groups are rebuilt
+  s->acl = prev.acl;
+  s->listener_tls = prev.listener_tls;
+  s->agents = agent_entries(agents, health);
+  add_groups(*s, proxies);
   return s;
 }
 

@@ -34,9 +34,10 @@ struct Upstream {
   bool available() const { return config.enabled && health->is_up(); }
 };
 
-// A reverse agent from agents_file, and the group member that stands for it: an Upstream of
-// type agent whose config.id is "agent:ID" (the access log's route) and config.name the id;
-// its health is up while its control connection is (agent/agent_registry.h).
+// A reverse agent (agents_file, or the store's table agents), and the group member that stands
+// for it: an Upstream of type agent whose config.id is "agent:ID" (the access log's route) and
+// config.name the id; its health is up while its control connection is
+// (agent/agent_registry.h).
 struct AgentEntry {
   Agent config;
   std::shared_ptr<const Upstream> member;
@@ -165,6 +166,14 @@ std::unique_ptr<Snapshot> snapshot_with_proxies(const Snapshot& prev, uint64_t g
                                                 const std::vector<UpstreamProxy>& proxies,
                                                 HealthBoard& health,
                                                 std::vector<std::string>& errors);
+
+// The snapshot after a live edit of the agents (the PostgreSQL store's): the users and the
+// upstreams are shared with `prev` (no TLS context is made again); the groups are rebuilt from
+// `proxies` (the upstreams of `prev`, in their order) and `agents`.
+std::unique_ptr<Snapshot> snapshot_with_agents(const Snapshot& prev, uint64_t generation,
+                                               const std::vector<UpstreamProxy>& proxies,
+                                               const std::vector<Agent>& agents,
+                                               HealthBoard& health);
 
 // The snapshot after a live edit of one user, `name` (`user` null: deleted): everything else,
 // the other users included, is shared with `prev` rather than rebuilt.

@@ -34,7 +34,8 @@ std::string exec(PGconn* c, const char* sql, std::initializer_list<const std::st
 }  // namespace
 
 std::string import_into_store(const StoreConfig& store, const std::vector<User>& users,
-                              const std::vector<UpstreamProxy>& proxies, std::string& done) {
+                              const std::vector<UpstreamProxy>& proxies,
+                              const std::vector<Agent>& agents, std::string& done) {
   std::string error;
   std::unique_ptr<PGconn, ConnDeleter> c(connect_store(store, error));
   if (!c) return error;
@@ -60,12 +61,22 @@ std::string import_into_store(const StoreConfig& store, const std::vector<User>&
                          {&p.id, &doc});
     if (!e.empty()) return "upstream " + p.id + ": " + e + " (nothing was imported)";
   }
+  for (const Agent& a : agents) {
+    std::string doc = agents_to_json({a});
+    std::string e = exec(pg,
+                         "INSERT INTO agents (id, record) VALUES ($1, ($2::jsonb)->'agents'->0) "
+                         "ON CONFLICT (id) DO UPDATE SET record = excluded.record, "
+                         "updated_at = now()",
+                         {&a.id, &doc});
+    if (!e.empty()) return "agent " + a.id + ": " + e + " (nothing was imported)";
+  }
   // NOTIFY is delivered at COMMIT: listeners see the import whole or not at all.
   std::string e = exec(pg, "NOTIFY uringproxy_changes, 'import'", {});
   if (e.empty()) e = exec(pg, "COMMIT", {});
   if (!e.empty()) return e + " (nothing was imported)";
-  done = "imported " + std::to_string(users.size()) + " user(s) and " +
-         std::to_string(proxies.size()) + " upstream(s)";
+  done = "imported " + std::to_string(users.size()) + " user(s)" +
+         (agents.empty() ? " and " : ", ") + std::to_string(proxies.size()) + " upstream(s)" +
+         (agents.empty() ? "" : " and " + std::to_string(agents.size()) + " agent(s)");
   return "";
 }
 

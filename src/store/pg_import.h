@@ -1,5 +1,5 @@
 #pragma once
-// `uringproxyctl store import`: users and upstreams from today's JSON files into the
+// `uringproxyctl store import`: users, upstreams and agents from today's JSON files into the
 // PostgreSQL store, in one transaction followed by NOTIFY (docs/uringproxyctl.md).
 #include <string>
 #include <vector>
@@ -8,9 +8,11 @@
 
 namespace up {
 
-// Inserts or replaces every record by its key (users by username, upstreams by id); records
-// the files do not name are kept. "" with `done` saying how many, or why nothing was imported.
+// Inserts or replaces every record by its key (users by username, upstreams and agents by id);
+// records the files do not name are kept. "" with `done` saying how many, or why nothing was
+// imported.
 std::string import_into_store(const StoreConfig& store, const std::vector<User>& users,
-                              const std::vector<UpstreamProxy>& proxies, std::string& done);
+                              const std::vector<UpstreamProxy>& proxies,
+                              const std::vector<Agent>& agents, std::string& done);
 
 }  // namespace up

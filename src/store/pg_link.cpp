@@ -29,13 +29,19 @@ constexpr const char* kReadAll =
     " '{\"proxies\":' || (SELECT coalesce(json_agg(record ORDER BY id), '[]') FROM upstreams)::text"
     "   || '}',"
     " '{\"groups\":' || (SELECT coalesce(json_object_agg(name, record), '{}') FROM groups)::text"
+    "   || '}',"
+    " '{\"agents\":' || (SELECT coalesce(json_agg(record ORDER BY id), '[]') FROM agents)::text"
     "   || '}'";
 
-// After another node's edit of one user or of the upstreams: only what it changed.
+// After another node's edit of one user, of the upstreams or of the agents: only what it
+// changed.
 constexpr const char* kReadUser = "SELECT record::text FROM users WHERE username = $1";
 constexpr const char* kReadProxies =
     "SELECT '{\"proxies\":' || coalesce(json_agg(record ORDER BY id), '[]')::text || '}'"
     " FROM upstreams";
+constexpr const char* kReadAgents =
+    "SELECT '{\"agents\":' || coalesce(json_agg(record ORDER BY id), '[]')::text || '}'"
+    " FROM agents";
 
 std::string trimmed(const char* msg) {
   std::string s = msg ? msg : "";
@@ -190,6 +196,9 @@ void StoreLink::changed(std::string_view payload) {
     case StoreChange::Kind::upstreams:
       j.read = Read::proxies;
       break;
+    case StoreChange::Kind::agents:
+      j.read = Read::agents;
+      break;
     case StoreChange::Kind::usage:
       return;  // a quota reset: the fleet's totals come back with this node's next flush
     case StoreChange::Kind::all:
@@ -208,6 +217,7 @@ void StoreLink::send_next() {
   const char* sql = j.read == Read::all       ? kReadAll
                     : j.read == Read::user    ? kReadUser
                     : j.read == Read::proxies ? kReadProxies
+                    : j.read == Read::agents  ? kReadAgents
                                               : j.sql.c_str();
   if (!PQsendQueryParams(conn_, sql,
                          static_cast<int>(values.size()), nullptr, values.data(), nullptr,
@@ -243,10 +253,10 @@ void StoreLink::finish_job(std::vector<PGresult*>& results) {
     if (error.empty() && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
       error = trimmed(PQresultErrorMessage(r));
   }
-  if (j.read == Read::user || j.read == Read::proxies) {
+  if (j.read == Read::user || j.read == Read::proxies || j.read == Read::agents) {
     PGresult* r = results.empty() ? nullptr : results.back();
     if (error.empty() && (!r || PQnfields(r) != 1 || PQntuples(r) > 1 ||
-                          (j.read == Read::proxies && PQntuples(r) != 1)))
+                          (j.read != Read::user && PQntuples(r) != 1)))
       error = "unexpected answer to the read";
     if (!error.empty()) {
       // Whatever kept this row from being read: read everything (the full read reports it).
@@ -258,10 +268,12 @@ void StoreLink::finish_job(std::vector<PGresult*>& results) {
       on_user(j.params[0], found, found ? PQgetvalue(r, 0, 0) : "");
     } else if (j.read == Read::proxies && on_proxies) {
       on_proxies(PQgetvalue(r, 0, 0));
+    } else if (j.read == Read::agents && on_agents) {
+      on_agents(PQgetvalue(r, 0, 0));
     }
   } else if (j.read == Read::all) {
     PGresult* r = results.empty() ? nullptr : results.back();
-    if (error.empty() && (!r || PQntuples(r) != 1 || PQnfields(r) != 4))
+    if (error.empty() && (!r || PQntuples(r) != 1 || PQnfields(r) != 5))
       error = "unexpected answer to the read";
     int version = error.empty() ? std::atoi(PQgetvalue(r, 0, 0)) : 0;
     if (error.empty() && version != store_schema_version())
@@ -270,7 +282,8 @@ void StoreLink::finish_job(std::vector<PGresult*>& results) {
     if (!error.empty()) {
       if (on_read_error) on_read_error(where() + ": cannot read the store: " + error);
     } else if (on_records) {
-      Records rec{PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3)};
+      Records rec{PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3),
+                  PQgetvalue(r, 0, 4)};
       for (PGresult* x : results) PQclear(x);
       results.clear();
       on_records(std::move(rec));

@@ -2,8 +2,8 @@
 // The daemon's connection to the PostgreSQL store (docs/configuration.md#store): one libpq
 // connection, non-blocking, driven by the management loop (its socket polled there; never
 // touched by a worker). It LISTENs for edits, reads the store in full after connecting, reads
-// back only what another session's NOTIFY names (one user, the upstreams; anything else: all),
-// runs edits one at a time, and reconnects with backoff.
+// back only what another session's NOTIFY names (one user, the upstreams, the agents; anything
+// else: all), runs edits one at a time, and reconnects with backoff.
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -25,6 +25,7 @@ class StoreLink {
     std::string users;    // {"users": [...]}
     std::string proxies;  // {"proxies": [...]}
     std::string groups;   // {"groups": {...}}
+    std::string agents;   // {"agents": [...]}
   };
   explicit StoreLink(StoreConfig store);
   // Runs just before a socket it reported through fd() is closed.
@@ -42,6 +43,8 @@ class StoreLink {
   std::function<void(std::string name, bool found, std::string record)> on_user;
   // Another node edited the upstreams: all of them as read after the commit ({"proxies": [...]}).
   std::function<void(std::string proxies)> on_proxies;
+  // Another node edited the agents: all of them as read after the commit ({"agents": [...]}).
+  std::function<void(std::string agents)> on_agents;
 
   // Start-up: connects and reads the store in full before the daemon serves, polling the
   // socket here (no worker runs yet). "" with `first`, else why, naming the DSN's host.
@@ -76,7 +79,8 @@ class StoreLink {
   // Reads the store in full again (after what is queued).
   void resync();
   // What a NOTIFY payload names (pg_notify's second argument, "NODE user NAME", "NODE
-  // upstreams", "NODE usage NAME"): the read it calls for, queued after what is queued.
+  // upstreams", "NODE agents", "NODE usage NAME"): the read it calls for, queued after what is
+  // queued.
   void changed(std::string_view payload);
   // Start-up and shutdown, before and after the management loop: runs the link on its own
   // until nothing is queued or in flight (true), or the link goes down or `timeout_ms` passes.
@@ -84,7 +88,7 @@ class StoreLink {
 
  private:
   enum class State : uint8_t { idle, connecting, ready, backoff };
-  enum class Read : uint8_t { none, all, user, proxies };
+  enum class Read : uint8_t { none, all, user, proxies, agents };
   struct Job {
     Read read = Read::none;  // none: `sql` with `params`; user: the row of params[0]
     std::string sql;

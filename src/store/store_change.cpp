@@ -18,6 +18,8 @@ StoreChange parse_store_change(std::string_view payload) {
     c.user = key;
   } else if (key == "upstreams" && payload.size() > key.size()) {
     c.kind = StoreChange::Kind::upstreams;
+  } else if (key == "agents" && payload.size() > key.size()) {
+    c.kind = StoreChange::Kind::agents;
   } else if (kind == "usage" && !key.empty()) {
     c.kind = StoreChange::Kind::usage;
     c.user = key;

@@ -1,14 +1,15 @@
 #pragma once
 // What a NOTIFY on uringproxy_changes names (pg_notify's second argument): "NODE user NAME",
-// "NODE upstreams", "NODE usage NAME"; anything else (`store import` sends "import", a NOTIFY
-// sent by hand) calls for a full read. Pure: the link (pg_link.cpp) turns it into a read.
+// "NODE upstreams", "NODE agents", "NODE usage NAME"; anything else (`store import` sends
+// "import", a NOTIFY sent by hand) calls for a full read. Pure: the link (pg_link.cpp) turns it
+// into a read.
 #include <string>
 #include <string_view>
 
 namespace up {
 
 struct StoreChange {
-  enum class Kind : unsigned char { all, user, upstreams, usage };
+  enum class Kind : unsigned char { all, user, upstreams, agents, usage };
   Kind kind = Kind::all;
   std::string user;  // user and usage: whose
 };

@@ -121,14 +121,15 @@ def test_store_import_loads_users_and_upstreams(tmp_path, cluster):
     assert cluster.query("SELECT record->>'address' FROM upstreams WHERE id = 'us1'") == \
         "10.0.0.1"
 
-    # A file that does not load imports nothing; --agents is not built yet.
+    # A file that does not load imports nothing (test_store_agents.py imports agents).
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"users": [{"username": "zed", "password": "plain"}]}))
     r = run_ctl(["--config", str(cfg), "store", "import", "--users", str(bad)])
     assert r.rc == 1 and "zed" in r.err and "password" in r.err, r
     assert cluster.query("SELECT count(*) FROM users WHERE username = 'zed'") == "0"
     r = run_ctl(["--config", str(cfg), "store", "import", "--agents", str(bad)])
-    assert r.rc == 2 and "agents are not built yet" in r.err, r
+    assert r.rc == 1 and str(bad) in r.err and "agents" in r.err, r
+    assert cluster.query("SELECT count(*) FROM agents") == "0"
     assert run_ctl(["store", "import"]).rc == 2  # no --config: no database named
 
 

@@ -292,6 +292,57 @@ TEST_CASE("config set: external_proxy_id naming an agent without an agents_file"
   CHECK(has_error(load(cfg).diag, {"users.json: user \"a\" (users[0]).external_proxy_id: \"agent:home-1\" names an agent, but there is no agents_file in"}));
 }
 
+// With the PostgreSQL store the agents are the store's: agents_file is not read (not even
+// checked: it may be one already imported), but kept as store import's default, with a warning.
+TEST_CASE("config set: a postgres node does not read agents_file, and says so") {
+  TempDir dir;
+  std::string cfg = dir.write("uringproxy.json", R"({
+    "listeners": [{"name": "s", "protocol": "socks5", "listen": "127.0.0.1:1080"}],
+    "agents_file": "agents.json",
+    "store": {"type": "postgres", "dsn": "host=db", "node": "n"}})");
+  dir.write("agents.json", "not json at all", 0644);
+  Loaded l = load(cfg);
+  CHECK(l.ok);
+  CHECK(l.set.agents.empty());
+  CHECK_MESSAGE(has_warning(l.diag, {"uringproxy.json: agents_file: is not read with",
+                                     "postgres", "table agents", "store import",
+                                     "remove agents_file once imported"}),
+                all_messages(l.diag));
+}
+
+// apply_store_agents: the store's agents go through the agents_file's loader, named by table;
+// a row that does not load is skipped with a warning naming it, the others serve.
+TEST_CASE("store agents: loaded like the file, a bad row skipped and named") {
+  ConfigSet set;
+  Diagnostics d;
+  std::string agents = std::string("{\"agents\": [{\"id\": \"home-1\", \"secret\": \"") +
+                       kSha512 + "\", \"group\": \"residential\"}, " +
+                       R"({"id": "home-2", "secret": "plain", "group": "residential"}, )" +
+                       R"({"id": "home-3", "secret": ")" + kSha512 + R"(", "group": "a.b"}, 7]})";
+  REQUIRE_MESSAGE(apply_store_agents(agents, set, d), all_messages(d));
+  CHECK(d.errors.empty());
+  REQUIRE(set.agents.size() == 1);
+  CHECK(set.agents[0].id == "home-1");
+  CHECK(set.agents[0].enabled);
+  CHECK_MESSAGE(has_warning(d, {"store (table agents): agent \"home-2\" (agents[1]).secret: not a "
+                                "crypt(3) hash", "this row is skipped, the other agents serve"}),
+                all_messages(d));
+  CHECK(all_messages(d).find("plain") == std::string::npos);
+  CHECK(has_warning(d, {"store (table agents): agent \"home-3\" (agents[2]).group", "skipped"}));
+  CHECK(has_warning(d, {"store (table agents): agents[3]: must be an object", "skipped"}));
+
+  // Then the users' group check counts the store's agents as members.
+  Diagnostics rd;
+  std::string users = "{\"users\": [" + user("a", R"("groups": ["residential"])") + "]}";
+  REQUIRE(apply_store_records(users, R"({"proxies": []})", R"({"groups": {}})", set, rd));
+  CHECK_FALSE(has_warning(rd, {"\"residential\""}));
+
+  // A document that does not parse is refused as a whole.
+  Diagnostics broken;
+  CHECK_FALSE(apply_store_agents("{\"agents\": 3}", set, broken));
+  CHECK(has_error(broken, {"store (table agents)"}));
+}
+
 // apply_store_records: the PostgreSQL store's rows go through the same loaders and cross-checks
 // as the files, named by table; the store's groups are added to the main config's.
 TEST_CASE("store records load like the files, named by their table") {

@@ -129,3 +129,55 @@ TEST_CASE("snapshot: many edits fold the overlay into a new base") {
   auto gone = snapshot_with_user(*cur, 9999, "u3", nullptr, board);
   CHECK(gone->find_user("u3") == nullptr);
 }
+
+// snapshot_with_agents: an agent edit of the PostgreSQL store rebuilds the groups (upstreams in
+// the proxies' order, then the agents) and shares the users and upstreams with the last one.
+TEST_CASE("snapshot: the agents edited, the users and upstreams shared") {
+  HealthBoard health;
+  UserBoard board;
+  ConfigSet set;
+  set.users.push_back(user("alice"));
+  for (const char* id : {"b1", "a1"}) {
+    UpstreamProxy p;
+    p.id = id;
+    p.type = UpstreamType::socks5;
+    p.address = "10.0.0.1";
+    p.port = 1080;
+    p.group = "residential";
+    set.proxies.push_back(p);
+  }
+  set.config.groups["residential"].policy = GroupPolicy::hash_user;
+  Agent home1{"home-1", "$6$salt$x", "residential", true};
+  set.agents = {home1};
+  std::vector<std::string> errors;
+  auto s1 = build_snapshot(set, 1, health, board, errors);
+  REQUIRE(s1);
+  REQUIRE(s1->find_group("residential")->members.size() == 3);
+
+  Agent home2{"home-2", "$6$salt$y", "mobile", true};
+  Agent off = home1;
+  off.enabled = false;
+  auto s2 = snapshot_with_agents(*s1, 2, set.proxies, {off, home2}, health);
+  REQUIRE(s2);
+  CHECK(s2->generation == 2);
+  CHECK(s2->find_user("alice") == s1->find_user("alice"));  // shared, not copied
+  CHECK(s2->upstreams.at("b1") == s1->upstreams.at("b1"));
+  const Group* g = s2->find_group("residential");
+  REQUIRE(g);
+  CHECK(g->policy == GroupPolicy::hash_user);
+  REQUIRE(g->members.size() == 3);
+  CHECK(g->members[0]->config.id == "b1");  // the proxies' order, as build_snapshot has it
+  CHECK(g->members[1]->config.id == "a1");
+  CHECK(g->members[2]->config.id == "agent:home-1");
+  CHECK_FALSE(g->members[2]->config.enabled);
+  // The agent keeps its health (its link's state) across snapshots.
+  CHECK(g->members[2]->health == s1->find_group("residential")->members[2]->health);
+  REQUIRE(s2->find_group("mobile"));
+  CHECK(s2->find_group("mobile")->members[0]->config.id == "agent:home-2");
+  CHECK(s2->find_agent("home-2") != nullptr);
+
+  auto s3 = snapshot_with_agents(*s2, 3, set.proxies, {}, health);
+  CHECK(s3->find_agent("home-1") == nullptr);
+  CHECK(s3->find_group("mobile") == nullptr);
+  CHECK(s3->find_group("residential")->members.size() == 2);
+}

@@ -1,5 +1,5 @@
-// store/store_change.cpp: a NOTIFY payload names one user, the upstreams or a quota reset;
-// anything else is a full read.
+// store/store_change.cpp: a NOTIFY payload names one user, the upstreams, the agents or a quota
+// reset; anything else is a full read.
 #include "store/store_change.h"
 
 #include <doctest/doctest.h>
@@ -14,6 +14,11 @@ TEST_CASE("store change: one user, the upstreams, a quota reset") {
   c = parse_store_change("node-a upstreams");
   CHECK(c.kind == Kind::upstreams);
   CHECK(c.user.empty());
+  c = parse_store_change("node-a agents");
+  CHECK(c.kind == Kind::agents);
+  CHECK(c.user.empty());
+  c = parse_store_change("node a with spaces agents");
+  CHECK(c.kind == Kind::agents);
   c = parse_store_change("node-a usage carol");
   CHECK(c.kind == Kind::usage);
   CHECK(c.user == "carol");
@@ -24,13 +29,16 @@ TEST_CASE("store change: the kind and key are the last two words") {
   auto c = parse_store_change("n user upstreams");
   CHECK(c.kind == Kind::user);
   CHECK(c.user == "upstreams");
+  c = parse_store_change("n user agents");
+  CHECK(c.kind == Kind::user);
+  CHECK(c.user == "agents");
   c = parse_store_change("n user user");
   CHECK(c.kind == Kind::user);
   CHECK(c.user == "user");
 }
 
 TEST_CASE("store change: anything else is a full read") {
-  for (const char* p : {"", "import", "upstreams", "user", "node user", "node user ",
+  for (const char* p : {"", "import", "upstreams", "agents", "user", "node user", "node user ",
                         "node usage ", "node users bob", "hello world"}) {
     CAPTURE(p);
     CHECK(parse_store_change(p).kind == Kind::all);
