@@ -210,19 +210,22 @@ struct ConfigSet {
   std::vector<Agent> agents;
 };
 
-// A user's external_proxy_id names an upstream by its id, or an agent of agents_file as
-// "agent:ID" (its name in the access log): a VLESS user, who cannot pick a group with the
-// user.group form, reaches an agent this way.
+// A user's external_proxy_id names an upstream by its id, or an agent (agents_file or the
+// store) as "agent:ID" (its name in the access log): a VLESS user, who cannot pick a group with
+// the user.group form, reaches an agent this way.
 inline constexpr std::string_view agent_route_prefix = "agent:";
-inline bool names_route(const std::vector<UpstreamProxy>& proxies,
-                        const std::vector<Agent>& agents, std::string_view id) {
-  for (const UpstreamProxy& p : proxies)
-    if (p.id == id) return true;
+inline bool names_agent(const std::vector<Agent>& agents, std::string_view id) {
   if (!id.starts_with(agent_route_prefix)) return false;
   id.remove_prefix(agent_route_prefix.size());
   for (const Agent& a : agents)
     if (a.id == id) return true;
   return false;
+}
+inline bool names_route(const std::vector<UpstreamProxy>& proxies,
+                        const std::vector<Agent>& agents, std::string_view id) {
+  for (const UpstreamProxy& p : proxies)
+    if (p.id == id) return true;
+  return names_agent(agents, id);
 }
 
 // Every problem found, each a full sentence naming file, record, field and fix, e.g.

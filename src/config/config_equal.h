@@ -1,5 +1,6 @@
 #pragma once
-// Field-by-field equality of loaded records, for round-trip checks in tests and fuzzers.
+// Field-by-field equality of loaded records: round-trip checks in tests and fuzzers, and what
+// an edit or a reload changed.
 #include "uringproxy/config.h"
 
 namespace up::config {
@@ -15,6 +16,11 @@ inline bool same_user(const User& a, const User& b) {
          a.max_connections == b.max_connections && a.bandwidth_bps == b.bandwidth_bps &&
          a.allow == b.allow && a.deny == b.deny && a.quota_bytes == b.quota_bytes &&
          a.quota_period == b.quota_period;
+}
+
+inline bool same_agent(const Agent& a, const Agent& b) {
+  return a.id == b.id && a.secret_hash == b.secret_hash && a.group == b.group &&
+         a.enabled == b.enabled;
 }
 
 inline bool same_proxy(const UpstreamProxy& a, const UpstreamProxy& b) {

@@ -141,7 +141,7 @@ void check_cross_references(const std::string& config_shown, const std::string& 
     // Every user loaded: i is the file's index. The text is made only for a message.
     auto where = [&] { return user_where(u.username, i); };
     if (u.external_proxy_id && !ids.count(*u.external_proxy_id) &&
-        !names_route({}, set.agents, *u.external_proxy_id))
+        !names_agent(set.agents, *u.external_proxy_id))
       ufd.error(where() + ".external_proxy_id",
                 quote(*u.external_proxy_id) +
                     (!u.external_proxy_id->starts_with(agent_route_prefix)
@@ -293,7 +293,7 @@ bool apply_store_records(const std::string& users_doc, const std::string& proxie
     for (size_t i = 0; i < out.users.size(); ++i) {
       User& u = out.users[i];
       if (u.external_proxy_id && !ids.count(*u.external_proxy_id) &&
-          !names_route({}, out.agents, *u.external_proxy_id)) {
+          !names_agent(out.agents, *u.external_proxy_id)) {
         skipped.push_back(users_shown + ": user " + quote(u.username) +
                           ".external_proxy_id: " + quote(*u.external_proxy_id) +
                           " names no upstream in the store (table upstreams) and no agent");

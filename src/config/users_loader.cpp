@@ -181,13 +181,13 @@ bool parse_users_into(const std::string& text, const std::string& path, std::vec
     User u;
     bool ok = read_user(r, u);
     auto first_seen = [&](rapidjson::SizeType at) { return user_path((*arr)[at], at); };
-    if (!u.username.empty() && names.count(u.username)) {
-      fd.error(where + ".username", "is already " + first_seen(names[u.username]) +
+    if (auto it = names.find(u.username); !u.username.empty() && it != names.end()) {
+      fd.error(where + ".username", "is already " + first_seen(it->second) +
                                         "; usernames must be unique");
       ok = false;
     }
-    if (!u.uuid.empty() && uuids.count(u.uuid)) {
-      fd.error(where + ".uuid", "is the same as " + first_seen(uuids[u.uuid]) +
+    if (auto it = uuids.find(u.uuid); !u.uuid.empty() && it != uuids.end()) {
+      fd.error(where + ".uuid", "is the same as " + first_seen(it->second) +
                                     ".uuid; each user needs its own (uuidgen makes one)");
       ok = false;
     }

@@ -13,6 +13,7 @@
 #include <rapidjson/writer.h>
 
 #include "agent/agent_registry.h"
+#include "config/config_equal.h"
 #include "control/atomic_file.h"
 #include "control/control_answer.h"
 #include "control/management.h"
@@ -38,6 +39,10 @@ std::string hash_secret(const std::string& secret) {
   std::string out = h && h[0] == '$' ? h : "";
   OPENSSL_cleanse(data.get(), sizeof *data);
   return out;
+}
+
+std::vector<Agent>::iterator find_agent(std::vector<Agent>& agents, const std::string& id) {
+  return std::find_if(agents.begin(), agents.end(), [&](const Agent& a) { return a.id == id; });
 }
 
 // A link the change ends: the agent is gone or disabled, or authenticated with another secret
@@ -123,15 +128,12 @@ std::string Management::edit_agents_in_store(
   if (std::string why = edit(agents); !why.empty()) return refuse(why);
   std::vector<Agent> changed;
   for (const Agent& a : agents) {
-    auto old = std::find_if(current_.agents.begin(), current_.agents.end(),
-                            [&](const Agent& b) { return b.id == a.id; });
-    if (old == current_.agents.end() || agents_to_json({*old}) != agents_to_json({a}))
-      changed.push_back(a);
+    auto old = find_agent(current_.agents, a.id);
+    if (old == current_.agents.end() || !config::same_agent(*old, a)) changed.push_back(a);
   }
   std::vector<std::string> gone_ids;
   for (const Agent& b : current_.agents)
-    if (std::none_of(agents.begin(), agents.end(), [&](const Agent& a) { return a.id == b.id; }))
-      gone_ids.push_back(b.id);
+    if (find_agent(agents, b.id) == agents.end()) gone_ids.push_back(b.id);
   std::string put = agents_to_json(changed);
   std::vector<Agent> check;
   Diagnostics cd;
@@ -159,12 +161,9 @@ std::string Management::edit_agents_in_store(
         }
         std::vector<Agent> next = current_.agents;
         for (const std::string& id : gone_ids)
-          next.erase(std::remove_if(next.begin(), next.end(),
-                                    [&](const Agent& a) { return a.id == id; }),
-                     next.end());
+          if (auto at = find_agent(next, id); at != next.end()) next.erase(at);
         for (const Agent& a : changed) {
-          auto at = std::find_if(next.begin(), next.end(),
-                                 [&](const Agent& b) { return b.id == a.id; });
+          auto at = find_agent(next, a.id);
           if (at != next.end()) *at = a;
           else next.push_back(a);
         }
@@ -176,8 +175,7 @@ std::string Management::edit_agents_in_store(
 void Management::apply_agents(std::vector<Agent> next, Committed then) {
   std::vector<std::string> ended;
   for (const Agent& before : current_.agents) {
-    auto at = std::find_if(next.begin(), next.end(),
-                           [&](const Agent& a) { return a.id == before.id; });
+    auto at = find_agent(next, before.id);
     if (ends_link(before, at != next.end() ? &*at : nullptr)) ended.push_back(before.id);
   }
   auto snap = snapshot_with_agents(*snapshots_.current(), generation_ + 1, current_.proxies, next,
