@@ -137,7 +137,18 @@ class CountingListener:
     def __init__(self, port, deadline):
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
+        # The port is below the ephemeral range (free_port), so no connect() can hold it; the
+        # dead gateway's closing sockets carry SO_REUSEADDR like its listener. Retry briefly anyway:
+        # a failed bind here would say nothing about reconnect storms.
+        end = time.monotonic() + 10
+        while True:
+            try:
+                self.sock.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.05)
         self.sock.listen(4096)
         self.sock.settimeout(0.1)
         self.deadline = deadline
