@@ -41,28 +41,26 @@ agent::Status status_for(uint8_t socks_reply) {
 void Connection::start_link() {
   // Posted before a stop began: a link opened now would only hold the drain up.
   if (w_.runtime().stopping.load(std::memory_order_acquire)) return finish(Result::shutdown);
-  GatewayLinks* links = &static_cast<ReverseLink&>(*frontend_).links();
+  ReverseLink& link = static_cast<ReverseLink&>(*frontend_);
+  GatewayLinks* links = &link.links();
   set_deadline_in(links->handshake_timeout_ms);
+  sockaddr_storage& gw = link.gateway_address();
   socklen_t len = 0;
-  links->gateway(target_addr_, len);
+  links->gateway(gw, len);
   if (len == 0) return finish(Result::error);
-  cfd_ = socket(target_addr_.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  cfd_ = socket(gw.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (cfd_ < 0) return finish(Result::error);
   int one = 1;
   setsockopt(cfd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   io_uring_sqe* s = w_.sqe();
-  io_uring_prep_connect(s, cfd_, reinterpret_cast<const sockaddr*>(&target_addr_), len);
+  io_uring_prep_connect(s, cfd_, reinterpret_cast<const sockaddr*>(&gw), len);
   submit(s, Op::connect);
 }
 
 void Connection::link_connected(int res) {
-  if (res < 0) {
-    last_connect_errno_ = -res;
-    return finish(res == -ECONNREFUSED ? Result::refused : Result::unreachable);
-  }
+  if (res < 0) return finish(res == -ECONNREFUSED ? Result::refused : Result::unreachable);
   socklen_t len = sizeof client_addr_;
   getpeername(cfd_, reinterpret_cast<sockaddr*>(&client_addr_), &len);
-  target_addr_ = {};
   ReverseLink& link = static_cast<ReverseLink&>(*frontend_);
   GatewayLinks& links = link.links();
   ctls_->started_us = monotonic_us();
@@ -237,9 +235,7 @@ void ReverseLink::dial_tunnel() {
   const Snapshot& s = c_.w_.snapshot();
   Acl::Verdict v = s.acl.check_target(c_.target_, nullptr);
   if (v == Acl::Verdict::deny) return c_.fail({Result::denied, 0x02, 403});
-  c_.name_allowed_ = v == Acl::Verdict::allow && c_.target_.kind == Target::Kind::domain;
-  c_.dial_started_us_ = monotonic_us();
-  c_.dial();
+  c_.dial_direct(v == Acl::Verdict::allow && c_.target_.kind == Target::Kind::domain);
 }
 
 void ReverseLink::answer_dialed() { send(agent::TunnelStatus{tunnel_id_, agent::Status::connected}); }

@@ -10,6 +10,8 @@
 //
 // A reverse link that gets its TUNNEL opens its replacement at once. How each link ends is
 // reported to the supervisor (agent/gateway_links.h); nothing here blocks.
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <string>
 
@@ -36,6 +38,7 @@ class ReverseLink final : public Frontend {
   bool control() const { return control_; }
   GatewayLinks& links() { return links_; }
   uint64_t generation() const { return generation_; }
+  sockaddr_storage& gateway_address() { return gateway_addr_; }  // while connecting
 
  private:
   enum class Step : uint8_t { connecting, hello, idle, tunnel };
@@ -61,6 +64,7 @@ class ReverseLink final : public Frontend {
   std::string sending_;  // one frame on the wire at a time
   std::string queued_;
   bool closing_ = false;
+  sockaddr_storage gateway_addr_{};
 };
 
 }  // namespace up

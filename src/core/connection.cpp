@@ -17,6 +17,7 @@
 #include "frontend/http_forward.h"
 #include "relay/relay.h"
 #include "udp/udp_association.h"
+#include "upstream/dialer.h"
 #include "upstream/upstream_session.h"
 #include "uringproxy/http.h"
 
@@ -160,12 +161,16 @@ void Connection::touch() { set_deadline_in(w_.snapshot().config.limits.idle_time
 
 void Connection::on_completion(Op op, int res, uint32_t flags) {
   if (!(flags & IORING_CQE_F_MORE)) inflight_ &= ~bit(op);
-  if (op == Op::bind_accept) return bind_on_accept(res);  // its fd is ours in every state
+  if (op == Op::bind_accept) {  // its fd is ours in every state
+    if (dialer_) return dialer_->on_bind_accept(res);
+    if (res >= 0) w_.close_fd(res);
+    return;
+  }
   if (state_ == State::closed) return reclaim(op, flags);  // late or cancelled
-  if (retry_pending_) {
+  if (dialer_ && dialer_->retry_pending()) {
     // Old target operations of a failed upstream attempt finishing; then the next attempt.
     if (bit(op) & target_ops_mask) {
-      if (!(inflight_ & target_ops_mask)) upstream_next_attempt();
+      if (!(inflight_ & target_ops_mask)) dialer_->on_target_ops_drained();
       return;
     }
   }
@@ -197,9 +202,12 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
     case Op::client_tls_recv:
       return tls_on_ring_recv(Side::client, res);
     case Op::connect:
-      return on_connect(res);
+      if (agent_link_ && state_ == State::handshake) return link_connected(res);
+      if (dialer_) dialer_->on_connect(res);
+      return;
     case Op::bind_hangup:
-      return bind_on_hangup(res);
+      if (dialer_) dialer_->on_bind_hangup(res);
+      return;
     case Op::up_in:
     case Op::up_out:
     case Op::down_in:
@@ -212,7 +220,7 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
 }
 
 void Connection::on_target_recv(int res) {
-  if (state_ == State::dialing && upstream_) return upstream_on_recv(res);
+  if (state_ == State::dialing && dialer_) return dialer_->on_target_recv(res);
   if (state_ == State::udp) return udp_on_control(Side::target, res);
   if (relay_) return relay_->on_recv(Side::target, res);
   if (fwd_) return fwd_->on_target_recv(res);
@@ -226,9 +234,8 @@ void Connection::on_send_done(Op op, int res) {
     return;
   }
   if (res < 0) {
-    if (i == 1 && state_ == State::dialing && upstream_)
-      return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true,
-                                     "send failed during its handshake");
+    if (i == 1 && state_ == State::dialing && dialer_ && dialer_->upstream())
+      return dialer_->on_target_send_failed();
     return finish(res == -EPIPE || res == -ECONNRESET ? Result::reset : Result::error);
   }
   send_ptr_[i] += res;
@@ -250,7 +257,7 @@ void Connection::on_send_done(Op op, int res) {
     case State::failing:
       return finish(result_);
     case State::dialing:
-      if (i == 1 && upstream_) upstream_on_sent();
+      if (i == 1 && dialer_) dialer_->on_target_sent();
       return;
     case State::replying:
       if (i == 0) start_relay();
@@ -279,9 +286,7 @@ void Connection::on_timeout() {
       finish(Result::handshake_timeout);
       return;
     case State::dialing:
-      if (upstream_ && !retry_pending_)
-        return upstream_attempt_failed({Result::timeout, 0x06, 504}, true, "timed out");
-      if (upstream_) return;  // waiting for the old attempt's operations; they were cancelled
+      if (dialer_) return dialer_->on_timeout();
       return fail({Result::timeout, 0x06, 504});
     case State::replying:
     case State::relaying:
@@ -313,14 +318,14 @@ void Connection::start_relay() {
   // upstream's reply, go first; the handshake state is not needed any more.
   std::string to_target(hs_ ? hs_.get() : "", hs_len_);
   drop_handshake_buffer();
-  std::string to_client = upstream_ ? std::move(upstream_->leftover) : std::string();
-  upstream_.reset();
+  std::string to_client = dialer_ ? dialer_->take_leftover() : std::string();
+  dialer_.reset();  // nothing of it is in flight once the client has its answer
   relay_ = make_relay(*this, std::move(to_target), std::move(to_client));
   relay_->start();
 }
 
 void Connection::retry_pipe() {
-  if (agent_waiting_) return agent_dial();
+  if (dialer_ && dialer_->waiting()) return dialer_->retry();
   if (udp_) return udp_retry();
   if (relay_) return relay_->retry();
   if (fwd_) return fwd_->retry();
@@ -346,22 +351,6 @@ void Connection::cancel_ops(uint32_t mask) {
   }
 }
 
-void Connection::cancel_resolve() {
-  if (!resolving_) return;
-  // The name being resolved: the upstream's while an upstream route is dialled, else the target's.
-  w_.dns().cancel(upstream_ ? upstream_->current()->config.address : target_.host, this);
-  resolving_ = false;
-}
-
-void Connection::release_route() {
-  if (counted_active_) {
-    route_->health->active.fetch_sub(1, std::memory_order_relaxed);
-    if (route_->config.type == UpstreamType::agent)
-      w_.runtime().agents->tunnel_ended(route_->config.name);
-  }
-  counted_active_ = false;
-  route_.reset();
-}
 
 void Connection::close_fds(bool reset) {
   for (int* fd : {&cfd_, &tfd_}) {
@@ -383,7 +372,7 @@ void Connection::finish(Result r) {
   // fds can be closed at once; buffers they may still write into (handshake, forwarding, TLS)
   // live until the connection is freed, after the last completion.
   cancel_ops(~0u);
-  cancel_resolve();
+  if (dialer_) dialer_->cancel_resolve();
   if (udp_) udp_->close();
   if (tls_ && !tls_->handshaking && route_ && route_->config.type != UpstreamType::agent)
     w_.keep_tls_session(route_->config.id, tls_->layer.session());
@@ -412,8 +401,9 @@ void Connection::change_user() {
   close_target();
   settle_user();
   release_route();
-  refused_by_route_ = false;
-  name_allowed_ = false;
+  // The previous request's route is not the next one's; its dialer goes unless a cancelled
+  // operation may still write into it (then the next dial replaces it).
+  if (!target_ops_in_flight()) dialer_.reset();
   bytes_up_ = bytes_down_ = 0;
   started_ms_ = w_.now_ms();
   result_ = Result::ok;
@@ -421,8 +411,10 @@ void Connection::change_user() {
 
 std::string_view Connection::route_name() const {
   if (route_) return route_->config.id;
-  if (refused_by_route_) return "reject";
-  if (upstream_) return upstream_->current()->config.id;  // e.g. the upstream refused the target
+  if (!dialer_) return "direct";
+  if (dialer_->refused()) return "reject";
+  // e.g. the upstream refused the target
+  if (const UpstreamSession* us = dialer_->upstream()) return us->current()->config.id;
   return "direct";
 }
 

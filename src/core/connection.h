@@ -35,7 +35,6 @@
 #include "core/ops.h"
 #include "core/timer_wheel.h"
 #include "core/worker_stats.h"
-#include "upstream/dns_resolver.h"
 #include "uringproxy/config.h"
 #include "uringproxy/target.h"
 
@@ -44,6 +43,7 @@ namespace up {
 class Worker;
 struct HttpForward;
 class Frontend;
+class Dialer;
 struct UpstreamSession;
 struct TlsIo;
 class Relay;
@@ -102,7 +102,7 @@ struct Failure {
   int http_status;
 };
 
-class alignas(32) Connection final : private DnsWaiter {
+class alignas(32) Connection final {
  public:
   Connection(Worker& w, int client_fd, const ListenerConfig& listener, uint16_t listener_index);
   // Agent mode (src/agent): a link this process dials to its gateway, control or reverse. The
@@ -157,6 +157,32 @@ class alignas(32) Connection final : private DnsWaiter {
   bool in_flight(Op op) const { return inflight_ & (1u << static_cast<unsigned>(op)); }
   void count_up(uint64_t n);
   void count_down(uint64_t n);
+  // The target transport, as the dialer (upstream/dialer.h) sets it up.
+  State state() const { return state_; }
+  const Target& target() const { return target_; }
+  void set_target(const Target& t) { target_ = t; }  // a BIND's peer
+  const std::string& group() const { return group_; }
+  const sockaddr_in6& client_address() const { return client_addr_; }
+  void set_target_fd(int fd) { tfd_ = fd; }
+  void set_target_tls(std::unique_ptr<TlsIo> t);
+  void tls_handshake(Side s) { tls_handshake_step(s); }  // ends in the dialer (target side)
+  bool target_ops_in_flight() const { return inflight_ & target_ops_mask; }
+  // Closes the target transport, cancelling what is in flight on it (an upstream's TLS session
+  // is kept for resumption).
+  void close_target();
+  void cancel_ops(uint32_t mask);  // the outstanding ring operations among `mask` (bit = Op)
+  void set_deadline_in(uint32_t ms);
+  void wait_for_retry();  // retry_pipe() on the worker's next tick
+  // Queues a small reply (SOCKS5's) to the client; several may be in flight.
+  void reply_client(const uint8_t* data, uint32_t len);
+  // The route the tunnel uses (counted in its active connections until the end).
+  void use_route(std::shared_ptr<const Upstream> u);
+  // The dialer's two ends: the target is ready (the frontend answers the client, then the
+  // relay starts), or the request failed (the frontend answers with the failure's code).
+  void dialed();
+  void dialed_with_reply(const uint8_t* data, uint32_t len);  // a BIND's second reply
+  void fail(const Failure& f);
+
   // The user's bandwidth cap: bytes this direction may move now (SIZE_MAX if uncapped), it
   // `wants` at most that many; 0 parks the direction until the next tick (retry).
   bool bandwidth_capped() const { return bandwidth_bps_ != 0; }
@@ -176,8 +202,7 @@ class alignas(32) Connection final : private DnsWaiter {
   bool waiting_for_pipe = false;
 
  private:
-  // The frontends read the handshake buffer and set who and where (the dialer is still
-  // Connection members, upstream/).
+  // The frontends read the handshake buffer and set who and where.
   friend struct HttpForward;
   friend class Socks5Frontend;
   friend class HttpFrontend;
@@ -203,45 +228,16 @@ class alignas(32) Connection final : private DnsWaiter {
   void udp_retry();
   bool udp_drained() const;
 
-  // --- SOCKS5 BIND (upstream/bind_dial.cpp): listen on the listener's address, accept the
-  // one peer the request named, then relay as a tunnel
-  void bind_request();  // the request (target_ set): route it
-  void bind_listen();   // the named address is resolved and allowed: listen, first reply
-  void bind_arm_accept();
-  void bind_on_accept(int res);  // in any state: a peer accepted too late is closed
-  void bind_on_hangup(int res);
-
-  // --- routing (upstream/upstream_dial.cpp): decide, then dial direct or via an upstream
-  void route_and_dial();
-  void dial_upstream();
-  void upstream_connected();
-  void upstream_handshake_step();
-  void upstream_on_recv(int res);
-  void upstream_on_sent();
-  void upstream_attempt_failed(const Failure& f, bool mark_down, const char* why);
-  void upstream_next_attempt();
-  void upstream_ready();
-
-  // --- through a reverse agent (agent/agent_dial.cpp): one of its idle reverse connections
-  // becomes the target transport; TUNNEL out, STATUS back, then the relay
-  void agent_dial();
-  void agent_on_sent();
-  void agent_on_recv(int res);
+  // --- handing the request to the dialer (upstream/dialer.h), once the user is admitted
+  void route_and_dial();  // the request (target_ set, udp_ / bind_ / datagram_ say which)
+  void bind_request();    // SOCKS5 BIND: the target connects to us (upstream/bind_dial.cpp)
+  void dial_direct(bool name_allowed);  // agent mode: the gateway's TUNNEL, no route
+  bool admit_user();      // quota and connection limit; false: failed
+  void start_dialer();
+  void release_route();  // forget the upstream (and its least_conn count)
 
   // --- agent mode (agent/reverse_link.cpp): the link's own TCP connect, then its TLS
   void link_connected(int res);
-
-  // --- dialing (upstream/direct_dial.cpp)
-  void dial();
-  void on_resolved(int status, const std::vector<ResolvedAddress>& addrs) override;
-  void connect_next();
-  void on_connect(int res);
-  void on_dialed();  // the route is ready: reply to the client and relay
-  void fail(const Failure& f);
-  void close_target();
-  void cancel_ops(uint32_t mask);  // the outstanding ring operations among `mask` (bit = Op)
-  void cancel_resolve();           // a DNS lookup in flight, if any
-  void release_route();  // forget the upstream (and its least_conn count)
 
   // --- transports (core/transport.cpp): plaintext above, plain or TLS ciphertext on the ring
   void ring_send(Side s, const char* data, uint32_t len);
@@ -270,10 +266,8 @@ class alignas(32) Connection final : private DnsWaiter {
   void submit_send_target(const char* data, uint32_t len) { submit_send(Side::target, data, len); }
   void submit_recv_target(char* buf, uint32_t len) { submit_recv(Side::target, buf, len); }
   bool client_send_pending() const { return send_left_[0] > 0; }
-  void reply_client(const uint8_t* data, uint32_t len);
   void on_target_recv(int res);
   void on_send_done(Op op, int res);
-  void set_deadline_in(uint32_t ms);
   void ensure_handshake_buffer(uint32_t cap);
   void drop_handshake_buffer();
   void consume_handshake(uint32_t n);
@@ -298,7 +292,6 @@ class alignas(32) Connection final : private DnsWaiter {
   uint32_t inflight_ = 0;  // bitmask of outstanding ring operations (bit = Op)
   uint32_t async_ = 0;     // outstanding off-ring jobs
   State verifying_from_ = State::handshake;  // where a password check resumes
-  bool resolving_ = false;
   bool auth_delayed_ = false;  // a failed login's answer waits for the deadline (brute force)
 
   // handshake input; freed once relaying starts
@@ -313,17 +306,11 @@ class alignas(32) Connection final : private DnsWaiter {
   const char* send_ptr_[2] = {nullptr, nullptr};
   uint32_t send_left_[2] = {0, 0};
 
-  // dialing
-  std::vector<ResolvedAddress> addrs_;
-  uint8_t next_addr_ = 0;
-  int last_connect_errno_ = 0;
-  sockaddr_storage target_addr_{};  // a BIND's accept writes its peer's address here
-  socklen_t bind_peer_len_ = 0;
   bool bind_ = false;  // SOCKS5 BIND: the target connects to us (upstream/bind_dial.cpp)
 
   std::unique_ptr<Frontend> frontend_;
   std::unique_ptr<HttpForward> fwd_;
-  std::unique_ptr<UpstreamSession> upstream_;  // while an upstream route is being set up
+  std::unique_ptr<Dialer> dialer_;  // from the request until the relay starts
   std::unique_ptr<TlsIo> tls_;                 // target side is TLS (socks5s, https)
   std::unique_ptr<TlsIo> ctls_;                // client side is TLS (a TLS listener)
   std::shared_ptr<SSL_CTX> tls_ctx_;           // the listener's, until start() uses it
@@ -331,19 +318,13 @@ class alignas(32) Connection final : private DnsWaiter {
   std::unique_ptr<UdpAssociation> udp_;        // UDP ASSOCIATE: from its request on
   std::shared_ptr<const Upstream> route_;      // the upstream this tunnel uses, if any
   bool counted_active_ = false;                // counted in route_->health->active
-  bool refused_by_route_ = false;
-  bool retry_pending_ = false;  // an upstream retry waits for old target operations
-  bool agent_waiting_ = false;  // an agent route waits for one of its idle connections
   bool agent_link_ = false;     // an agent's own connection: no access-log line, no tally
-  Failure upstream_failure_{Result::upstream_error, 0x01, 502};
 
   // for the access log
   uint64_t started_ms_;
-  uint64_t dial_started_us_ = 0;
   UserTally* tally_ = nullptr;  // this worker's counters for user_ (stable: map nodes)
   UserShared* limits_ = nullptr;  // the user's cross-worker state (counted in limits_->active)
   uint64_t bandwidth_bps_ = 0;    // 0 = unlimited
-  bool name_allowed_ = false;     // the ACL allowed the target by name
   uint64_t bytes_up_ = 0;
   uint64_t bytes_down_ = 0;
   bool datagram_ = false;  // VLESS UDP: see datagram()

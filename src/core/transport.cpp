@@ -11,7 +11,7 @@
 #include "core/log.h"
 #include "core/tls_io.h"
 #include "core/worker.h"
-#include "upstream/upstream_session.h"
+#include "upstream/dialer.h"
 
 namespace up {
 
@@ -151,7 +151,8 @@ void Connection::tls_handshake_step(Side s) {
         count_tls_handshake(t.layer.resumed() ? "resumed" : "ok");
         return begin_session();
       }
-      return upstream_handshake_step();
+      if (dialer_) dialer_->on_tls_done();  // an upstream's TLS: its own handshake next
+      return;
     case TlsLayer::Step::want_read:
       return tls_want_ciphertext(s);
     case TlsLayer::Step::error:
@@ -163,8 +164,7 @@ void Connection::tls_handshake_step(Side s) {
 }
 
 void Connection::tls_handshake_failed(Side s, const char* why) {
-  if (s == Side::target && upstream_)
-    return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true, why);
+  if (s == Side::target && dialer_) return dialer_->on_tls_failed(why);
   // Agent mode: this end is the TLS client of its gateway, and the operator needs the why
   // (an untrusted certificate, a wrong server_name).
   if (agent_link_) UP_WARN("agent: TLS to the gateway failed: %s", why);

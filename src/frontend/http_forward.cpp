@@ -7,8 +7,8 @@
 #include <algorithm>
 
 #include "core/connection.h"
+#include "core/tls_io.h"
 #include "core/worker.h"
-#include "upstream/upstream_session.h"
 
 namespace up {
 
@@ -120,8 +120,7 @@ void HttpForward::redial() {
 void HttpForward::target_drained() {
   draining_ = false;
   c.tls_.reset();
-  c.upstream_.reset();
-  c.route_and_dial();
+  c.route_and_dial();  // a fresh dialer
 }
 
 void HttpForward::on_dialed() {

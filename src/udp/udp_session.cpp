@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "udp/udp_association.h"
+#include "upstream/dialer.h"
 #include "upstream/peer_address.h"
 #include "upstream/upstream_session.h"
 #include "uringproxy/socks5.h"
@@ -28,9 +29,10 @@ void Connection::udp_dialed() {
   unmap_v4(local);  // the relay socket and the reply speak the client's family
   sockaddr_storage relay{};
   const sockaddr_storage* via = nullptr;
-  if (upstream_) {
+  const UpstreamSession* us = dialer_ ? dialer_->upstream() : nullptr;
+  if (us) {
     // The upstream's relay; an unspecified BND.ADDR (common) means its control address.
-    const Target& r = upstream_->relay;
+    const Target& r = us->relay;
     static const uint8_t zero[16] = {};
     if (!r.is_literal() || r.port == 0) {
       return fail({Result::upstream_error, 0x01, 502});
@@ -63,8 +65,7 @@ void Connection::udp_dialed() {
   // From here the control connections only say when the association ends.
   hs_len_ = 0;
   submit_recv_client();
-  if (upstream_ && tfd_ >= 0)
-    submit_recv_target(upstream_->buf.get(), UpstreamSession::buf_cap);
+  if (us && tfd_ >= 0) submit_recv_target(us->buf.get(), UpstreamSession::buf_cap);
 }
 
 void Connection::udp_on_control(Side s, int res) {
@@ -77,7 +78,7 @@ void Connection::udp_on_control(Side s, int res) {
     hs_len_ = 0;
     return submit_recv_client();
   }
-  submit_recv_target(upstream_->buf.get(), UpstreamSession::buf_cap);
+  submit_recv_target(dialer_->upstream()->buf.get(), UpstreamSession::buf_cap);
 }
 
 void Connection::udp_retry() {

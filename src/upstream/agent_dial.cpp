@@ -8,10 +8,10 @@
 #include <errno.h>
 
 #include "agent/agent_registry.h"
-#include "core/connection.h"
 #include "core/log.h"
 #include "core/worker.h"
 #include "proto/agent_frame.h"
+#include "upstream/dialer.h"
 #include "upstream/upstream_session.h"
 
 namespace up {
@@ -29,43 +29,46 @@ Result result_for(agent::Status s) {
 }
 }  // namespace
 
-void Connection::agent_dial() {
+void Dialer::agent_dial() {
   agent_waiting_ = false;
   UpstreamSession& us = *upstream_;
   const std::string& id = us.current()->config.name;  // the agent id (config.id is "agent:ID")
-  AgentRegistry& reg = *w_.runtime().agents;
+  AgentRegistry& reg = *c_.worker().runtime().agents;
   std::optional<IdleReverse> idle = reg.take_idle(id);
   if (!idle) {
     if (reg.current(id) == 0)
-      return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, false,
-                                     "agent not connected");
+      return attempt_failed({Result::upstream_error, 0x01, 502}, false, "agent not connected");
     // Connected but every idle connection is taken: the agent is opening more. Retried each
     // tick (the worker's waiters) until one comes or the connect deadline passes.
     agent_waiting_ = true;
-    w_.wait_for_pipe(this);
+    c_.wait_for_retry();
     return;
   }
-  tfd_ = idle->fd;
-  tls_ = std::move(idle->tls);
+  c_.set_target_fd(idle->fd);
+  c_.set_target_tls(std::move(idle->tls));
   us.agent = true;
   us.phase = UpstreamSession::Phase::handshake;
   us.agent_in.clear();
   us.tunnel_id = reg.next_tunnel_id();
-  size_t n = agent::encode(agent::Tunnel{us.tunnel_id, target_}, us.frame);
+  size_t n = agent::encode(agent::Tunnel{us.tunnel_id, c_.target()}, us.frame);
   if (n == 0)  // a target the protocol cannot name (cannot happen after the frontends' checks)
-    return fail({Result::unsupported, 0x08, 400});
-  submit_send_target(reinterpret_cast<const char*>(us.frame), static_cast<uint32_t>(n));
+    return c_.fail({Result::unsupported, 0x08, 400});
+  c_.submit_send(Side::target, reinterpret_cast<const char*>(us.frame), static_cast<uint32_t>(n));
 }
 
-void Connection::agent_on_sent() {
-  submit_recv_target(upstream_->buf.get(), UpstreamSession::buf_cap);
+void Dialer::retry() {
+  if (agent_waiting_) agent_dial();
 }
 
-void Connection::agent_on_recv(int res) {
+void Dialer::agent_on_sent() {
+  c_.submit_recv(Side::target, upstream_->buf.get(), UpstreamSession::buf_cap);
+}
+
+void Dialer::agent_on_recv(int res) {
   UpstreamSession& us = *upstream_;
   if (res <= 0)
-    return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, false,
-                                   "agent closed the reverse connection before STATUS");
+    return attempt_failed({Result::upstream_error, 0x01, 502}, false,
+                          "agent closed the reverse connection before STATUS");
   us.agent_in.append(us.buf.get(), static_cast<size_t>(res));
   agent::Message m;
   size_t used = 0;
@@ -73,18 +76,19 @@ void Connection::agent_on_recv(int res) {
   agent::Parse r = agent::parse_message(
       {reinterpret_cast<const uint8_t*>(us.agent_in.data()), us.agent_in.size()}, m, used, err);
   if (r == agent::Parse::need_more)
-    return submit_recv_target(us.buf.get(), UpstreamSession::buf_cap);
+    return c_.submit_recv(Side::target, us.buf.get(), UpstreamSession::buf_cap);
   const auto* st = r == agent::Parse::done ? std::get_if<agent::TunnelStatus>(&m) : nullptr;
   if (!st || st->tunnel_id != us.tunnel_id) {
     UP_WARN("agent %s: tunnel %llu: %s instead of its STATUS", us.current()->config.name.c_str(),
             static_cast<unsigned long long>(us.tunnel_id),
             r == agent::Parse::error ? agent::error_text(err) : "another frame");
-    return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, false, "bad STATUS");
+    return attempt_failed({Result::upstream_error, 0x01, 502}, false, "bad STATUS");
   }
   if (st->code != agent::Status::connected)
-    return fail({result_for(st->code), agent::socks_reply(st->code), agent::http_status(st->code)});
+    return c_.fail(
+        {result_for(st->code), agent::socks_reply(st->code), agent::http_status(st->code)});
   us.leftover = us.agent_in.substr(used);  // the target's first bytes, if any came along
-  w_.runtime().agents->tunnel_started(us.current()->config.name);
+  c_.worker().runtime().agents->tunnel_started(us.current()->config.name);
   upstream_ready();
 }
 

@@ -12,9 +12,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/connection.h"
 #include "core/log.h"
 #include "core/worker.h"
+#include "upstream/dialer.h"
 #include "upstream/peer_address.h"
 #include "uringproxy/socks5.h"
 
@@ -48,15 +48,11 @@ Target as_target(const sockaddr_storage& ss) {
 }
 }  // namespace
 
-void Connection::bind_request() {
-  bind_ = true;
-  route_and_dial();  // limits, ACL and route; dial() resolves, then bind_listen()
-}
-
-void Connection::bind_listen() {
+void Dialer::bind_listen() {
+  Worker& w = c_.worker();
   sockaddr_storage local{};
   socklen_t len = sizeof local;
-  getsockname(cfd_, reinterpret_cast<sockaddr*>(&local), &len);
+  getsockname(c_.fd(Side::client), reinterpret_cast<sockaddr*>(&local), &len);
   unmap_v4(local);  // an IPv4 client of a dual-stack listener: the peer connects over IPv4
   set_port(local, 0);
   len = local.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
@@ -66,73 +62,74 @@ void Connection::bind_listen() {
   if (fd < 0 || bind(fd, sa, len) < 0 || listen(fd, 8) < 0 || getsockname(fd, sa, &len) < 0) {
     int err = errno;
     if (fd >= 0) close(fd);
-    UP_WARN("BIND for %s: cannot listen: %s", format_client(client_addr_).c_str(), strerror(err));
-    return fail({Result::error, 0x01, 502});
+    UP_WARN("BIND for %s: cannot listen: %s", format_client(c_.client_address()).c_str(),
+            strerror(err));
+    return c_.fail({Result::error, 0x01, 502});
   }
-  tfd_ = fd;
+  c_.set_target_fd(fd);
   uint8_t out[22];
   size_t n = socks5::encode_reply(socks5::Reply::succeeded, sa, out);
-  reply_client(out, static_cast<uint32_t>(n));
+  c_.reply_client(out, static_cast<uint32_t>(n));
   bind_arm_accept();
   // The client may give up meanwhile: its close ends the wait. A poll, not a recv, so bytes
   // it sends before the peer arrives stay queued for the relay, in order.
-  io_uring_sqe* s = w_.sqe();
-  io_uring_prep_poll_add(s, cfd_, POLLRDHUP);
-  submit(s, Op::bind_hangup);
+  io_uring_sqe* s = w.sqe();
+  io_uring_prep_poll_add(s, c_.fd(Side::client), POLLRDHUP);
+  c_.submit(s, Op::bind_hangup);
 }
 
-void Connection::bind_arm_accept() {
-  bind_peer_len_ = sizeof target_addr_;
-  io_uring_sqe* s = w_.sqe();
-  io_uring_prep_accept(s, tfd_, reinterpret_cast<sockaddr*>(&target_addr_), &bind_peer_len_,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
-  submit(s, Op::bind_accept);
+void Dialer::bind_arm_accept() {
+  bind_peer_len_ = sizeof addr_;
+  io_uring_sqe* s = c_.worker().sqe();
+  io_uring_prep_accept(s, c_.fd(Side::target), reinterpret_cast<sockaddr*>(&addr_),
+                       &bind_peer_len_, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  c_.submit(s, Op::bind_accept);
 }
 
-void Connection::bind_on_accept(int res) {
-  bool waiting = bind_ && state_ == State::dialing && tfd_ >= 0;
+void Dialer::on_bind_accept(int res) {
+  Worker& w = c_.worker();
+  bool waiting = kind_ == Kind::bind && c_.state() == State::dialing && c_.fd(Side::target) >= 0;
   if (!waiting) {
-    if (res >= 0) w_.close_fd(res);  // came in as the wait ended (timeout, close, kick)
+    if (res >= 0) w.close_fd(res);  // came in as the wait ended (timeout, close, kick)
     return;
   }
   if (res < 0) {
     // A peer that reset before we took it does not end the wait; anything else does.
     if (res == -ECONNABORTED || res == -EINTR) return bind_arm_accept();
-    UP_WARN("BIND for %s: accept failed: %s", format_client(client_addr_).c_str(),
+    UP_WARN("BIND for %s: accept failed: %s", format_client(c_.client_address()).c_str(),
             strerror(-res));
-    return fail({Result::error, 0x01, 502});
+    return c_.fail({Result::error, 0x01, 502});
   }
-  unmap_v4(target_addr_);
-  const auto* peer = reinterpret_cast<const sockaddr*>(&target_addr_);
+  unmap_v4(addr_);
+  const auto* peer = reinterpret_cast<const sockaddr*>(&addr_);
   bool expected;
-  if (bind_names_any(target_)) {
+  if (bind_names_any(c_.target())) {
     // No address named: any peer the ACL would let the user reach.
-    const Snapshot& snap = w_.snapshot();
-    expected = snap.acl.address_allowed(peer, snap.find_user_acl(user_), false);
+    const Snapshot& snap = w.snapshot();
+    expected = snap.acl.address_allowed(peer, snap.find_user_acl(c_.user()), false);
   } else {
     expected = bind_peer_expected(peer, addrs_);
   }
   if (!expected) {
     // Not the peer the client is waiting for: it does not count, the wait goes on.
-    w_.close_fd(res);
+    w.close_fd(res);
     return bind_arm_accept();
   }
-  w_.close_fd(tfd_);  // one connection only: the listening socket goes now
-  tfd_ = res;
+  c_.close_target();  // one connection only: the listening socket goes now
+  c_.set_target_fd(res);
   int one = 1;
-  setsockopt(tfd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  cancel_ops(1u << static_cast<unsigned>(Op::bind_hangup));
-  target_ = as_target(target_addr_);  // from here the tunnel's target is the peer
-  state_ = State::replying;  // the second reply; its completion starts the relay
-  touch();
+  setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  c_.cancel_ops(1u << static_cast<unsigned>(Op::bind_hangup));
+  c_.set_target(as_target(addr_));  // from here the tunnel's target is the peer
+  // The second reply; its completion starts the relay.
   uint8_t out[22];
   size_t n = socks5::encode_reply(socks5::Reply::succeeded, peer, out);
-  reply_client(out, static_cast<uint32_t>(n));
+  c_.dialed_with_reply(out, static_cast<uint32_t>(n));
 }
 
-void Connection::bind_on_hangup(int res) {
-  if (res < 0 || !bind_ || state_ != State::dialing) return;  // cancelled: the peer came
-  finish(Result::client_closed);
+void Dialer::on_bind_hangup(int res) {
+  if (res < 0 || kind_ != Kind::bind || c_.state() != State::dialing) return;  // the peer came
+  c_.finish(Result::client_closed);
 }
 
 }  // namespace up

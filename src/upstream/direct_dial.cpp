@@ -10,9 +10,8 @@
 #include <unistd.h>
 
 #include "core/clock.h"
-#include "core/connection.h"
+#include "upstream/dialer.h"
 #include "core/worker.h"
-#include "frontend/frontend.h"
 #include "upstream/peer_address.h"
 #include "upstream/upstream_session.h"
 
@@ -34,69 +33,89 @@ Failure failure_for_errno(int err) {
 }
 }  // namespace
 
-void Connection::dial() {
-  if (udp_) return udp_dialed();  // a direct UDP association dials nothing
-  state_ = State::dialing;
+Dialer::Dialer(Connection& c, Kind kind) : c_(c), kind_(kind), started_us_(monotonic_us()) {}
+
+Dialer::~Dialer() { cancel_resolve(); }
+
+void Dialer::direct(bool name_allowed) {
+  name_allowed_ = name_allowed;
+  dial();
+}
+
+void Dialer::dial() {
+  if (kind_ == Kind::udp) return c_.dialed();  // a direct UDP association dials nothing
+  Worker& w = c_.worker();
   addrs_.clear();
   next_addr_ = 0;
   last_connect_errno_ = 0;
-  set_deadline_in(w_.snapshot().config.upstream.connect_timeout_ms);
-  if (bind_ && bind_names_any(target_)) return bind_listen();  // each peer judged as it comes
-  if (target_.is_literal()) {
+  c_.set_deadline_in(w.snapshot().config.upstream.connect_timeout_ms);
+  const Target& target = c_.target();
+  if (kind_ == Kind::bind && bind_names_any(target)) return bind_listen();  // peers judged as they come
+  if (target.is_literal()) {
     ResolvedAddress a{};
-    a.len = target_.to_sockaddr(a.addr);
+    a.len = target.to_sockaddr(a.addr);
     return on_resolved(ARES_SUCCESS, {a});
   }
   resolving_ = true;
-  w_.dns().resolve(target_.host, this, w_.now_ms());
+  w.dns().resolve(target.host, this, w.now_ms());
 }
 
-void Connection::on_resolved(int status, const std::vector<ResolvedAddress>& addrs) {
+void Dialer::cancel_resolve() {
+  if (!resolving_) return;
+  // The name being resolved: the upstream's while an upstream route is dialled, else the target's.
+  c_.worker().dns().cancel(upstream_ ? upstream_->current()->config.address : c_.target().host,
+                           this);
   resolving_ = false;
-  if (state_ != State::dialing) return;
+}
+
+namespace {
+void set_port(ResolvedAddress& a, uint16_t port) {
+  if (a.addr.ss_family == AF_INET)
+    reinterpret_cast<sockaddr_in*>(&a.addr)->sin_port = htons(port);
+  else
+    reinterpret_cast<sockaddr_in6*>(&a.addr)->sin6_port = htons(port);
+}
+}  // namespace
+
+void Dialer::on_resolved(int status, const std::vector<ResolvedAddress>& addrs) {
+  resolving_ = false;
+  if (c_.state() != State::dialing) return;
   if (upstream_) {
     // The upstream's own address: the operator chose it, so no ACL applies.
     if (status != ARES_SUCCESS)
-      return upstream_attempt_failed({Result::upstream_error, 0x01, 502}, true,
-                                     "its address does not resolve");
+      return attempt_failed({Result::upstream_error, 0x01, 502}, true,
+                            "its address does not resolve");
     uint16_t port = upstream_->current()->config.port;
     for (const ResolvedAddress& a : addrs) {
-      ResolvedAddress b = a;
-      if (b.addr.ss_family == AF_INET)
-        reinterpret_cast<sockaddr_in*>(&b.addr)->sin_port = htons(port);
-      else
-        reinterpret_cast<sockaddr_in6*>(&b.addr)->sin6_port = htons(port);
-      addrs_.push_back(b);
+      addrs_.push_back(a);
+      set_port(addrs_.back(), port);
       if (addrs_.size() == 8) break;
     }
     upstream_->phase = UpstreamSession::Phase::connecting;
     return connect_next();
   }
-  if (status != ARES_SUCCESS) return fail({Result::dns_failed, 0x04, 502});
-  const Snapshot& snap = w_.snapshot();
-  const UserAcl* uacl = snap.find_user_acl(user_);
+  if (status != ARES_SUCCESS) return c_.fail({Result::dns_failed, 0x04, 502});
+  const Snapshot& snap = c_.worker().snapshot();
+  const UserAcl* uacl = snap.find_user_acl(c_.user());
   for (const ResolvedAddress& a : addrs) {
     if (!snap.acl.address_allowed(reinterpret_cast<const sockaddr*>(&a.addr), uacl, name_allowed_))
       continue;
-    ResolvedAddress b = a;
-    if (b.addr.ss_family == AF_INET)
-      reinterpret_cast<sockaddr_in*>(&b.addr)->sin_port = htons(target_.port);
-    else
-      reinterpret_cast<sockaddr_in6*>(&b.addr)->sin6_port = htons(target_.port);
-    addrs_.push_back(b);
+    addrs_.push_back(a);
+    set_port(addrs_.back(), c_.target().port);
     if (addrs_.size() == 8) break;  // bounded attempts within one connect timeout
   }
-  if (addrs_.empty()) return fail({Result::denied, 0x02, 403});
-  if (bind_) return bind_listen();  // the peer must come from one of addrs_
+  if (addrs_.empty()) return c_.fail({Result::denied, 0x02, 403});
+  if (kind_ == Kind::bind) return bind_listen();  // the peer must come from one of addrs_
   connect_next();
 }
 
-void Connection::connect_next() {
+void Dialer::connect_next() {
+  Worker& w = c_.worker();
   while (next_addr_ < addrs_.size()) {
     const ResolvedAddress& a = addrs_[next_addr_++];
     // VLESS UDP: a connected UDP socket (its connect completes at once; the kernel then
     // takes datagrams from that address only).
-    int type = datagram_ && !upstream_ ? SOCK_DGRAM : SOCK_STREAM;
+    int type = kind_ == Kind::datagram && !upstream_ ? SOCK_DGRAM : SOCK_STREAM;
     int fd = socket(a.addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       last_connect_errno_ = errno;
@@ -107,7 +126,7 @@ void Connection::connect_next() {
     // Agent mode's source_address: to targets only (never an upstream), and only of the
     // target's family. NO_PORT defers the port to connect, so the 4-tuple, not the source
     // port alone, must be unique: many tunnels from one address do not run out of ports.
-    const std::optional<SocketAddress>& src = w_.snapshot().config.source_address;
+    const std::optional<SocketAddress>& src = w.snapshot().config.source_address;
     if (!upstream_ && src && src->addr.ss_family == a.addr.ss_family) {
       setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
       if (bind(fd, reinterpret_cast<const sockaddr*>(&src->addr), src->len) != 0) {
@@ -116,57 +135,30 @@ void Connection::connect_next() {
         continue;
       }
     }
-    tfd_ = fd;
-    target_addr_ = a.addr;
-    io_uring_sqe* s = w_.sqe();
-    io_uring_prep_connect(s, fd, reinterpret_cast<const sockaddr*>(&target_addr_), a.len);
-    io_uring_sqe_set_data64(s, pack(this, Op::connect));
-    mark(Op::connect);
+    c_.set_target_fd(fd);
+    addr_ = a.addr;
+    io_uring_sqe* s = w.sqe();
+    io_uring_prep_connect(s, fd, reinterpret_cast<const sockaddr*>(&addr_), a.len);
+    c_.submit(s, Op::connect);
     return;
   }
   if (upstream_)
-    return upstream_attempt_failed(failure_for_errno(last_connect_errno_), true,
-                                   strerror(last_connect_errno_));
-  fail(failure_for_errno(last_connect_errno_));
+    return attempt_failed(failure_for_errno(last_connect_errno_), true,
+                          strerror(last_connect_errno_));
+  c_.fail(failure_for_errno(last_connect_errno_));
 }
 
-void Connection::on_connect(int res) {
-  if (agent_link_ && state_ == State::handshake) return link_connected(res);
-  if (state_ != State::dialing) return;
-  if (res == 0) return upstream_ ? upstream_connected() : on_dialed();
-  w_.close_fd(tfd_);
-  tfd_ = -1;
+void Dialer::on_connect(int res) {
+  if (c_.state() != State::dialing) return;
+  if (res == 0) return upstream_ ? upstream_connected() : dialed();
+  c_.close_target();
   last_connect_errno_ = -res;
   connect_next();
 }
 
-void Connection::on_dialed() {
-  if (dial_started_us_) w_.stats().observe_connect(monotonic_us() - dial_started_us_);
-  if (udp_) return udp_dialed();
-  state_ = State::replying;  // the frontend's success reply; its completion starts the relay
-  frontend_->answer_dialed();
-}
-
-void Connection::fail(const Failure& f) {
-  if (state_ == State::closed) return;
-  cancel_resolve();
-  close_target();
-  result_ = f.result;
-  state_ = State::failing;
-  set_deadline_in(2000);  // a client that will not read its error reply is not waited for
-  frontend_->answer_failure(f);
-}
-
-void Connection::close_target() {
-  // Operations still in flight on the target hold their own file reference; cancel them so
-  // they complete (their buffers stay alive until the connection is freed or they are done).
-  cancel_ops(target_ops_mask);
-  if (tls_ && !tls_->handshaking && route_ && route_->config.type != UpstreamType::agent)
-    w_.keep_tls_session(route_->config.id, tls_->layer.session());
-  if (tfd_ >= 0) {
-    w_.close_fd(tfd_);
-    tfd_ = -1;
-  }
+void Dialer::dialed() {
+  c_.worker().stats().observe_connect(monotonic_us() - started_us_);
+  c_.dialed();
 }
 
 }  // namespace up

@@ -8,10 +8,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "core/clock.h"
-#include "core/connection.h"
 #include "core/log.h"
 #include "core/worker.h"
+#include "upstream/dialer.h"
 #include "upstream/peer_address.h"
 #include "upstream/upstream_session.h"
 
@@ -33,79 +32,65 @@ Result result_for_reply(uint8_t socks_reply) {
 
 }  // namespace
 
-void Connection::route_and_dial() {
-  dial_started_us_ = monotonic_us();
-  const Snapshot& s = w_.snapshot();
-  const User* u = user_.empty() ? nullptr : s.find_user(user_);
-  if (UserShared* q = u ? s.find_user_state(user_) : nullptr;
-      q && q->over_quota.load(std::memory_order_relaxed))
-    return fail({Result::over_quota, 0x02, 429});
-  if (!limits_ && u) {
-    // Counted once per client connection, across all workers.
-    UserShared* shared = s.find_user_state(user_);
-    UserLimits lim = effective_limits(*u, s.config.limits);
-    uint32_t max = lim.max_connections;
-    if (shared && shared->active.fetch_add(1, std::memory_order_relaxed) >= max && max) {
-      shared->active.fetch_sub(1, std::memory_order_relaxed);
-      return fail({Result::limited, 0x02, 429});
-    }
-    if (shared) {
-      limits_ = shared;
-      bandwidth_bps_ = lim.bandwidth_bps;
-    }
-  }
-  const UserAcl* uacl = s.find_user_acl(user_);
+void Dialer::route() {
+  Worker& w = c_.worker();
+  const Snapshot& s = w.snapshot();
+  const std::string& user = c_.user();
+  const Target& target = c_.target();
+  const UserAcl* uacl = s.find_user_acl(user);
   // A UDP association has no target yet: each datagram is judged as it comes. Neither has a
   // BIND naming any address: each peer is judged as it connects.
   Acl::Verdict verdict = Acl::Verdict::check_addresses;
-  if (bind_ && !bind_names_any(target_)) {
-    Target named = target_;
+  if (kind_ == Kind::bind && !bind_names_any(target)) {
+    Target named = target;
     named.port = 0;  // the peer's source port, not a service: deny_ports do not apply
     verdict = s.acl.check_target(named, uacl);
-  } else if (!udp_ && !bind_) {
-    verdict = s.acl.check_target(target_, uacl);
+  } else if (kind_ == Kind::tunnel || kind_ == Kind::datagram) {
+    verdict = s.acl.check_target(target, uacl);
   }
-  if (verdict == Acl::Verdict::deny) return fail({Result::denied, 0x02, 403});
-  name_allowed_ = verdict == Acl::Verdict::allow && target_.kind == Target::Kind::domain;
-  RoutePlan plan = plan_route(s, {user_, group_}, u, w_.cursors(), udp_ != nullptr);
+  if (verdict == Acl::Verdict::deny) return c_.fail({Result::denied, 0x02, 403});
+  name_allowed_ = verdict == Acl::Verdict::allow && target.kind == Target::Kind::domain;
+  const User* u = user.empty() ? nullptr : s.find_user(user);
+  RoutePlan plan = plan_route(s, {user, c_.group()}, u, w.cursors(), kind_ == Kind::udp);
   // An upstream resolves names itself: with allow lists, a name they do not list is refused.
   if (plan.kind == RoutePlan::Kind::upstream && verdict == Acl::Verdict::check_addresses &&
-      !udp_ && !bind_ && s.acl.has_allow(uacl))
-    return fail({Result::denied, 0x02, 403});
+      (kind_ == Kind::tunnel || kind_ == Kind::datagram) && s.acl.has_allow(uacl))
+    return c_.fail({Result::denied, 0x02, 403});
   switch (plan.kind) {
     case RoutePlan::Kind::refuse:
-      refused_by_route_ = true;
-      return fail({plan.socks_reply == 0x02   ? Result::denied
-                   : plan.socks_reply == 0x07 ? Result::unsupported
-                                              : Result::upstream_error,
-                   plan.socks_reply, plan.http_status});
+      refused_ = true;
+      return c_.fail({plan.socks_reply == 0x02   ? Result::denied
+                      : plan.socks_reply == 0x07 ? Result::unsupported
+                                                 : Result::upstream_error,
+                      plan.socks_reply, plan.http_status});
     case RoutePlan::Kind::direct:
-      if (*plan.why)
-        UP_WARN("user %s: %s: leaving directly", user_.c_str(), plan.why);
-      upstream_.reset();
+      if (*plan.why) UP_WARN("user %s: %s: leaving directly", user.c_str(), plan.why);
       return dial();
     case RoutePlan::Kind::upstream:
-      upstream_ = std::make_unique<UpstreamSession>();
-      upstream_->plan = std::move(plan);
-      return dial_upstream();
+      return start_upstream(std::move(plan));
   }
 }
 
-void Connection::dial_upstream() {
-  state_ = State::dialing;
-  set_deadline_in(w_.snapshot().config.upstream.connect_timeout_ms);
+void Dialer::start_upstream(RoutePlan&& plan) {
+  upstream_ = std::make_unique<UpstreamSession>();
+  upstream_->plan = std::move(plan);
+  dial_upstream();
+}
+
+void Dialer::dial_upstream() {
+  Worker& w = c_.worker();
+  c_.set_deadline_in(w.snapshot().config.upstream.connect_timeout_ms);
   const UpstreamProxy& cfg = upstream_->current()->config;
   // Only a plain SOCKS5 upstream relays UDP; the others fail closed (0x07) unless a later
   // attempt or on_failure says otherwise.
-  if (udp_ && cfg.type != UpstreamType::socks5)
-    return upstream_attempt_failed({Result::unsupported, 0x07, 400}, false, "cannot carry UDP");
+  if (kind_ == Kind::udp && cfg.type != UpstreamType::socks5)
+    return attempt_failed({Result::unsupported, 0x07, 400}, false, "cannot carry UDP");
   // BIND leaves directly only (an upstream would have to listen for us): fail closed.
-  if (bind_)
-    return upstream_attempt_failed({Result::unsupported, 0x07, 400}, false, "cannot carry BIND");
+  if (kind_ == Kind::bind)
+    return attempt_failed({Result::unsupported, 0x07, 400}, false, "cannot carry BIND");
   // VLESS UDP leaves directly only (no upstream carries it yet): fail closed.
-  if (datagram_)
-    return upstream_attempt_failed({Result::unsupported, 0x07, 400}, false,
-                                   "cannot carry VLESS UDP");
+  if (kind_ == Kind::datagram)
+    return attempt_failed({Result::unsupported, 0x07, 400}, false, "cannot carry VLESS UDP");
   if (cfg.type == UpstreamType::agent) return agent_dial();
   upstream_->phase = UpstreamSession::Phase::resolving;
   upstream_->handshake.reset();
@@ -120,30 +105,37 @@ void Connection::dial_upstream() {
     return on_resolved(ARES_SUCCESS, {a});
   }
   resolving_ = true;
-  w_.dns().resolve(cfg.address, this, w_.now_ms());
+  w.dns().resolve(cfg.address, this, w.now_ms());
 }
 
-void Connection::upstream_connected() {
+void Dialer::upstream_connected() {
   const Upstream& u = *upstream_->current();
   if (!u.has_tls()) return upstream_handshake_step();
   upstream_->phase = UpstreamSession::Phase::tls;
-  tls_ = std::make_unique<TlsIo>();
+  auto tls = std::make_unique<TlsIo>();
   const std::string& name =
       u.config.tls.server_name.empty() ? u.config.address : u.config.tls.server_name;
-  if (!tls_->layer.start(u.tls.get(), name, w_.tls_session(u.config.id)))
-    return upstream_attempt_failed({Result::error, 0x01, 502}, false, "TLS set-up failed");
-  tls_handshake_step(Side::target);
+  if (!tls->layer.start(u.tls.get(), name, c_.worker().tls_session(u.config.id)))
+    return attempt_failed({Result::error, 0x01, 502}, false, "TLS set-up failed");
+  c_.set_target_tls(std::move(tls));
+  c_.tls_handshake(Side::target);  // -> on_tls_done / on_tls_failed
+}
+
+void Dialer::on_tls_done() { upstream_handshake_step(); }
+
+void Dialer::on_tls_failed(const char* why) {
+  attempt_failed({Result::upstream_error, 0x01, 502}, true, why);
 }
 
 // The upstream's own handshake (after TCP, and TLS where the type has it): starts it, then
-// does what the machine asks next; the upstream's answers arrive in upstream_on_recv.
-void Connection::upstream_handshake_step() {
+// does what the machine asks next; the upstream's answers arrive in on_target_recv.
+void Dialer::upstream_handshake_step() {
   UpstreamSession& us = *upstream_;
   if (us.phase != UpstreamSession::Phase::handshake) {
     const UpstreamProxy& cfg = us.current()->config;
     bool socks = cfg.type == UpstreamType::socks5 || cfg.type == UpstreamType::socks5s;
     us.phase = UpstreamSession::Phase::handshake;
-    if (udp_) {
+    if (kind_ == Kind::udp) {
       // Where we will send from is not known yet: all zeros (RFC 1928).
       Target any;
       set_host("0.0.0.0", any);
@@ -152,17 +144,17 @@ void Connection::upstream_handshake_step() {
     } else {
       us.handshake.emplace(socks ? UpstreamHandshake::Protocol::socks5
                                  : UpstreamHandshake::Protocol::http,
-                           cfg.username, cfg.password, &target_);
+                           cfg.username, cfg.password, &c_.target());
     }
   }
   UpstreamHandshake& hs = *us.handshake;
   switch (hs.step()) {
     case UpstreamHandshake::Step::send: {
       std::string_view out = hs.output();  // stays put until sent()
-      return submit_send_target(out.data(), static_cast<uint32_t>(out.size()));
+      return c_.submit_send(Side::target, out.data(), static_cast<uint32_t>(out.size()));
     }
     case UpstreamHandshake::Step::recv:
-      return submit_recv_target(us.buf.get(), UpstreamSession::buf_cap);
+      return c_.submit_recv(Side::target, us.buf.get(), UpstreamSession::buf_cap);
     case UpstreamHandshake::Step::done:
       us.leftover.assign(hs.leftover());
       us.relay = hs.bound();
@@ -174,21 +166,23 @@ void Connection::upstream_handshake_step() {
   Failure reply{result_for_reply(f.socks_reply), f.socks_reply, f.http_status};
   switch (f.fault) {
     case UpstreamHandshake::Failure::Fault::upstream:
-      return upstream_attempt_failed(reply, true, f.why.c_str());
+      return attempt_failed(reply, true, f.why.c_str());
     case UpstreamHandshake::Failure::Fault::after_request:
-      return upstream_attempt_failed(reply, false, f.why.c_str());
+      return attempt_failed(reply, false, f.why.c_str());
     case UpstreamHandshake::Failure::Fault::target:
-      return fail(reply);  // passed on at once: it says nothing about the upstream's health
+      return c_.fail(reply);  // passed on at once: it says nothing about the upstream's health
   }
 }
 
-void Connection::upstream_on_sent() {
+void Dialer::on_target_sent() {
+  if (!upstream_) return;
   if (upstream_->agent) return agent_on_sent();
   upstream_->handshake->sent();
   upstream_handshake_step();
 }
 
-void Connection::upstream_on_recv(int res) {
+void Dialer::on_target_recv(int res) {
+  if (!upstream_) return;
   UpstreamSession& us = *upstream_;
   if (us.agent) return agent_on_recv(res);
   if (res <= 0)
@@ -198,47 +192,56 @@ void Connection::upstream_on_recv(int res) {
   upstream_handshake_step();
 }
 
-void Connection::upstream_ready() {
-  upstream_->phase = UpstreamSession::Phase::done;
-  route_ = upstream_->current();
-  if (!counted_active_) {
-    route_->health->active.fetch_add(1, std::memory_order_relaxed);
-    counted_active_ = true;
-  }
-  on_dialed();
+void Dialer::on_target_send_failed() {
+  if (!upstream_) return c_.finish(Result::error);
+  attempt_failed({Result::upstream_error, 0x01, 502}, true, "send failed during its handshake");
 }
 
-void Connection::upstream_attempt_failed(const Failure& f, bool mark_down, const char* why) {
+void Dialer::on_timeout() {
+  if (!upstream_) return c_.fail({Result::timeout, 0x06, 504});
+  if (retry_pending_) return;  // waiting for the old attempt's operations; they were cancelled
+  attempt_failed({Result::timeout, 0x06, 504}, true, "timed out");
+}
+
+void Dialer::upstream_ready() {
+  upstream_->phase = UpstreamSession::Phase::done;
+  c_.use_route(upstream_->current());
+  dialed();
+}
+
+void Dialer::attempt_failed(const Failure& f, bool mark_down, const char* why) {
   const auto& u = upstream_->current();
   agent_waiting_ = false;
   upstream_->agent = false;
   // An agent's health is its control link (agent/agent_registry.h), not the fate of a tunnel.
   if (u->config.type == UpstreamType::agent) mark_down = false;
   if (mark_down && u->health->is_up()) {
-    u->health->mark_down(w_.now_ms());
+    u->health->mark_down(c_.worker().now_ms());
     UP_WARN("upstream %s (%s:%u) marked down: %s", u->config.id.c_str(),
             u->config.address.c_str(), u->config.port, why);
   }
   cancel_resolve();
-  close_target();
+  c_.close_target();
   upstream_failure_ = f;
   // The next attempt reuses the target operations: wait until the old ones have completed.
-  if (inflight_ & target_ops_mask) {
+  if (c_.target_ops_in_flight()) {
     retry_pending_ = true;
     return;
   }
-  upstream_next_attempt();
+  next_attempt();
 }
 
-void Connection::upstream_next_attempt() {
+void Dialer::on_target_ops_drained() { next_attempt(); }
+
+void Dialer::next_attempt() {
   retry_pending_ = false;
-  tls_.reset();
+  c_.set_target_tls(nullptr);
   if (++upstream_->attempt < upstream_->plan.attempts.size()) return dial_upstream();
-  RoutePlan next = plan_on_failure(w_.snapshot(), upstream_->plan.on_failure, group_);
+  RoutePlan next = plan_on_failure(c_.worker().snapshot(), upstream_->plan.on_failure, c_.group());
   switch (next.kind) {
     case RoutePlan::Kind::direct:
       UP_WARN("user %s: upstream %s failed; on_failure direct: leaving directly",
-              user_.c_str(), upstream_->current()->config.id.c_str());
+              c_.user().c_str(), upstream_->current()->config.id.c_str());
       upstream_.reset();
       return dial();
     case RoutePlan::Kind::upstream:
@@ -246,9 +249,13 @@ void Connection::upstream_next_attempt() {
       upstream_->attempt = 0;
       return dial_upstream();
     case RoutePlan::Kind::refuse:
-      refused_by_route_ = true;
-      return fail(upstream_failure_);
+      refused_ = true;
+      return c_.fail(upstream_failure_);
   }
+}
+
+std::string Dialer::take_leftover() {
+  return upstream_ ? std::move(upstream_->leftover) : std::string();
 }
 
 }  // namespace up
