@@ -1,6 +1,9 @@
 """A throwaway PostgreSQL cluster for store tests: initdb into a temporary directory as the
 `postgres` OS user (initdb refuses root), listening only on a Unix socket in that directory
-on a port of its own, trust authentication, stopped by its postmaster's PID."""
+on a port of its own, trust authentication, stopped by its postmaster's PID. The store tests
+share `needs_postgres` (their skip mark) and `cluster_fixture` (their module-scoped `cluster`:
+started, migrated with `uringproxy --migrate` and filled with the harness's users)."""
+import json
 import os
 import pwd
 import shutil
@@ -10,6 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
+from harness import proxy_binary, users_doc
 from servers import free_port
 
 BOUND = 60.0
@@ -28,6 +34,10 @@ def available():
     except KeyError:
         return False
     return pg_bin("initdb") is not None and pg_bin("postgres") is not None
+
+
+needs_postgres = pytest.mark.skipif(not available(),
+                                    reason="needs Debian's postgresql (scripts/lib/deps.sh)")
 
 
 def as_postgres(cmd, **kw):
@@ -102,3 +112,35 @@ class Cluster:
                 self.proc.wait(10)
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def migrate(c, tmp_dir):
+    """Creates the schema in cluster c with `uringproxy --migrate` (config written in tmp_dir)."""
+    cfg = tmp_dir / "uringproxy.json"
+    cfg.write_text(json.dumps({
+        "listeners": [{"name": "s", "protocol": "socks5", "listen": "127.0.0.1:1"}],
+        "store": {"type": "postgres", "dsn": c.dsn, "node": "migrator"}}))
+    r = subprocess.run([proxy_binary(), "--config", str(cfg), "--migrate"], capture_output=True,
+                       timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr.decode()
+
+
+def cluster_fixture(migrated=True, user_fields=None):
+    """A module-scoped `cluster` fixture for a test module (`cluster = cluster_fixture(...)`):
+    a Cluster started for the module and stopped after it. migrated: the schema is created and
+    the harness's users (users_doc()) are inserted, with user_fields[username] merged into
+    that user's record (e.g. a quota); otherwise the cluster is left empty."""
+    @pytest.fixture(scope="module")
+    def cluster(tmp_path_factory):
+        c = Cluster().start()
+        try:
+            if migrated:
+                migrate(c, tmp_path_factory.mktemp("migrate"))
+                for u in users_doc()["users"]:
+                    u = dict(u, **(user_fields or {}).get(u["username"], {}))
+                    c.query(f"INSERT INTO users (username, record) VALUES ('{u['username']}', "
+                            f"'{json.dumps(u)}'::jsonb)")
+            yield c
+        finally:
+            c.stop()
+    return cluster

@@ -14,34 +14,18 @@ import pytest
 
 import pg_cluster
 from ctl_helpers import run_ctl
-from harness import proxy_binary, users_doc
+from harness import proxy_binary
 from servers import free_port, wait_until
 from test_agents import AgentProcess, WhoServer, sha512, via_socks
 
-pytestmark = [pytest.mark.uringproxy_only,
-              pytest.mark.skipif(not pg_cluster.available(),
-                                 reason="needs Debian's postgresql (scripts/lib/deps.sh)")]
+pytestmark = [pytest.mark.uringproxy_only, pg_cluster.needs_postgres]
 
 BOUND = 20.0  # generous: every wait ends on the event
 AGENT_SOURCE = "127.0.0.5"  # fake_agent.py's egress for ids test_agents.py does not list
 SECRET = "fleet-agent-secret-Qv7"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = pg_cluster.Cluster().start()
-    cfg = tmp_path_factory.mktemp("migrate") / "uringproxy.json"
-    cfg.write_text(json.dumps({
-        "listeners": [{"name": "s", "protocol": "socks5", "listen": "127.0.0.1:1"}],
-        "store": {"type": "postgres", "dsn": c.dsn, "node": "migrator"}}))
-    r = subprocess.run([proxy_binary(), "--config", str(cfg), "--migrate"], capture_output=True,
-                       timeout=60, stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, r.stderr.decode()
-    for u in users_doc()["users"]:
-        c.query(f"INSERT INTO users (username, record) VALUES ('{u['username']}', "
-                f"'{json.dumps(u)}'::jsonb)")
-    yield c
-    c.stop()
+cluster = pg_cluster.cluster_fixture()
 
 
 @pytest.fixture(scope="module")

@@ -15,27 +15,12 @@ from ctl_helpers import run_ctl
 from harness import PASSWORDS, proxy_binary, users_doc
 from servers import free_port
 
-pytestmark = [pytest.mark.uringproxy_only,
-              pytest.mark.skipif(not pg_cluster.available(),
-                                 reason="needs Debian's postgresql (scripts/lib/deps.sh)")]
+pytestmark = [pytest.mark.uringproxy_only, pg_cluster.needs_postgres]
 
 BOUND = 20.0  # generous: every wait ends on the event
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = pg_cluster.Cluster().start()
-    cfg = tmp_path_factory.mktemp("migrate") / "uringproxy.json"
-    cfg.write_text(json.dumps({
-        "listeners": [{"name": "s", "protocol": "socks5", "listen": "127.0.0.1:1"}],
-        "store": {"type": "postgres", "dsn": c.dsn, "node": "migrator"}}))
-    r = subprocess.run([proxy_binary(), "--config", str(cfg), "--migrate"], capture_output=True,
-                       timeout=60, stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, r.stderr.decode()
-    for u in users_doc()["users"]:
-        put_user(c, u, notify=False)
-    yield c
-    c.stop()
+cluster = pg_cluster.cluster_fixture()
 
 
 def put_user(c, record, notify=True):

@@ -6,7 +6,6 @@ one-user edit on a 20,000-user store reaches the other nodes without a full read
 with SIGTERM adds what it counted since its last flush."""
 import json
 import os
-import subprocess
 import threading
 import time
 import urllib.request
@@ -16,12 +15,10 @@ import pytest
 import pg_cluster
 from clients import echo_roundtrip, socks5_open, stream_end
 from ctl_helpers import run_ctl
-from harness import PASSWORDS, proxy_binary, users_doc
+from harness import PASSWORDS, users_doc
 from servers import free_port
 
-pytestmark = [pytest.mark.uringproxy_only,
-              pytest.mark.skipif(not pg_cluster.available(),
-                                 reason="needs Debian's postgresql (scripts/lib/deps.sh)")]
+pytestmark = [pytest.mark.uringproxy_only, pg_cluster.needs_postgres]
 
 BOUND = 20.0  # generous: every wait ends on the event
 FLUSH_MS = 250
@@ -29,23 +26,8 @@ QUOTA = 400_000  # bob's bytes per day, both directions, fleet-wide
 BULK = 20_000    # users added for the large-store test
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = pg_cluster.Cluster().start()
-    cfg = tmp_path_factory.mktemp("migrate") / "uringproxy.json"
-    cfg.write_text(json.dumps({
-        "listeners": [{"name": "s", "protocol": "socks5", "listen": "127.0.0.1:1"}],
-        "store": {"type": "postgres", "dsn": c.dsn, "node": "migrator"}}))
-    r = subprocess.run([proxy_binary(), "--config", str(cfg), "--migrate"], capture_output=True,
-                       timeout=60, stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, r.stderr.decode()
-    for u in users_doc()["users"]:
-        if u["username"] == "bob":
-            u = dict(u, quota_bytes=QUOTA, quota_period="day")
-        c.query(f"INSERT INTO users (username, record) VALUES ('{u['username']}', "
-                f"'{json.dumps(u)}'::jsonb)")
-    yield c
-    c.stop()
+cluster = pg_cluster.cluster_fixture(
+    user_fields={"bob": {"quota_bytes": QUOTA, "quota_period": "day"}})
 
 
 def node(fresh_proxy, cluster, name, flush_ms=FLUSH_MS):

@@ -13,18 +13,12 @@ from ctl_helpers import run_ctl
 from harness import proxy_binary, users_doc
 from servers import free_port
 
-pytestmark = [pytest.mark.uringproxy_only,
-              pytest.mark.skipif(not pg_cluster.available(),
-                                 reason="needs Debian's postgresql (scripts/lib/deps.sh)")]
+pytestmark = [pytest.mark.uringproxy_only, pg_cluster.needs_postgres]
 
 TABLES = "agents,groups,upstreams,uringproxy_schema,usage,usage_flushes,users"
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    c = pg_cluster.Cluster().start()
-    yield c
-    c.stop()
+cluster = pg_cluster.cluster_fixture(migrated=False)
 
 
 def write_config(tmp_path, dsn):

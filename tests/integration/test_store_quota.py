@@ -5,7 +5,6 @@ read the fleet's totals back; a quota spent only by the sum of both refuses the 
 zeroes the fleet's usage; counts made while PostgreSQL is down are added when it is back."""
 import json
 import os
-import subprocess
 import time
 import urllib.request
 
@@ -14,35 +13,18 @@ import pytest
 import pg_cluster
 from clients import echo_roundtrip, http_connect, socks5_open, stream_end
 from ctl_helpers import run_ctl
-from harness import PASSWORDS, proxy_binary, users_doc
+from harness import PASSWORDS
 from servers import free_port
 
-pytestmark = [pytest.mark.uringproxy_only,
-              pytest.mark.skipif(not pg_cluster.available(),
-                                 reason="needs Debian's postgresql (scripts/lib/deps.sh)")]
+pytestmark = [pytest.mark.uringproxy_only, pg_cluster.needs_postgres]
 
 BOUND = 20.0  # generous: every wait ends on the event
 FLUSH_MS = 250
 QUOTA = 300_000  # bob's bytes per day, both directions, fleet-wide
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = pg_cluster.Cluster().start()
-    cfg = tmp_path_factory.mktemp("migrate") / "uringproxy.json"
-    cfg.write_text(json.dumps({
-        "listeners": [{"name": "s", "protocol": "socks5", "listen": "127.0.0.1:1"}],
-        "store": {"type": "postgres", "dsn": c.dsn, "node": "migrator"}}))
-    r = subprocess.run([proxy_binary(), "--config", str(cfg), "--migrate"], capture_output=True,
-                       timeout=60, stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, r.stderr.decode()
-    for u in users_doc()["users"]:
-        if u["username"] == "bob":
-            u = dict(u, quota_bytes=QUOTA, quota_period="day")
-        c.query(f"INSERT INTO users (username, record) VALUES ('{u['username']}', "
-                f"'{json.dumps(u)}'::jsonb)")
-    yield c
-    c.stop()
+cluster = pg_cluster.cluster_fixture(
+    user_fields={"bob": {"quota_bytes": QUOTA, "quota_period": "day"}})
 
 
 def node(fresh_proxy, cluster, name):
