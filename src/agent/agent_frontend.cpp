@@ -22,7 +22,7 @@ constexpr uint32_t agent_buffer = 2 * agent::max_frame;
 std::string cache_key(const std::string& id) { return "\x01" "agent:" + id; }
 }  // namespace
 
-AgentFrontend::AgentFrontend(Connection& c) : c_(c) { c_.agent_link_ = true; }
+AgentFrontend::AgentFrontend(Connection& c) : c_(c) { c_.set_agent_link(); }
 
 uint32_t AgentFrontend::heartbeat_ms() {
   static const uint32_t ms = [] {
@@ -44,14 +44,15 @@ void AgentFrontend::on_client_data(uint32_t) {
     agent::Message m;
     size_t used = 0;
     agent::Error err = agent::Error::none;
+    std::string_view in = c_.handshake();
     agent::Parse r = agent::parse_message(
-        {reinterpret_cast<const uint8_t*>(c_.hs_.get()), c_.hs_len_}, m, used, err);
+        {reinterpret_cast<const uint8_t*>(in.data()), in.size()}, m, used, err);
     if (r == agent::Parse::error)
       return refuse(agent::ErrorFrame{agent::ErrorCode::protocol_error, agent::error_text(err)},
                     Result::bad_request);
     if (r == agent::Parse::need_more) break;
     c_.consume_handshake(static_cast<uint32_t>(used));
-    last_rx_ms_ = c_.w_.now_ms();
+    last_rx_ms_ = c_.worker().now_ms();
     if (step_ == Step::hello) {
       if (auto* h = std::get_if<agent::Hello>(&m)) return hello(*h);  // reads on once answered
       return refuse(agent::ErrorFrame{agent::ErrorCode::unexpected_message, "HELLO first"},
@@ -67,7 +68,7 @@ void AgentFrontend::on_client_data(uint32_t) {
 }
 
 void AgentFrontend::hello(const agent::Hello& h) {
-  Worker& w = c_.w_;
+  Worker& w = c_.worker();
   const Snapshot& snap = w.snapshot();
   role_ = h.role;
   id_ = h.id;
@@ -86,14 +87,14 @@ void AgentFrontend::hello(const agent::Hello& h) {
   }
   // Unknown, disabled and wrong secret cost the same crypt(3) run and get the same answer.
   step_ = Step::verifying;
-  c_.state_ = State::verifying;
-  ++c_.async_;
+  c_.set_state(State::verifying);
+  c_.async_started();
   Worker* wp = &w;
   Connection* self = &c_;
   AgentFrontend* fe = this;
   w.runtime().verifier->submit(h.secret, std::move(hash), [wp, self, fe, digest](bool ok) {
     wp->mailbox().post([wp, self, fe, digest, ok] {
-      --self->async_;
+      self->async_done();
       if (!self->closed()) fe->verified(ok, digest.data());
       if (self->can_free()) wp->release(self);
     });
@@ -101,12 +102,12 @@ void AgentFrontend::hello(const agent::Hello& h) {
 }
 
 void AgentFrontend::verified(bool ok, const uint8_t* digest) {
-  c_.state_ = State::handshake;
+  c_.set_state(State::handshake);
   step_ = Step::hello;
   if (!ok) return c_.on_auth_failed();  // throttled like user logins; answer_auth_failed
   CredentialDigest d;
   std::copy(digest, digest + d.size(), d.begin());
-  c_.w_.credentials().insert(cache_key(id_), d);
+  c_.worker().credentials().insert(cache_key(id_), d);
   accepted();
 }
 
@@ -116,7 +117,7 @@ void AgentFrontend::answer_auth_failed() {
 }
 
 void AgentFrontend::accepted() {
-  Worker& w = c_.w_;
+  Worker& w = c_.worker();
   AgentRegistry& reg = *w.runtime().agents;
   const AgentEntry* e = w.snapshot().find_agent(id_);
   if (!e || !e->config.enabled) return answer_auth_failed();  // removed while it was checked
@@ -128,15 +129,15 @@ void AgentFrontend::accepted() {
       return refuse(agent::AuthResult{agent::AuthCode::no_control, agent::protocol_version, 0},
                     Result::refused);
     step_ = Step::reverse_answer;
-    c_.state_ = State::agent;
+    c_.set_state(State::agent);
     return send(agent::AuthResult{agent::AuthCode::ok, agent::protocol_version, hb});
   }
-  std::string address = format_client(c_.client_addr_);
+  std::string address = format_client(c_.client_address());
   session_ = reg.connect(id_, group_, address, software_, e->member->health);
   UP_INFO("agent %s (%s) connected from %s, group %s", id_.c_str(), software_.c_str(),
           address.c_str(), group_.c_str());
   step_ = Step::control;
-  c_.state_ = State::agent;
+  c_.set_state(State::agent);
   last_rx_ms_ = w.now_ms();
   next_ping_ms_ = last_rx_ms_ + hb;
   send(agent::AuthResult{agent::AuthCode::ok, agent::protocol_version, hb});
@@ -178,7 +179,7 @@ void AgentFrontend::send(const agent::Message& m) {
 void AgentFrontend::refuse(const agent::Message& m, Result result) {
   if (closing_) return;
   closing_ = true;
-  if (role_ == agent::Role::control && session_) c_.w_.runtime().agents->disconnect(id_, session_);
+  if (role_ == agent::Role::control && session_) c_.worker().runtime().agents->disconnect(id_, session_);
   // The frame goes out after whatever is being sent; the connection ends when a send completes.
   send(m);
   c_.fail_after_reply(result);
@@ -190,15 +191,13 @@ void AgentFrontend::on_sent() {
   if (step_ == Step::reverse_answer) {
     // AUTH_RESULT is out and nothing else is in flight: the connection, as it is (fd and TLS
     // state), goes to the agent's idle pool, and this record ends without a log line.
-    if (c_.inflight_ != 0 || c_.hs_len_ != 0)
+    if (!c_.nothing_in_flight() || !c_.handshake().empty())
       return refuse(agent::ErrorFrame{agent::ErrorCode::unexpected_message,
                                       "nothing before a TUNNEL on a reverse connection"},
                     Result::bad_request);
     IdleReverse r;
-    r.fd = c_.cfd_;
-    r.tls = std::move(c_.ctls_);
-    c_.cfd_ = -1;
-    if (!c_.w_.runtime().agents->add_idle(id_, session_, std::move(r))) {
+    r.fd = c_.release_client(r.tls);
+    if (!c_.worker().runtime().agents->add_idle(id_, session_, std::move(r))) {
       close(r.fd);  // its session ended meanwhile
       r.tls.reset();
     }
@@ -216,7 +215,7 @@ void AgentFrontend::on_timeout() {
 }
 
 void AgentFrontend::check_link() {
-  Worker& w = c_.w_;
+  Worker& w = c_.worker();
   AgentRegistry& reg = *w.runtime().agents;
   uint64_t now = w.now_ms();
   if (w.runtime().stopping.load(std::memory_order_acquire))
@@ -254,7 +253,7 @@ void AgentFrontend::check_link() {
 
 void AgentFrontend::on_finish() {
   if (role_ != agent::Role::control || session_ == 0) return;
-  c_.w_.runtime().agents->disconnect(id_, session_);
+  c_.worker().runtime().agents->disconnect(id_, session_);
   UP_INFO("agent %s disconnected", id_.c_str());
   session_ = 0;
 }

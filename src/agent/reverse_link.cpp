@@ -1,5 +1,6 @@
-// Agent mode: one link to the gateway (agent/reverse_link.h). The Connection members defined
-// here are the link's own TCP connect and TLS start; the rest is the frontend.
+// Agent mode: one link to the gateway (agent/reverse_link.h), as the frontend of its
+// connection; the link's own TCP connect and TLS start are the connection's
+// (core/agent_link.cpp).
 #include "agent/reverse_link.h"
 
 #include <errno.h>
@@ -19,11 +20,6 @@ namespace up {
 
 namespace {
 
-// The worker's TLS sessions for resumption, one per kind of link (the two use different
-// contexts and protocol versions: agent_main.cpp).
-constexpr const char* kControlSessionKey = "agent-gateway";
-constexpr const char* kReverseSessionKey = "agent-gateway-reverse";
-
 // A dial's failure in the protocol's terms: its SOCKS5 code, which STATUS codes are.
 agent::Status status_for(uint8_t socks_reply) {
   switch (socks_reply) {
@@ -35,41 +31,6 @@ agent::Status status_for(uint8_t socks_reply) {
 }
 
 }  // namespace
-
-// --- the Connection's side: TCP to the gateway, then TLS as its client
-
-void Connection::start_link() {
-  // Posted before a stop began: a link opened now would only hold the drain up.
-  if (w_.runtime().stopping.load(std::memory_order_acquire)) return finish(Result::shutdown);
-  ReverseLink& link = static_cast<ReverseLink&>(*frontend_);
-  GatewayLinks* links = &link.links();
-  set_deadline_in(links->handshake_timeout_ms);
-  sockaddr_storage& gw = link.gateway_address();
-  socklen_t len = 0;
-  links->gateway(gw, len);
-  if (len == 0) return finish(Result::error);
-  cfd_ = socket(gw.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (cfd_ < 0) return finish(Result::error);
-  int one = 1;
-  setsockopt(cfd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  io_uring_sqe* s = w_.sqe();
-  io_uring_prep_connect(s, cfd_, reinterpret_cast<const sockaddr*>(&gw), len);
-  submit(s, Op::connect);
-}
-
-void Connection::link_connected(int res) {
-  if (res < 0) return finish(res == -ECONNREFUSED ? Result::refused : Result::unreachable);
-  socklen_t len = sizeof client_addr_;
-  getpeername(cfd_, reinterpret_cast<sockaddr*>(&client_addr_), &len);
-  ReverseLink& link = static_cast<ReverseLink&>(*frontend_);
-  GatewayLinks& links = link.links();
-  ctls_->started_us = monotonic_us();
-  SSL_CTX* ctx = link.control() ? links.tls.get() : links.reverse_tls.get();
-  const char* key = link.control() ? kControlSessionKey : kReverseSessionKey;
-  if (!ctls_->layer.start(ctx, links.server_name, w_.tls_session(key)))
-    return tls_handshake_failed(Side::client, "cannot start TLS");
-  tls_handshake_step(Side::client);  // done: begin_session(), ReverseLink::begin()
-}
 
 // --- the frontend
 
@@ -86,7 +47,7 @@ bool ReverseLink::current() const {
 
 void ReverseLink::begin() {
   step_ = Step::hello;
-  c_.state_ = State::agent;
+  c_.set_state(State::agent);
   c_.ensure_handshake_buffer(2 * agent::max_frame);
   agent::Hello h;
   h.role = control_ ? agent::Role::control : agent::Role::reverse;
@@ -134,8 +95,9 @@ void ReverseLink::on_client_data(uint32_t) {
     agent::Message m;
     size_t used = 0;
     agent::Error err = agent::Error::none;
+    std::string_view in = c_.handshake();
     agent::Parse r = agent::parse_message(
-        {reinterpret_cast<const uint8_t*>(c_.hs_.get()), c_.hs_len_}, m, used, err);
+        {reinterpret_cast<const uint8_t*>(in.data()), in.size()}, m, used, err);
     if (r == agent::Parse::error) {
       UP_WARN("agent: gateway sent a malformed frame (%s); closing the link", agent::error_text(err));
       return refuse(agent::ErrorCode::protocol_error, agent::error_text(err));
@@ -180,18 +142,17 @@ void ReverseLink::authenticated(const agent::AuthResult& a) {
   step_ = Step::idle;
   // Kept now, not when TLS completed: a TLS 1.3 server sends its session ticket after the
   // handshake, and it has been read by the time AUTH_RESULT is. The next link resumes.
-  c_.w_.keep_tls_session(control_ ? kControlSessionKey : kReverseSessionKey,
-                         c_.ctls_->layer.session());
+  c_.worker().keep_tls_session(session_key(), c_.tls(Side::client)->layer.session());
   if (!control_) {
     links_.reverse_handshakes.fetch_add(1, std::memory_order_relaxed);
-    if (c_.ctls_->layer.resumed()) links_.reverse_resumed.fetch_add(1, std::memory_order_relaxed);
+    if (c_.tls(Side::client)->layer.resumed()) links_.reverse_resumed.fetch_add(1, std::memory_order_relaxed);
   }
   if (control_) {
     heartbeat_ms_ = a.heartbeat_ms;
     c_.set_deadline_in(3 * heartbeat_ms_);
     if (current()) {
       UP_INFO("agent %s: control link up to %s (heartbeat %u ms)", links_.id.c_str(),
-              format_client(c_.client_addr_).c_str(), heartbeat_ms_);
+              format_client(c_.client_address()).c_str(), heartbeat_ms_);
       links_.control.store(GatewayLinks::up, std::memory_order_release);
       links_.notify();
     }
@@ -208,8 +169,8 @@ void ReverseLink::authenticated(const agent::AuthResult& a) {
 void ReverseLink::tunnel(const agent::Tunnel& t) {
   step_ = Step::tunnel;
   tunnel_id_ = t.tunnel_id;
-  c_.target_ = t.target;
-  c_.user_.clear();  // a tunnel now, not an idle link: not closed with them
+  c_.set_target(t.target);
+  c_.set_user(std::string());  // a tunnel now, not an idle link: not closed with them
   if (counted_idle_) {
     counted_idle_ = false;
     links_.reverse_idle.fetch_sub(1, std::memory_order_relaxed);
@@ -221,7 +182,7 @@ void ReverseLink::tunnel(const agent::Tunnel& t) {
     links_.open(false);
   }
   UP_INFO("tunnel %llu: to %s", static_cast<unsigned long long>(tunnel_id_),
-          c_.target_.to_string().c_str());
+          c_.target().to_string().c_str());
   if (!sending_.empty()) {  // a PONG on its way: STATUS must not overtake it
     dial_after_send_ = true;
     return;
@@ -232,10 +193,10 @@ void ReverseLink::tunnel(const agent::Tunnel& t) {
 void ReverseLink::dial_tunnel() {
   // The agent's own ACL, by name first (as the proxy's route_and_dial), then every address
   // the name resolves to (direct_dial.cpp), so a name pointing into the LAN is refused too.
-  const Snapshot& s = c_.w_.snapshot();
-  Acl::Verdict v = s.acl.check_target(c_.target_, nullptr);
+  const Snapshot& s = c_.worker().snapshot();
+  Acl::Verdict v = s.acl.check_target(c_.target(), nullptr);
   if (v == Acl::Verdict::deny) return c_.fail({Result::denied, 0x02, 403});
-  c_.dial_direct(v == Acl::Verdict::allow && c_.target_.kind == Target::Kind::domain);
+  c_.dial_direct(v == Acl::Verdict::allow && c_.target().kind == Target::Kind::domain);
 }
 
 void ReverseLink::answer_dialed() { send(agent::TunnelStatus{tunnel_id_, agent::Status::connected}); }
@@ -258,10 +219,10 @@ void ReverseLink::on_timeout() {
 void ReverseLink::on_finish() {
   if (tunnel_id_) {
     UP_INFO("tunnel %llu: %s: %s (%llu bytes up, %llu down, %llu ms)",
-            static_cast<unsigned long long>(tunnel_id_), c_.target_.to_string().c_str(),
-            to_string(c_.result_), static_cast<unsigned long long>(c_.bytes_up_),
-            static_cast<unsigned long long>(c_.bytes_down_),
-            static_cast<unsigned long long>(c_.w_.now_ms() - c_.started_ms_));
+            static_cast<unsigned long long>(tunnel_id_), c_.target().to_string().c_str(),
+            to_string(c_.result()), static_cast<unsigned long long>(c_.bytes_up()),
+            static_cast<unsigned long long>(c_.bytes_down()),
+            static_cast<unsigned long long>(c_.age_ms()));
     return;
   }
   if (control_) {

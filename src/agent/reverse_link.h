@@ -39,6 +39,9 @@ class ReverseLink final : public Frontend {
   GatewayLinks& links() { return links_; }
   uint64_t generation() const { return generation_; }
   sockaddr_storage& gateway_address() { return gateway_addr_; }  // while connecting
+  // The worker's TLS session for resumption, one per kind of link (the two use different
+  // contexts and protocol versions: agent_main.cpp).
+  const char* session_key() const { return control_ ? "agent-gateway" : "agent-gateway-reverse"; }
 
  private:
   enum class Step : uint8_t { connecting, hello, idle, tunnel };

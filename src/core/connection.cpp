@@ -98,6 +98,21 @@ void Connection::start() {
 
 void Connection::begin_session() { frontend_->begin(); }
 
+int Connection::release_client(std::unique_ptr<TlsIo>& tls) {
+  tls = std::move(ctls_);
+  int fd = cfd_;
+  cfd_ = -1;
+  return fd;
+}
+
+uint64_t Connection::age_ms() const { return w_.now_ms() - started_ms_; }
+
+HttpForward& Connection::start_forwarding() {
+  state_ = State::forwarding;
+  fwd_ = std::make_unique<HttpForward>(*this);
+  return *fwd_;
+}
+
 void Connection::read_more_handshake() {
   if (hs_len_ == hs_cap_) return finish(Result::bad_request);  // no valid message is that long
   submit_recv_client();
@@ -184,7 +199,10 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
     case Op::client_recv:
       if (state_ == State::udp) return udp_on_control(Side::client, res);
       if (relay_) return relay_->on_recv(Side::client, res);
-      if (fwd_) return fwd_->on_client_recv(res);
+      if (fwd_) {
+        if (res > 0) hs_len_ += res;
+        return fwd_->on_client_recv(res);
+      }
       if (res <= 0) return finish(res == 0 ? Result::client_closed : Result::reset);
       hs_len_ += res;
       return frontend_->on_client_data(static_cast<uint32_t>(res));

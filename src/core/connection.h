@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/ops.h"
@@ -141,8 +142,8 @@ class alignas(32) Connection final {
       (1u << static_cast<unsigned>(Op::down_in)) |
       (1u << static_cast<unsigned>(Op::bind_accept));
 
-  // --- the record, as the phases see it (relay/ uses only this; the frontends are friends
-  // for now and also use the handshake helpers below)
+  // --- the record, as the phases see it: the relay (relay/), the dialer (upstream/dialer.h)
+  // and the frontends (frontend/) use only what is public
   Worker& worker() const { return w_; }
   int fd(Side s) const { return s == Side::client ? cfd_ : tfd_; }
   TlsIo* tls(Side s) const { return s == Side::client ? ctls_.get() : tls_.get(); }
@@ -157,12 +158,15 @@ class alignas(32) Connection final {
   bool in_flight(Op op) const { return inflight_ & (1u << static_cast<unsigned>(op)); }
   void count_up(uint64_t n);
   void count_down(uint64_t n);
-  // The target transport, as the dialer (upstream/dialer.h) sets it up.
+  // Where the phase is (a frontend that runs past its handshake sets its own states: HTTP
+  // forwarding, agent links), who and where to.
   State state() const { return state_; }
+  void set_state(State s) { state_ = s; }
   const Target& target() const { return target_; }
-  void set_target(const Target& t) { target_ = t; }  // a BIND's peer
+  void set_target(const Target& t) { target_ = t; }
   const std::string& group() const { return group_; }
   const sockaddr_in6& client_address() const { return client_addr_; }
+  // The target transport, as the dialer (upstream/dialer.h) sets it up.
   void set_target_fd(int fd) { tfd_ = fd; }
   void set_target_tls(std::unique_ptr<TlsIo> t);
   void tls_handshake(Side s) { tls_handshake_step(s); }  // ends in the dialer (target side)
@@ -183,6 +187,64 @@ class alignas(32) Connection final {
   void dialed_with_reply(const uint8_t* data, uint32_t len);  // a BIND's second reply
   void fail(const Failure& f);
 
+  // --- the frontend's view (frontend/frontend.h): the handshake buffer, who and where
+  // (core/connection.cpp, core/authenticate.cpp)
+  std::string_view handshake() const { return {hs_.get(), hs_len_}; }  // read, not consumed
+  bool handshake_full() const { return hs_len_ >= hs_cap_; }
+  void ensure_handshake_buffer(uint32_t cap);
+  void consume_handshake(uint32_t n);
+  void submit_recv_client();      // more of the handshake, into the buffer
+  void read_more_handshake();     // the message is incomplete: read on, within the buffer
+  void next_handshake_message();  // parse what the client pipelined, or read
+  bool client_send_pending() const { return send_left_[0] > 0; }
+  void submit_send_client(const char* data, uint32_t len) { submit_send(Side::client, data, len); }
+  // An error reply is on its way (queued by the frontend); the connection ends once it is sent.
+  void fail_after_reply(Result r);
+  // A password login (the user name may carry a group: alice.us-east); the frontend hears
+  // on_authenticated or answer_auth_failed.
+  void authenticate(std::string_view user, std::string_view password);
+  // A frontend that identified the user itself (VLESS: by uuid).
+  void set_user(std::string user) {
+    user_ = std::move(user);
+    group_.clear();
+  }
+  void on_authenticated();  // counts the user, then the frontend's on_authenticated
+  void on_auth_failed();    // counted and throttled like a wrong password
+  std::array<uint8_t, 16> client_key() const;  // the client address, IPv4 as v4-mapped
+  void set_datagram() { datagram_ = true; }    // VLESS UDP: see datagram()
+  // The request, once target() is set (the dialer decides and reports back).
+  void route_and_dial();
+  void bind_request();  // SOCKS5 BIND: the target connects to us (upstream/bind_dial.cpp)
+  void udp_associate(const Target& named);  // SOCKS5 UDP ASSOCIATE (core/udp_handoff.cpp)
+  // Absolute-URI HTTP: the connection becomes a keep-alive forwarding loop; null otherwise.
+  HttpForward& start_forwarding();
+  HttpForward* forwarding() const { return fwd_.get(); }
+  // The keep-alive loop (frontend/http_forward.cpp): each request is its own exchange with
+  // the origin; client bytes land in the handshake buffer (counted before on_client_recv).
+  void submit_send_target(const char* data, uint32_t len) { submit_send(Side::target, data, len); }
+  void submit_recv_target(char* buf, uint32_t len) { submit_recv(Side::target, buf, len); }
+  void release_route();  // forget the upstream (and its least_conn count)
+  // A forwarded request from a user other than the previous one: everything the previous user
+  // held (origin connection, route, counters) is closed out first, so the new user is
+  // authorised, routed, limited and counted from scratch.
+  void change_user();
+
+  // --- agent links (agent/agent_frontend.cpp on the gateway, agent/reverse_link.cpp in agent
+  // mode): a frontend whose connection is a link, not a user's tunnel
+  void set_agent_link() { agent_link_ = true; }  // no access-log line, no tally
+  void dial_direct(bool name_allowed);  // agent mode: the gateway's TUNNEL, no route
+  // An off-ring job (a secret check) holds the connection until it reports back.
+  void async_started() { ++async_; }
+  void async_done() { --async_; }
+  bool nothing_in_flight() const { return inflight_ == 0; }
+  // Gives up the client transport (fd and TLS state) whole: a reverse connection moving to
+  // its agent's idle pool. The connection then ends without touching it.
+  int release_client(std::unique_ptr<TlsIo>& tls);
+  Result result() const { return result_; }
+  uint64_t bytes_up() const { return bytes_up_; }
+  uint64_t bytes_down() const { return bytes_down_; }
+  uint64_t age_ms() const;
+
   // The user's bandwidth cap: bytes this direction may move now (SIZE_MAX if uncapped), it
   // `wants` at most that many; 0 parks the direction until the next tick (retry).
   bool bandwidth_capped() const { return bandwidth_bps_ != 0; }
@@ -202,41 +264,17 @@ class alignas(32) Connection final {
   bool waiting_for_pipe = false;
 
  private:
-  // The frontends read the handshake buffer and set who and where.
-  friend struct HttpForward;
-  friend class Socks5Frontend;
-  friend class HttpFrontend;
-  friend class VlessFrontend;
-  friend class UdpAssociation;
-  friend class AgentFrontend;
-  friend class ReverseLink;
-
-  // --- handshake helpers for the frontends (core/connection.cpp, core/authenticate.cpp)
-  void read_more_handshake();     // the message is incomplete: read on, within the buffer
-  void next_handshake_message();  // parse what the client pipelined, or read
-  // An error reply is on its way (queued by the frontend); the connection ends once it is sent.
-  void fail_after_reply(Result r);
-  void authenticate(std::string_view user, std::string_view password);
-  void on_authenticated();
-  void on_auth_failed();
-  std::array<uint8_t, 16> client_key() const;  // the client address, IPv4 as v4-mapped
-
-  // --- UDP ASSOCIATE (udp/udp_session.cpp; the relay itself is udp/udp_association.cpp)
-  void udp_associate(const Target& named);  // the request: route it
+  // --- UDP ASSOCIATE (core/udp_handoff.cpp; the relay itself is udp/udp_association.cpp)
   void udp_dialed();  // the route is ready (direct, or the upstream's association): reply
   void udp_on_control(Side s, int res);  // bytes or EOF on a control connection
   void udp_retry();
   bool udp_drained() const;
 
   // --- handing the request to the dialer (upstream/dialer.h), once the user is admitted
-  void route_and_dial();  // the request (target_ set, udp_ / bind_ / datagram_ say which)
-  void bind_request();    // SOCKS5 BIND: the target connects to us (upstream/bind_dial.cpp)
-  void dial_direct(bool name_allowed);  // agent mode: the gateway's TUNNEL, no route
   bool admit_user();      // quota and connection limit; false: failed
   void start_dialer();
-  void release_route();  // forget the upstream (and its least_conn count)
 
-  // --- agent mode (agent/reverse_link.cpp): the link's own TCP connect, then its TLS
+  // --- agent mode (core/agent_link.cpp): the link's own TCP connect, then its TLS
   void link_connected(int res);
 
   // --- transports (core/transport.cpp): plaintext above, plain or TLS ciphertext on the ring
@@ -260,24 +298,13 @@ class alignas(32) Connection final {
   void reclaim(Op op, uint32_t flags);  // a completion that arrived after finish()
 
   // --- I/O helpers (core/connection.cpp)
-  void submit_recv_client();  // into the handshake buffer
   void submit_recv_client(char* buf, uint32_t len) { submit_recv(Side::client, buf, len); }
-  void submit_send_client(const char* data, uint32_t len) { submit_send(Side::client, data, len); }
-  void submit_send_target(const char* data, uint32_t len) { submit_send(Side::target, data, len); }
-  void submit_recv_target(char* buf, uint32_t len) { submit_recv(Side::target, buf, len); }
-  bool client_send_pending() const { return send_left_[0] > 0; }
   void on_target_recv(int res);
   void on_send_done(Op op, int res);
-  void ensure_handshake_buffer(uint32_t cap);
   void drop_handshake_buffer();
-  void consume_handshake(uint32_t n);
   // The user's share of this connection ends (access-log line, per-user counters, connection
   // limit): at finish, and when a keep-alive HTTP client sends the next request as another user.
   void settle_user();
-  // A forwarded request from a user other than the previous one: everything the previous user
-  // held (origin connection, route, counters) is closed out first, so the new user is
-  // authorised, routed, limited and counted from scratch (see frontend/http_forward.cpp).
-  void change_user();
   void close_fds(bool reset);
   void write_access_log();
   std::string_view route_name() const;

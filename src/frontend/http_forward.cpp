@@ -29,9 +29,9 @@ void HttpForward::reject(int status) {
 void HttpForward::on_client_data() {
   http::RequestHead head;
   int status = 400;
-  switch (http::parse_request_head({c.hs_.get(), c.hs_len_}, head, status)) {
+  switch (http::parse_request_head(c.handshake(), head, status)) {
     case http::Parse::need_more:
-      if (c.hs_len_ >= c.hs_cap_) return reject(431);
+      if (c.handshake_full()) return reject(431);
       return c.submit_recv_client();
     case http::Parse::error:
       return reject(status);
@@ -62,7 +62,7 @@ void HttpForward::on_client_data() {
   out_ = http::rewrite_forward_head(head, origin_form, next_);
   std::string_view cred = http::find_header(head.headers, "Proxy-Authorization");
   if (served_ && accepted_ && !cred.empty() && cred == cred_ &&
-      c.w_.snapshot().generation == accepted_generation_) {
+      c.worker().snapshot().generation == accepted_generation_) {
     // The very credentials this connection's previous request passed, under the same snapshot
     // (so the user is still enabled with the same password): same user, no second check.
     c.consume_handshake(static_cast<uint32_t>(head.head_len));
@@ -74,7 +74,7 @@ void HttpForward::on_client_data() {
   std::string user, pass;
   bool have = !cred.empty() && http::parse_basic_credentials(cred, user, pass);
   c.consume_handshake(static_cast<uint32_t>(head.head_len));
-  if (!have && c.w_.snapshot().config.auth_required) return reject(407);
+  if (!have && c.worker().snapshot().config.auth_required) return reject(407);
   // Each request is the sender's own: another user on the same client connection (in turn
   // or pipelined) never inherits the previous user's origin connection, route or counters.
   if (user != owner_) {
@@ -89,13 +89,13 @@ void HttpForward::on_client_data() {
 
 void HttpForward::on_authenticated() {
   accepted_ = true;
-  accepted_generation_ = c.w_.snapshot().generation;
-  c.state_ = State::forwarding;
-  c.target_ = next_;
+  accepted_generation_ = c.worker().snapshot().generation;
+  c.set_state(State::forwarding);
+  c.set_target(next_);
   // The open origin connection was routed and ACL-checked for this user, this origin and
   // this snapshot; if any of them changed it is not reused (fail closed).
-  if (c.tfd_ >= 0 && !origin_.empty() && next_.to_string() == origin_ &&
-      c.w_.snapshot().generation == generation_) {
+  if (c.fd(Side::target) >= 0 && !origin_.empty() && next_.to_string() == origin_ &&
+      c.worker().snapshot().generation == generation_) {
     reused_ = true;
     return send_request_head();
   }
@@ -110,7 +110,7 @@ void HttpForward::redial() {
   phase_ = Phase::dialing;
   // The previous origin's TLS session and upstream handshake state must not carry over to
   // the next socket, and their buffers live until the cancelled operations complete.
-  if (c.inflight_ & Connection::target_ops_mask) {
+  if (c.target_ops_in_flight()) {
     draining_ = true;  // -> target_drained()
     return;
   }
@@ -119,15 +119,15 @@ void HttpForward::redial() {
 
 void HttpForward::target_drained() {
   draining_ = false;
-  c.tls_.reset();
+  c.set_target_tls(nullptr);
   c.route_and_dial();  // a fresh dialer
 }
 
 void HttpForward::on_dialed() {
-  c.state_ = State::forwarding;
+  c.set_state(State::forwarding);
   origin_ = next_.to_string();
-  generation_ = c.w_.snapshot().generation;
-  c.set_deadline_in(c.w_.snapshot().config.limits.idle_timeout_ms);
+  generation_ = c.worker().snapshot().generation;
+  c.set_deadline_in(c.worker().snapshot().config.limits.idle_timeout_ms);
   send_request_head();
 }
 
@@ -183,27 +183,29 @@ void HttpForward::pump_request_body() {
       olen_ = 0;
       return c.submit_recv_target(obuf_.get(), obuf_cap);
     }
-    if (c.hs_len_ == 0) return c.submit_recv_client();
-    size_t avail = body_allowance(true, c.hs_len_);
+    std::string_view in = c.handshake();
+    if (in.empty()) return c.submit_recv_client();
+    size_t avail = body_allowance(true, in.size());
     if (avail == 0) return;
     size_t used = 0;
-    if (req_body_.feed({c.hs_.get(), avail}, used) == http::Parse::error)
+    if (req_body_.feed(in.substr(0, avail), used) == http::Parse::error)
       return reject(400);
     if (used == 0) continue;  // body complete at this boundary
     in_flight_ = static_cast<uint32_t>(used);
-    return c.submit_send_target(c.hs_.get(), in_flight_);
+    return c.submit_send_target(in.data(), in_flight_);
   }
 }
 
 void HttpForward::on_client_recv(int res) {
   if (res <= 0) {
     // Closing between requests is how keep-alive ends: not an error.
-    bool idle = phase_ == Phase::head && c.hs_len_ == 0;
+    bool idle = phase_ == Phase::head && c.handshake().empty();
     return c.finish(res == 0 ? (idle ? Result::ok : Result::client_closed) : Result::reset);
   }
-  c.hs_len_ += static_cast<uint32_t>(res);
+  // The connection has counted the bytes into its handshake buffer.
   if (phase_ == Phase::head) {
-    if (c.hs_len_ < c.hs_cap_ && !memchr(c.hs_.get() + c.hs_len_ - res, '\n', res))
+    std::string_view in = c.handshake();
+    if (!c.handshake_full() && !memchr(in.data() + in.size() - res, '\n', res))
       return c.submit_recv_client();  // no line end yet: nothing new to parse
     return on_client_data();
   }
@@ -291,7 +293,7 @@ size_t HttpForward::body_allowance(bool up, size_t have) {
   size_t allowed = c.bandwidth_allowance(up, have);
   if (allowed == 0) {
     throttled_ = true;
-    c.w_.wait_for_pipe(&c);
+    c.wait_for_retry();
     return 0;
   }
   return std::min(have, allowed);
@@ -313,8 +315,8 @@ void HttpForward::response_done() {
   }
   if (close_after_) return c.finish(Result::ok);
   phase_ = Phase::head;
-  c.set_deadline_in(c.w_.snapshot().config.limits.idle_timeout_ms);
-  if (c.hs_len_ > 0) return on_client_data();
+  c.set_deadline_in(c.worker().snapshot().config.limits.idle_timeout_ms);
+  if (!c.handshake().empty()) return on_client_data();
   c.submit_recv_client();
 }
 

@@ -18,14 +18,15 @@ void HttpFrontend::begin() {
 void HttpFrontend::on_client_data(uint32_t new_bytes) {
   // A head cannot end without a LF: a client dribbling bytes is not re-parsed for each one
   // (that would be quadratic in the head size).
-  if (new_bytes > 0 && c_.hs_len_ < c_.hs_cap_ &&
-      !memchr(c_.hs_.get() + c_.hs_len_ - new_bytes, '\n', new_bytes))
+  std::string_view hs = c_.handshake();
+  if (new_bytes > 0 && !c_.handshake_full() &&
+      !memchr(hs.data() + hs.size() - new_bytes, '\n', new_bytes))
     return c_.submit_recv_client();
   http::RequestHead head;
   int status = 400;
-  switch (http::parse_request_head({c_.hs_.get(), c_.hs_len_}, head, status)) {
+  switch (http::parse_request_head(hs, head, status)) {
     case http::Parse::need_more:
-      if (c_.hs_len_ >= c_.hs_cap_) return c_.fail({Result::bad_request, 0x01, 431});
+      if (c_.handshake_full()) return c_.fail({Result::bad_request, 0x01, 431});
       return c_.submit_recv_client();
     case http::Parse::error:
       return c_.fail({Result::bad_request, 0x01, status});
@@ -34,30 +35,29 @@ void HttpFrontend::on_client_data(uint32_t new_bytes) {
   }
   if (head.method != "CONNECT") {
     // Absolute-URI forwarding: the keep-alive loop re-reads this head from the buffer.
-    c_.state_ = State::forwarding;
-    c_.fwd_ = std::make_unique<HttpForward>(c_);
-    return c_.fwd_->on_client_data();
+    return c_.start_forwarding().on_client_data();
   }
-  if (!parse_authority(head.target, 0, c_.target_))
-    return c_.fail({Result::bad_request, 0x01, 400});
+  Target target;
+  if (!parse_authority(head.target, 0, target)) return c_.fail({Result::bad_request, 0x01, 400});
+  c_.set_target(target);
   std::string user, pass;
   std::string_view cred = http::find_header(head.headers, "Proxy-Authorization");
   bool have = !cred.empty() && http::parse_basic_credentials(cred, user, pass);
   c_.consume_handshake(static_cast<uint32_t>(head.head_len));
-  if (!have && c_.w_.snapshot().config.auth_required)
+  if (!have && c_.worker().snapshot().config.auth_required)
     return c_.fail({Result::auth_failed, 0x01, 407});
   c_.authenticate(user, pass);
 }
 
 void HttpFrontend::on_authenticated() {
-  if (c_.fwd_) return c_.fwd_->on_authenticated();
+  if (HttpForward* f = c_.forwarding()) return f->on_authenticated();
   c_.route_and_dial();
 }
 
 void HttpFrontend::answer_auth_failed() { c_.fail({Result::auth_failed, 0x01, 407}); }
 
 void HttpFrontend::answer_dialed() {
-  if (c_.fwd_) return c_.fwd_->on_dialed();
+  if (HttpForward* f = c_.forwarding()) return f->on_dialed();
   std::string_view ok = http::status_response(200);
   c_.submit_send_client(ok.data(), static_cast<uint32_t>(ok.size()));
 }

@@ -11,8 +11,8 @@
 namespace up {
 
 namespace {
-std::span<const uint8_t> bytes(const char* p, uint32_t n) {
-  return {reinterpret_cast<const uint8_t*>(p), n};
+std::span<const uint8_t> bytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 constexpr uint32_t socks5_buffer = 1024;  // a greeting, 513-byte userpass and a request fit
 }  // namespace
@@ -34,7 +34,7 @@ void Socks5Frontend::on_client_data(uint32_t) {
 void Socks5Frontend::greeting() {
   socks5::Greeting g;
   size_t used = 0;
-  switch (socks5::parse_greeting(bytes(c_.hs_.get(), c_.hs_len_), g, used)) {
+  switch (socks5::parse_greeting(bytes(c_.handshake()), g, used)) {
     case socks5::Parse::need_more:
       return c_.read_more_handshake();
     case socks5::Parse::error:
@@ -43,7 +43,7 @@ void Socks5Frontend::greeting() {
       break;
   }
   c_.consume_handshake(static_cast<uint32_t>(used));
-  bool auth = c_.w_.snapshot().config.auth_required;
+  bool auth = c_.worker().snapshot().config.auth_required;
   uint8_t method = socks5::method_none_acceptable;
   if (!auth && g.no_auth)
     method = socks5::method_no_auth;
@@ -59,7 +59,7 @@ void Socks5Frontend::greeting() {
 void Socks5Frontend::userpass() {
   socks5::Credentials cred;
   size_t used = 0;
-  switch (socks5::parse_userpass(bytes(c_.hs_.get(), c_.hs_len_), cred, used)) {
+  switch (socks5::parse_userpass(bytes(c_.handshake()), cred, used)) {
     case socks5::Parse::need_more:
       return c_.read_more_handshake();
     case socks5::Parse::error: {
@@ -97,7 +97,7 @@ void Socks5Frontend::request() {
   socks5::Request req;
   socks5::Reply reply = socks5::Reply::general_failure;
   size_t used = 0;
-  switch (socks5::parse_request(bytes(c_.hs_.get(), c_.hs_len_), req, used, reply)) {
+  switch (socks5::parse_request(bytes(c_.handshake()), req, used, reply)) {
     case socks5::Parse::need_more:
       return c_.read_more_handshake();
     case socks5::Parse::error: {
@@ -111,7 +111,7 @@ void Socks5Frontend::request() {
   step_ = Step::done;
   c_.consume_handshake(static_cast<uint32_t>(used));
   if (req.cmd == socks5::Command::udp_associate) return c_.udp_associate(req.target);
-  c_.target_ = std::move(req.target);
+  c_.set_target(req.target);
   if (req.cmd == socks5::Command::bind) return c_.bind_request();
   c_.route_and_dial();
 }

@@ -23,8 +23,9 @@ void VlessFrontend::on_client_data(uint32_t) {
   vless::Request req;
   size_t used = 0;
   vless::Error err = vless::Error::none;
-  const auto* in = reinterpret_cast<const uint8_t*>(c_.hs_.get());
-  switch (vless::parse_request({in, c_.hs_len_}, req, used, err)) {
+  std::string_view hs = c_.handshake();
+  const auto* in = reinterpret_cast<const uint8_t*>(hs.data());
+  switch (vless::parse_request({in, hs.size()}, req, used, err)) {
     case vless::Parse::need_more:
       return c_.read_more_handshake();
     case vless::Parse::error:
@@ -34,7 +35,7 @@ void VlessFrontend::on_client_data(uint32_t) {
   }
   parsed_ = true;
   c_.consume_handshake(static_cast<uint32_t>(used));
-  Worker& w = c_.w_;
+  Worker& w = c_.worker();
   if (w.runtime().auth_guard->blocked(c_.client_key(), w.now_ms())) {
     w.runtime().auth_blocked.fetch_add(1, std::memory_order_relaxed);
     return c_.finish(Result::auth_failed);
@@ -43,12 +44,11 @@ void VlessFrontend::on_client_data(uint32_t) {
   // throttled like wrong passwords), answered by a close.
   const User* u = w.snapshot().find_user_by_uuid(vless::format_uuid(req.id));
   if (!u || !u->enabled) return c_.on_auth_failed();
-  c_.user_ = u->username;
-  c_.group_.clear();
+  c_.set_user(u->username);
   if (req.cmd == vless::Command::mux) return c_.finish(Result::unsupported);
   // UDP: datagrams to the one destination the header names (relay/datagram_relay.cpp).
-  c_.datagram_ = req.cmd == vless::Command::udp;
-  c_.target_ = std::move(req.target);
+  if (req.cmd == vless::Command::udp) c_.set_datagram();
+  c_.set_target(req.target);
   c_.on_authenticated();  // counts the user, then routes and dials
 }
 

@@ -298,7 +298,7 @@ bool UdpAssociation::bandwidth_ok(bool up, uint32_t len) {
 }
 
 void UdpAssociation::mark_target(const Target& t) {
-  if (c_.target_.port != t.port || c_.target_.host != t.host) c_.target_ = t;
+  if (c_.target().port != t.port || c_.target().host != t.host) c_.set_target(t);
 }
 
 void UdpAssociation::from_client(int32_t buf, const sockaddr* src, const uint8_t* data,
@@ -309,7 +309,7 @@ void UdpAssociation::from_client(int32_t buf, const sockaddr* src, const uint8_t
     return drop(UdpDrop::malformed, buf);
   if (h.frag != 0) return drop(UdpDrop::frag, buf);
   const Snapshot& snap = w_.snapshot();
-  const UserAcl* uacl = snap.find_user_acl(c_.user_);
+  const UserAcl* uacl = snap.find_user_acl(c_.user());
   Acl::Verdict verdict = snap.acl.check_target(h.target, uacl);
   if (verdict == Acl::Verdict::deny) return drop(UdpDrop::acl, buf);
   uint32_t payload = len - static_cast<uint32_t>(h.header_len);
@@ -370,7 +370,7 @@ void UdpAssociation::resolved(Lookup& l, int status, const std::vector<ResolvedA
     return;
   }
   const Snapshot& snap = w_.snapshot();
-  const UserAcl* uacl = snap.find_user_acl(c_.user_);
+  const UserAcl* uacl = snap.find_user_acl(c_.user());
   // The first address the ACL allows (a name that resolves to a private address is refused
   // unless the ACL opens it: DNS rebinding).
   const ResolvedAddress* pick = nullptr;

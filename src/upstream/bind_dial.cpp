@@ -21,13 +21,6 @@
 namespace up {
 
 namespace {
-void set_port(sockaddr_storage& ss, uint16_t port) {
-  if (ss.ss_family == AF_INET)
-    reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(port);
-  else
-    reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(port);
-}
-
 // The peer as the access log and the connection list name a target.
 Target as_target(const sockaddr_storage& ss) {
   char ip[INET6_ADDRSTRLEN] = "";

@@ -68,15 +68,6 @@ void Dialer::cancel_resolve() {
   resolving_ = false;
 }
 
-namespace {
-void set_port(ResolvedAddress& a, uint16_t port) {
-  if (a.addr.ss_family == AF_INET)
-    reinterpret_cast<sockaddr_in*>(&a.addr)->sin_port = htons(port);
-  else
-    reinterpret_cast<sockaddr_in6*>(&a.addr)->sin6_port = htons(port);
-}
-}  // namespace
-
 void Dialer::on_resolved(int status, const std::vector<ResolvedAddress>& addrs) {
   resolving_ = false;
   if (c_.state() != State::dialing) return;
@@ -88,7 +79,7 @@ void Dialer::on_resolved(int status, const std::vector<ResolvedAddress>& addrs) 
     uint16_t port = upstream_->current()->config.port;
     for (const ResolvedAddress& a : addrs) {
       addrs_.push_back(a);
-      set_port(addrs_.back(), port);
+      set_port(addrs_.back().addr, port);
       if (addrs_.size() == 8) break;
     }
     upstream_->phase = UpstreamSession::Phase::connecting;
@@ -101,7 +92,7 @@ void Dialer::on_resolved(int status, const std::vector<ResolvedAddress>& addrs) 
     if (!snap.acl.address_allowed(reinterpret_cast<const sockaddr*>(&a.addr), uacl, name_allowed_))
       continue;
     addrs_.push_back(a);
-    set_port(addrs_.back(), c_.target().port);
+    set_port(addrs_.back().addr, c_.target().port);
     if (addrs_.size() == 8) break;  // bounded attempts within one connect timeout
   }
   if (addrs_.empty()) return c_.fail({Result::denied, 0x02, 403});

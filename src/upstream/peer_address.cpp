@@ -1,5 +1,6 @@
 #include "upstream/peer_address.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
 
@@ -20,6 +21,13 @@ int host_bytes(const sockaddr* sa, const uint8_t*& out) {
   return AF_INET;
 }
 }  // namespace
+
+void set_port(sockaddr_storage& ss, uint16_t port) {
+  if (ss.ss_family == AF_INET)
+    reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(port);
+  else if (ss.ss_family == AF_INET6)
+    reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(port);
+}
 
 void unmap_v4(sockaddr_storage& ss) {
   if (ss.ss_family != AF_INET6) return;

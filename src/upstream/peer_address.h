@@ -15,6 +15,9 @@ namespace up {
 // socket bound on it and the address a reply names speak the client's family.
 void unmap_v4(sockaddr_storage& ss);
 
+// Sets the port of an IPv4 or IPv6 address (host order in).
+void set_port(sockaddr_storage& ss, uint16_t port);
+
 // The same host, ports ignored: IPv4 and its v4-mapped IPv6 form are the same host.
 bool same_host(const sockaddr* a, const sockaddr* b);
 

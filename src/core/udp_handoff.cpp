@@ -1,6 +1,7 @@
-// The control connection's side of SOCKS5 UDP ASSOCIATE: route the request (direct, or an
-// association opened on a socks5 upstream), answer with the relay's address, then watch the
-// control connection(s): the association lives as long as they do (RFC 1928 section 7).
+// The connection's side of SOCKS5 UDP ASSOCIATE (the relay itself is udp/udp_association.cpp):
+// route the request (direct, or an association opened on a socks5 upstream), answer with the
+// relay's address, then watch the control connection(s): the association lives as long as
+// they do (RFC 1928 section 7).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -43,10 +44,7 @@ void Connection::udp_dialed() {
     } else {
       r.to_sockaddr(relay);
     }
-    if (relay.ss_family == AF_INET)
-      reinterpret_cast<sockaddr_in*>(&relay)->sin_port = htons(r.port);
-    else
-      reinterpret_cast<sockaddr_in6*>(&relay)->sin6_port = htons(r.port);
+    set_port(relay, r.port);
     via = &relay;
   }
   if (int err = udp_->open(local, via)) {
