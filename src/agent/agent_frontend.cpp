@@ -197,9 +197,13 @@ void AgentFrontend::on_sent() {
                     Result::bad_request);
     IdleReverse r;
     r.fd = c_.release_client(r.tls);
-    if (!c_.worker().runtime().agents->add_idle(id_, session_, std::move(r))) {
+    Runtime& rt = c_.worker().runtime();
+    if (!rt.agents->add_idle(id_, session_, std::move(r))) {
       close(r.fd);  // its session ended meanwhile
       r.tls.reset();
+    } else if (rt.agents->anyone_waiting()) {
+      // A tunnel on some worker may be waiting for this very connection.
+      for (auto& w : rt.workers) w->mailbox().post([wp = w.get()] { wp->retry_pipe_waiters(); });
     }
     return c_.finish(Result::ok);
   }

@@ -70,6 +70,13 @@ class AgentRegistry {
   void tunnel_ended(const std::string& id);
   uint64_t next_tunnel_id() { return tunnel_ids_.fetch_add(1, std::memory_order_relaxed); }
 
+  // Tunnels waiting for an idle connection of a connected agent (upstream/agent_dial.cpp).
+  // While any wait, a reverse connection joining a pool wakes every worker's waiters at once
+  // rather than on their next tick (100 ms later).
+  void waiting_started() { waiting_.fetch_add(1, std::memory_order_relaxed); }
+  void waiting_ended() { waiting_.fetch_sub(1, std::memory_order_relaxed); }
+  bool anyone_waiting() const { return waiting_.load(std::memory_order_relaxed) != 0; }
+
   std::vector<AgentInfo> list() const;
 
  private:
@@ -89,6 +96,7 @@ class AgentRegistry {
   mutable std::mutex mu_;
   std::map<std::string, Entry> entries_;
   uint64_t next_session_ = 1;
+  std::atomic<uint32_t> waiting_{0};
   std::atomic<uint64_t> tunnel_ids_{1};
 };
 

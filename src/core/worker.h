@@ -81,6 +81,10 @@ class Worker final : private PollHooks {
   TimerWheel& timers() { return timers_; }
   Runtime& runtime() { return rt_; }
   void wait_for_pipe(Connection* c);
+  // Retries the pipe waiters now rather than on the next tick (something they wait for came).
+  void retry_pipe_waiters() {
+    if (!pipe_waiters_.empty()) retry_waiters(pipe_waiters_);
+  }
   // A UDP association whose multishot receive ended because the UDP buffer ring ran dry: it is
   // re-armed as soon as a batch of completions ends with buffers back in the ring (at the
   // latest at the next tick), not 100 ms later.

@@ -29,8 +29,15 @@ Result result_for(agent::Status s) {
 }
 }  // namespace
 
+void Dialer::set_agent_waiting(bool on) {
+  if (on == agent_waiting_) return;
+  agent_waiting_ = on;
+  AgentRegistry& reg = *c_.worker().runtime().agents;
+  on ? reg.waiting_started() : reg.waiting_ended();
+}
+
 void Dialer::agent_dial() {
-  agent_waiting_ = false;
+  set_agent_waiting(false);
   UpstreamSession& us = *upstream_;
   const std::string& id = us.current()->config.name;  // the agent id (config.id is "agent:ID")
   AgentRegistry& reg = *c_.worker().runtime().agents;
@@ -38,9 +45,10 @@ void Dialer::agent_dial() {
   if (!idle) {
     if (reg.current(id) == 0)
       return attempt_failed({Result::upstream_error, 0x01, 502}, false, "agent not connected");
-    // Connected but every idle connection is taken: the agent is opening more. Retried each
-    // tick (the worker's waiters) until one comes or the connect deadline passes.
-    agent_waiting_ = true;
+    // Connected but every idle connection is taken: the agent is opening more. Retried when
+    // one joins the pool (AgentFrontend wakes the workers) and each tick, until one comes or
+    // the connect deadline passes.
+    set_agent_waiting(true);
     c_.wait_for_retry();
     return;
   }

@@ -79,6 +79,7 @@ class Dialer final : private DnsWaiter {
   void agent_dial();
   void agent_on_sent();
   void agent_on_recv(int res);
+  void set_agent_waiting(bool on);  // counted in the registry while on
   // bind_dial.cpp
   void bind_listen();
   void bind_arm_accept();

@@ -35,7 +35,10 @@ Failure failure_for_errno(int err) {
 
 Dialer::Dialer(Connection& c, Kind kind) : c_(c), kind_(kind), started_us_(monotonic_us()) {}
 
-Dialer::~Dialer() { cancel_resolve(); }
+Dialer::~Dialer() {
+  cancel_resolve();
+  set_agent_waiting(false);
+}
 
 void Dialer::direct(bool name_allowed) {
   name_allowed_ = name_allowed;

@@ -211,7 +211,7 @@ void Dialer::upstream_ready() {
 
 void Dialer::attempt_failed(const Failure& f, bool mark_down, const char* why) {
   const auto& u = upstream_->current();
-  agent_waiting_ = false;
+  set_agent_waiting(false);
   upstream_->agent = false;
   // An agent's health is its control link (agent/agent_registry.h), not the fate of a tunnel.
   if (u->config.type == UpstreamType::agent) mark_down = false;

@@ -47,7 +47,8 @@ class CppAgent:
         self.proc = subprocess.Popen([proxy_binary(), "agent", "--config", str(self.config)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        self.reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self.reader.start()
 
     def _read(self, proc):
         for ln in proc.stdout:
@@ -67,11 +68,14 @@ class CppAgent:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+        self.reader.join(10)  # its last lines are read before anyone looks at them
 
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
+        rc = self.proc.wait(30)
+        self.reader.join(10)  # its last lines ("stopped") are read before anyone looks
+        return rc
 
 
 @pytest.fixture
