@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 namespace up {
@@ -227,6 +228,22 @@ inline bool names_route(const std::vector<UpstreamProxy>& proxies,
     if (p.id == id) return true;
   return names_agent(agents, id);
 }
+
+// names_route for many ids at once (every user of a file or table): the proxies' ids hashed
+// once. Holds views into `proxies` and a reference to `agents`: use it while both are alive.
+class RouteIds {
+ public:
+  RouteIds(const std::vector<UpstreamProxy>& proxies, const std::vector<Agent>& agents)
+      : agents_(agents) {
+    for (const UpstreamProxy& p : proxies) proxies_.insert(p.id);
+  }
+  bool proxy(std::string_view id) const { return proxies_.count(id) != 0; }
+  bool contains(std::string_view id) const { return proxy(id) || names_agent(agents_, id); }
+
+ private:
+  std::unordered_set<std::string_view> proxies_;
+  const std::vector<Agent>& agents_;
+};
 
 // Every problem found, each a full sentence naming file, record, field and fix, e.g.
 // "users.json: user \"dave\" (users[3]).password: not a crypt(3) hash (use openssl passwd -6

@@ -179,7 +179,8 @@ void AgentFrontend::send(const agent::Message& m) {
 void AgentFrontend::refuse(const agent::Message& m, Result result) {
   if (closing_) return;
   closing_ = true;
-  if (role_ == agent::Role::control && session_) c_.worker().runtime().agents->disconnect(id_, session_);
+  if (role_ == agent::Role::control && session_)
+    c_.worker().runtime().agents->disconnect(id_, session_);
   // The frame goes out after whatever is being sent; the connection ends when a send completes.
   send(m);
   c_.fail_after_reply(result);

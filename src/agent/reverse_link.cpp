@@ -142,12 +142,12 @@ void ReverseLink::authenticated(const agent::AuthResult& a) {
   step_ = Step::idle;
   // Kept now, not when TLS completed: a TLS 1.3 server sends its session ticket after the
   // handshake, and it has been read by the time AUTH_RESULT is. The next link resumes.
-  c_.worker().keep_tls_session(session_key(), c_.tls(Side::client)->layer.session());
+  const TlsLayer& tls = c_.tls(Side::client)->layer;
+  c_.worker().keep_tls_session(session_key(), tls.session());
   if (!control_) {
     links_.reverse_handshakes.fetch_add(1, std::memory_order_relaxed);
-    if (c_.tls(Side::client)->layer.resumed()) links_.reverse_resumed.fetch_add(1, std::memory_order_relaxed);
-  }
-  if (control_) {
+    if (tls.resumed()) links_.reverse_resumed.fetch_add(1, std::memory_order_relaxed);
+  } else {
     heartbeat_ms_ = a.heartbeat_ms;
     c_.set_deadline_in(3 * heartbeat_ms_);
     if (current()) {
@@ -190,14 +190,7 @@ void ReverseLink::tunnel(const agent::Tunnel& t) {
   dial_tunnel();
 }
 
-void ReverseLink::dial_tunnel() {
-  // The agent's own ACL, by name first (as the proxy's route_and_dial), then every address
-  // the name resolves to (direct_dial.cpp), so a name pointing into the LAN is refused too.
-  const Snapshot& s = c_.worker().snapshot();
-  Acl::Verdict v = s.acl.check_target(c_.target(), nullptr);
-  if (v == Acl::Verdict::deny) return c_.fail({Result::denied, 0x02, 403});
-  c_.dial_direct(v == Acl::Verdict::allow && c_.target().kind == Target::Kind::domain);
-}
+void ReverseLink::dial_tunnel() { c_.dial_direct(); }  // the agent's ACL applies there
 
 void ReverseLink::answer_dialed() { send(agent::TunnelStatus{tunnel_id_, agent::Status::connected}); }
 

@@ -9,8 +9,6 @@
 #include <cstring>
 #include <map>
 #include <set>
-#include <string_view>
-#include <unordered_set>
 
 #include "config/json_reader.h"
 #include "config/on_failure.h"
@@ -287,13 +285,11 @@ bool apply_store_records(const std::string& users_doc, const std::string& proxie
   bool proxies_ok = parse_proxies_skipping(proxies_doc, proxies_shown, out.proxies, diag, skipped);
   if (proxies_ok) {
     // A user routed to an upstream (or agent) that is not there, or was skipped, is skipped.
-    std::unordered_set<std::string_view> ids;
-    for (const UpstreamProxy& p : out.proxies) ids.insert(p.id);
+    RouteIds routes(out.proxies, out.agents);
     size_t kept = 0;
     for (size_t i = 0; i < out.users.size(); ++i) {
       User& u = out.users[i];
-      if (u.external_proxy_id && !ids.count(*u.external_proxy_id) &&
-          !names_agent(out.agents, *u.external_proxy_id)) {
+      if (u.external_proxy_id && !routes.contains(*u.external_proxy_id)) {
         skipped.push_back(users_shown + ": user " + quote(u.username) +
                           ".external_proxy_id: " + quote(*u.external_proxy_id) +
                           " names no upstream in the store (table upstreams) and no agent");

@@ -304,8 +304,9 @@ std::string Management::edit_user_from_files(const std::string& name, const User
   if (!parse_users(text, next.config.users_file, check, cd) || !cd.ok())
     return refuse("the edit would make users.json invalid", cd.errors);
   std::vector<std::string> errors;
+  RouteIds routes(next.proxies, next.agents);
   for (const User& u : next.users)
-    if (u.external_proxy_id && !names_route(next.proxies, next.agents, *u.external_proxy_id))
+    if (u.external_proxy_id && !routes.contains(*u.external_proxy_id))
       errors.push_back("user " + u.username + ": no upstream has id " + *u.external_proxy_id);
   if (!errors.empty()) return refuse("the edit names an unknown upstream", errors);
   auto snap = prepare(next, errors);

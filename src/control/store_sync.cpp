@@ -5,7 +5,6 @@
 #include <time.h>
 
 #include <algorithm>
-#include <unordered_set>
 
 #include "control/management.h"
 #include "core/log.h"
@@ -118,15 +117,14 @@ void Management::store_proxies(const std::string& doc) {
   bool ok = parse_proxies(doc, "store (table upstreams)", next, d) && d.ok();
   for (const auto& w : d.warnings) UP_WARN("%s", w.c_str());
   // Every upstream a user or a failure rule names must still be there.
-  std::unordered_set<std::string_view> ids;
-  for (const UpstreamProxy& p : next) ids.insert(p.id);
+  RouteIds routes(next, current_.agents);
   auto known = [&](const OnFailure& f) {
-    return f.kind != OnFailure::Kind::upstream || ids.count(f.upstream_id);
+    return f.kind != OnFailure::Kind::upstream || routes.proxy(f.upstream_id);
   };
   if (ok) ok = known(current_.config.routing.on_failure);
   for (const auto& [g, cfg] : current_.config.groups) ok = ok && known(cfg.on_failure);
   for (const User& u : current_.users)
-    if (ok && u.external_proxy_id && !names_route(next, current_.agents, *u.external_proxy_id))
+    if (ok && u.external_proxy_id && !routes.contains(*u.external_proxy_id))
       ok = false;
   if (!ok) {
     UP_WARN("store: the upstreams as another node left them do not load with the users here; "

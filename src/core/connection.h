@@ -232,7 +232,7 @@ class alignas(32) Connection final {
   // --- agent links (agent/agent_frontend.cpp on the gateway, agent/reverse_link.cpp in agent
   // mode): a frontend whose connection is a link, not a user's tunnel
   void set_agent_link() { agent_link_ = true; }  // no access-log line, no tally
-  void dial_direct(bool name_allowed);  // agent mode: the gateway's TUNNEL, no route
+  void dial_direct();  // agent mode: the gateway's TUNNEL, no route (upstream/dialer.h)
   // An off-ring job (a secret check) holds the connection until it reports back.
   void async_started() { ++async_; }
   void async_done() { --async_; }

@@ -56,9 +56,9 @@ void Connection::bind_request() {
   route_and_dial();  // limits, ACL and route; the dialer resolves, then listens
 }
 
-void Connection::dial_direct(bool name_allowed) {
+void Connection::dial_direct() {
   start_dialer();
-  dialer_->direct(name_allowed);
+  dialer_->direct();
 }
 
 void Connection::set_target_tls(std::unique_ptr<TlsIo> t) { tls_ = std::move(t); }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/connection.h"
+#include "route/acl.h"
 #include "upstream/dns_resolver.h"
 
 namespace up {
@@ -33,9 +34,9 @@ class Dialer final : private DnsWaiter {
   ~Dialer();
 
   void route();  // the user's ACL and route, then dial; the connection admitted the user
-  // Agent mode: the gateway's TUNNEL, dialled directly; `name_allowed`: the agent's ACL
-  // allowed the target by name.
-  void direct(bool name_allowed);
+  // Agent mode: the gateway's TUNNEL, dialled directly after the agent's own ACL (by name here,
+  // then every address the name resolves to), so a name pointing into its LAN is refused too.
+  void direct();
 
   // Events while dialing, routed here by the connection.
   void on_connect(int res);
@@ -68,6 +69,7 @@ class Dialer final : private DnsWaiter {
   void connect_next();
   void dialed();
   // upstream_dial.cpp
+  bool allowed_by_name(Acl::Verdict v);  // false: refused (the client has its answer)
   void start_upstream(RoutePlan&& plan);
   void dial_upstream();
   void upstream_connected();

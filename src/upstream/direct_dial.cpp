@@ -40,9 +40,8 @@ Dialer::~Dialer() {
   set_agent_waiting(false);
 }
 
-void Dialer::direct(bool name_allowed) {
-  name_allowed_ = name_allowed;
-  dial();
+void Dialer::direct() {
+  if (allowed_by_name(c_.worker().snapshot().acl.check_target(c_.target(), nullptr))) dial();
 }
 
 void Dialer::dial() {

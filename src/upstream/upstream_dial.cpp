@@ -32,6 +32,15 @@ Result result_for_reply(uint8_t socks_reply) {
 
 }  // namespace
 
+bool Dialer::allowed_by_name(Acl::Verdict v) {
+  if (v == Acl::Verdict::deny) {
+    c_.fail({Result::denied, 0x02, 403});
+    return false;
+  }
+  name_allowed_ = v == Acl::Verdict::allow && c_.target().kind == Target::Kind::domain;
+  return true;
+}
+
 void Dialer::route() {
   Worker& w = c_.worker();
   const Snapshot& s = w.snapshot();
@@ -48,8 +57,7 @@ void Dialer::route() {
   } else if (kind_ == Kind::tunnel || kind_ == Kind::datagram) {
     verdict = s.acl.check_target(target, uacl);
   }
-  if (verdict == Acl::Verdict::deny) return c_.fail({Result::denied, 0x02, 403});
-  name_allowed_ = verdict == Acl::Verdict::allow && target.kind == Target::Kind::domain;
+  if (!allowed_by_name(verdict)) return;
   const User* u = user.empty() ? nullptr : s.find_user(user);
   RoutePlan plan = plan_route(s, {user, c_.group()}, u, w.cursors(), kind_ == Kind::udp);
   // An upstream resolves names itself: with allow lists, a name they do not list is refused.

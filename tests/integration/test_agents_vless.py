@@ -6,8 +6,7 @@ finds refused closes the VLESS connection cleanly, with no response header.
 A VLESS header carries no username, so the `user.group` form cannot pick a group: a VLESS user
 is routed by their `external_proxy_id` (docs/configuration.md, "Route selection"), which names
 an agent as `agent:ID` (its name in the access log). `uringproxyctl set-proxy` takes that name
-too, and `agent del` refuses an agent a user is routed through. (With a gateway that refuses
-`agent:ID` in `external_proxy_id`, the VLESS tests are marked xfail.)"""
+too, and `agent del` refuses an agent a user is routed through."""
 import subprocess
 
 import pytest
@@ -27,8 +26,7 @@ ROUTE = "agent:home-1"  # alice's external_proxy_id: the agent home-1
 
 def vless_gateway(gateway):  # noqa: F811 (the fixture, passed on)
     """The agent gateway of test_agents.py plus a VLESS listener (its certificate), alice with a
-    uuid and her route to the agent home-1. xfail when the gateway cannot route a VLESS user to
-    an agent."""
+    uuid and her route to the agent home-1; `--check` accepts it."""
     gw = gateway(start=False)
     gw.vless_port = free_port()
     gw.config["listeners"].append({"name": "vless", "protocol": "vless",
@@ -42,19 +40,23 @@ def vless_gateway(gateway):  # noqa: F811 (the fixture, passed on)
     gw.write_files()
     r = subprocess.run([proxy_binary(), "--check", "--config", str(gw.config_path)],
                        capture_output=True, text=True, timeout=60)
-    if r.returncode != 0 and "external_proxy_id" in r.stderr:
-        why = next(ln for ln in r.stderr.splitlines() if "external_proxy_id" in ln)
-        pytest.xfail(f"a VLESS user cannot be routed to an agent yet: {why.strip()}")
     assert r.returncode == 0, r.stderr
     gw.start()
     return gw
 
 
-def test_vless_user_through_an_agent(gateway, cpp_agent, who):  # noqa: F811
+def vless_via_agent(gateway, cpp_agent):  # noqa: F811 (the fixtures, passed on)
+    """vless_gateway with the agent home-1 connected: the gateway, its access-log mark before
+    any tunnel, and the agent."""
     gw = vless_gateway(gateway)
     start = gw.mark()
     a = cpp_agent(gw, "home-1")
     a.wait_ready()
+    return gw, start, a
+
+
+def test_vless_user_through_an_agent(gateway, cpp_agent, who):  # noqa: F811
+    gw, start, _ = vless_via_agent(gateway, cpp_agent)
     s = tls_open(gw.vless_port)
     try:
         s.sendall(header(ALICE_UUID, "127.0.0.1", who.port) + b"hello-vless")
@@ -71,10 +73,7 @@ def test_vless_user_through_an_agent(gateway, cpp_agent, who):  # noqa: F811
 
 
 def test_vless_refused_target_closes_cleanly(gateway, cpp_agent, who):  # noqa: F811
-    gw = vless_gateway(gateway)
-    start = gw.mark()
-    a = cpp_agent(gw, "home-1")
-    a.wait_ready()
+    gw, start, a = vless_via_agent(gateway, cpp_agent)
     s = tls_open(gw.vless_port)
     try:
         # The agent answers "refused": the VLESS connection closes with no response header.

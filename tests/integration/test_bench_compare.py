@@ -64,6 +64,17 @@ def test_ext_route_from_peer_arguments():
     assert m.ext_route(p, 9000) == ("127.0.0.1:9000", None, None)
 
 
+def run_compare(tmp_path, uringload, peers, cases):
+    """bench/compare with one 1 s round of `cases` against `peers`: its result and its table."""
+    out = tmp_path / "out.md"
+    p = subprocess.run([COMPARE, "--peers", peers, "--cases", cases,
+                        "--duration", "1", "--repeats", "1", "--no-install",
+                        "--uringproxy", proxy_binary(), "--uringload", uringload,
+                        "--output", str(out)], capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    return p, out.read_text()
+
+
 def test_wrk_and_hey_through_uringproxy_http(tmp_path):
     uringload = os.path.join(os.path.dirname(proxy_binary()), "tools", "uringload")
     if not os.access(uringload, os.X_OK):
@@ -71,13 +82,7 @@ def test_wrk_and_hey_through_uringproxy_http(tmp_path):
     for tool in ("wrk", "hey"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} not installed (apt-get install {tool})")
-    out = tmp_path / "out.md"
-    p = subprocess.run([COMPARE, "--peers", "uringproxy-http,direct", "--cases", "wrk,hey",
-                        "--duration", "1", "--repeats", "1", "--no-install",
-                        "--uringproxy", proxy_binary(), "--uringload", uringload,
-                        "--output", str(out)], capture_output=True, text=True, timeout=240)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    text = out.read_text()
+    _, text = run_compare(tmp_path, uringload, "uringproxy-http,direct", "wrk,hey")
     assert "### HTTP forward with wrk and hey" in text
     for tool in ("wrk", "hey"):
         section = text.split(f"\n{tool}:\n", 1)[1].split("\n\n", 1)[0]
@@ -137,14 +142,9 @@ def test_ssh_reverse_runs(tmp_path):
         return set(r.stdout.split())
 
     before = ssh_pids()
-    out = tmp_path / "out.md"
-    p = subprocess.run([COMPARE, "--peers", "ssh-reverse", "--cases", "cps,lat1",
-                        "--duration", "1", "--repeats", "1", "--no-install",
-                        "--uringproxy", proxy_binary(), "--uringload", uringload,
-                        "--output", str(out)], capture_output=True, text=True, timeout=240)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    p, text = run_compare(tmp_path, uringload, "ssh-reverse", "cps,lat1")
     assert "ssh-reverse: up" in p.stdout, p.stdout[-2000:]
-    table = out.read_text().split("## Absolute figures", 1)[1]
+    table = text.split("## Absolute figures", 1)[1]
     row = next(ln for ln in table.splitlines() if ln.startswith("| ssh-reverse |"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
     conn_s, cpu_us, errors = cells[5], cells[6], cells[-1]
