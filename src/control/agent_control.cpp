@@ -173,20 +173,23 @@ std::string Management::edit_agents_in_store(
 }
 
 void Management::apply_agents(std::vector<Agent> next, Committed then) {
-  std::vector<std::string> ended;
-  for (const Agent& before : current_.agents) {
-    auto at = find_agent(next, before.id);
-    if (ends_link(before, at != next.end() ? &*at : nullptr)) ended.push_back(before.id);
-  }
   auto snap = snapshot_with_agents(*snapshots_.current(), generation_ + 1, current_.proxies, next,
                                    health_);
+  std::vector<Agent> before = std::move(current_.agents);
   current_.agents = std::move(next);
   publish(std::move(snap), {}, std::move(then));
-  // The link would close itself within a quarter second on the new snapshot; the group loses
-  // the agent now.
-  for (const std::string& id : ended)
-    if (rt_.agents->kick(id))
-      UP_INFO("agent %s: link closed (removed, disabled or changed)", id.c_str());
+  close_ended_agent_links(before);
+}
+
+// The link would close itself within a quarter second on the new snapshot; the group loses
+// the agent now. Every path that changes the agents (an edit, a reload, another node's edit,
+// a full read of the store) ends here after it published.
+void Management::close_ended_agent_links(std::vector<Agent>& before) {
+  for (const Agent& b : before) {
+    auto at = find_agent(current_.agents, b.id);
+    if (ends_link(b, at != current_.agents.end() ? &*at : nullptr) && rt_.agents->kick(b.id))
+      UP_INFO("agent %s: link closed (removed, disabled or changed)", b.id.c_str());
+  }
 }
 
 void Management::cmd_agent(const std::string& cmd, const Args& a, const Reply& done) {

@@ -609,8 +609,10 @@ void Management::commit(std::unique_ptr<Snapshot> snap, ConfigSet next, Committe
   for (size_t i = 0; i < cached; ++i)
     if (!config::same_user(next.users[i], current_.users[i]))
       user_records_[i] = user_json_record(next.users[i]);
+  std::vector<Agent> agents_before = std::move(current_.agents);
   current_ = std::move(next);
   publish(std::move(snap), std::move(ch), std::move(then));
+  close_ended_agent_links(agents_before);
 }
 
 void Management::publish(std::unique_ptr<Snapshot> snap, Changes ch, Committed then) {

@@ -120,6 +120,8 @@ class Management {
   // The agents after an edit committed in the store (here or by another node), applied to what
   // this node serves: the users and upstreams are shared; links the change ends are closed.
   void apply_agents(std::vector<Agent> next, Committed then);
+  // Kicks the links of agents in `before` that current_.agents removed, disabled or changed.
+  void close_ended_agent_links(std::vector<Agent>& before);
   // Edits user `name` (absent: nullopt; set it to nullopt to delete), writes users.json and
   // publishes. "" when done (then `then` runs), else the refusal. It starts from the users in
   // force while the files are as they were read; after a hand edit, from the files.

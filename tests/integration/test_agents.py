@@ -454,3 +454,28 @@ def test_ctl_agents_metrics_kick_disable_add(gateway, who):
     assert wait_until(lambda: "home-9" not in agents(), 10)
     assert wait_until(lambda: any("control link down" in ln for ln in a9.lines), 10)
     assert ctl("agent", "del", "nobody").rc == 1
+
+
+def test_reload_with_a_new_secret_closes_the_link(gateway, who):
+    """An agents file edited by hand (a new secret for home-1) and SIGHUP: the reload ends the
+    link that authenticated with the old secret at once, as `agent del`/`disable` do, and the
+    old secret is refused from then on."""
+    gw = gateway()
+    a1 = gateway.agent(gw, "home-1")
+    a1.wait_ready()
+    assert via_socks(gw, "alice.residential", who.port) == (0, "127.0.0.2")
+    start = gw.mark()
+    f = gw.workdir / "agents.json"
+    doc = json.loads(f.read_text())
+    for a in doc["agents"]:
+        if a["id"] == "home-1":
+            a["secret"] = sha512("a-new-secret-for-home-1-Yt6")
+    f.write_text(json.dumps(doc))
+    gw.signal(signal.SIGHUP)
+    assert wait_until(lambda: "link closed (removed, disabled or changed)"
+                      in gw.output_text(start), 10), gw.output_text(start)[-2000:]
+    assert wait_until(lambda: any("control link down" in ln for ln in a1.lines), 10), a1.lines
+    # The old secret no longer joins: the group has no member, group_fallback -> direct.
+    assert wait_until(lambda: via_socks(gw, "alice.residential", who.port) == (0, "127.0.0.1"),
+                      30)
+    assert gw.alive()
