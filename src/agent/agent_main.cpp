@@ -1,14 +1,8 @@
 // Agent mode's main thread: load agent.json, start the proxy's workers with a snapshot that
 // holds only the agent's egress settings (ACL, DNS, source address), then supervise the links
 // (agent/gateway_links.h). The supervisor never touches a socket of the data path; it resolves
-// the gateway's name (blocking getaddrinfo is fine here, never on a worker) and decides when
-// links open:
-//   - control link down: after a jittered, exponentially growing delay (0.25-0.5 s, doubling
-//     to 15-30 s), dial it again; when it was up, first close every idle reverse link
-//     ("reconnect everything": they belong to a session the gateway has ended);
-//   - control link up: top the reverse links up to idle_connections, backing off likewise
-//     when they fail before authenticating.
-// The jitter keeps a fleet of agents from reconnecting in step after a gateway restart.
+// the gateway's name (blocking getaddrinfo is fine here, never on a worker) and opens links
+// when agent/link_planner.h says so.
 #include "agent/agent_main.h"
 
 #include <netdb.h>
@@ -28,6 +22,7 @@
 
 #include "agent/agent_config.h"
 #include "agent/gateway_links.h"
+#include "agent/link_planner.h"
 #include "core/clock.h"
 #include "core/connection.h"
 #include "core/log.h"
@@ -42,9 +37,6 @@
 namespace up {
 
 namespace {
-
-constexpr uint64_t kBackoffBaseMs = 500;
-constexpr uint64_t kBackoffCapMs = 30000;
 
 // The reverse links' TLS context. Each tunnel uses up a link, so each costs one handshake on
 // both ends: resumed TLS 1.2 (no key exchange, ~70 µs for both) instead of TLS 1.3, which even
@@ -123,10 +115,14 @@ void close_links(Runtime& rt, const char* user) {
   }
 }
 
+static_assert(int(LinkObservation::down) == GatewayLinks::down &&
+              int(LinkObservation::connecting) == GatewayLinks::connecting &&
+              int(LinkObservation::up) == GatewayLinks::up);
+
 class Supervisor {
  public:
   Supervisor(const AgentConfig& ac, GatewayLinks& links)
-      : ac_(ac), links_(links), rng_(std::random_device{}()) {}
+      : ac_(ac), links_(links), plan_(links.idle_target, std::random_device{}()) {}
 
   // Until SIGTERM or SIGINT.
   void run(int sigfd) {
@@ -150,58 +146,28 @@ class Supervisor {
   }
 
  private:
-  // A delay in [d/2, d], d = base * 2^step capped.
-  uint64_t backoff(uint32_t step) {
-    uint64_t d = std::min(kBackoffCapMs, kBackoffBaseMs << std::min<uint32_t>(step, 10));
-    return d / 2 + rng_() % (d / 2 + 1);
-  }
-
   void turn(uint64_t now) {
-    int control = links_.control.load(std::memory_order_acquire);
-    if (control == GatewayLinks::down) {
-      if (was_up_) {
-        UP_WARN("agent %s: control link down; reconnecting everything", ac_.id.c_str());
-        links_.generation.fetch_add(1, std::memory_order_acq_rel);
-        close_links(*links_.rt, GatewayLinks::idle_user);
-        control_step_ = 0;
-        next_control_ = now + backoff(control_step_);
-      } else if (connecting_) {
-        ++control_step_;
-        next_control_ = now + backoff(control_step_);
-      }
-      was_up_ = connecting_ = false;
-      if (now < next_control_) return;
+    LinkObservation seen;
+    seen.control = static_cast<LinkObservation::Control>(
+        links_.control.load(std::memory_order_acquire));
+    seen.idle = links_.reverse_idle.load(std::memory_order_relaxed);
+    seen.opening = links_.reverse_opening.load(std::memory_order_relaxed);
+    seen.failures = links_.reverse_failures.load(std::memory_order_relaxed);
+    LinkActions act = plan_.turn(now, seen);
+    if (act.reconnect_everything) {
+      UP_WARN("agent %s: control link down; reconnecting everything", ac_.id.c_str());
+      links_.generation.fetch_add(1, std::memory_order_acq_rel);
+      close_links(*links_.rt, GatewayLinks::idle_user);
+    }
+    if (act.dial_control) {
       sockaddr_storage a{};
       socklen_t len = 0;
-      if (!resolve(ac_, a, len)) {
-        next_control_ = now + backoff(++control_step_);
-        return;
-      }
+      if (!resolve(ac_, a, len)) return plan_.dial_failed(now);
       links_.set_gateway(a, len);
-      connecting_ = true;
       links_.control.store(GatewayLinks::connecting, std::memory_order_release);
       links_.open(true);
-      return;
     }
-    if (control != GatewayLinks::up) return;
-    if (!was_up_) {
-      was_up_ = true;
-      connecting_ = false;
-      control_step_ = reverse_step_ = 0;
-      next_reverse_ = 0;
-      seen_failures_ = links_.reverse_failures.load();
-    }
-    uint32_t f = links_.reverse_failures.load(std::memory_order_relaxed);
-    if (f != seen_failures_) {
-      seen_failures_ = f;
-      next_reverse_ = now + backoff(++reverse_step_);
-    }
-    int idle = links_.reverse_idle.load(std::memory_order_relaxed);
-    int opening = links_.reverse_opening.load(std::memory_order_relaxed);
-    int missing = static_cast<int>(links_.idle_target) - idle - opening;
-    if (idle >= static_cast<int>(links_.idle_target)) reverse_step_ = 0;
-    if (missing <= 0 || now < next_reverse_) return;
-    for (int i = 0; i < missing; ++i) {
+    for (int i = 0; i < act.open_reverse; ++i) {
       links_.reverse_opening.fetch_add(1, std::memory_order_relaxed);
       links_.open(false);
     }
@@ -209,14 +175,7 @@ class Supervisor {
 
   const AgentConfig& ac_;
   GatewayLinks& links_;
-  std::mt19937_64 rng_;
-  bool was_up_ = false;
-  bool connecting_ = false;
-  uint32_t control_step_ = 0;
-  uint64_t next_control_ = 0;
-  uint32_t reverse_step_ = 0;
-  uint64_t next_reverse_ = 0;
-  uint32_t seen_failures_ = 0;
+  LinkPlanner plan_;
 };
 
 std::vector<int> allowed_cpus() {
