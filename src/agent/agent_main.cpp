@@ -119,10 +119,52 @@ static_assert(int(LinkObservation::down) == GatewayLinks::down &&
               int(LinkObservation::connecting) == GatewayLinks::connecting &&
               int(LinkObservation::up) == GatewayLinks::up);
 
+// The workers' snapshot: only the agent's egress settings (ACL, source address, timeouts).
+struct Egress {
+  SnapshotStore& snapshots;
+  HealthBoard& health;
+  UserBoard& users;
+  uint64_t generation = 0;
+
+  bool publish(const AgentConfig& ac, std::vector<std::string>& errors) {
+    ConfigSet set;
+    set.config = egress_config(ac);
+    auto snap = build_snapshot(set, generation + 1, health, users, errors);
+    if (!snap) return false;
+    ++generation;
+    snapshots.publish(std::move(snap));
+    return true;
+  }
+};
+
+std::shared_ptr<const LinkIdentity> make_identity(const AgentConfig& ac,
+                                                  std::shared_ptr<SSL_CTX> tls,
+                                                  std::shared_ptr<SSL_CTX> reverse_tls,
+                                                  uint64_t epoch) {
+  auto id = std::make_shared<LinkIdentity>();
+  id->id = ac.id;
+  id->secret = ac.secret;
+  id->software = std::string("uringproxy ") + URINGPROXY_VERSION;
+  id->server_name = ac.tls.server_name;
+  id->tls = std::move(tls);
+  id->reverse_tls = std::move(reverse_tls);
+  id->epoch = epoch;
+  return id;
+}
+
+// Whether links made under `a` must be replaced under `b`: another gateway or another
+// identity, or another way to check the gateway.
+bool links_differ(const AgentConfig& a, const AgentConfig& b) {
+  return a.gateway != b.gateway || a.id != b.id || a.secret != b.secret ||
+         a.tls.ca_file != b.tls.ca_file || a.tls.server_name != b.tls.server_name ||
+         a.tls.verify != b.tls.verify || a.tls.reverse_resumption != b.tls.reverse_resumption;
+}
+
 class Supervisor {
  public:
-  Supervisor(const AgentConfig& ac, GatewayLinks& links)
-      : ac_(ac), links_(links), plan_(links.idle_target, std::random_device{}()) {}
+  Supervisor(const AgentConfig& ac, GatewayLinks& links, Egress& egress)
+      : ac_(ac), links_(links), egress_(egress),
+        plan_(ac.idle_connections, std::random_device{}()) {}
 
   // Until SIGTERM or SIGINT.
   void run(int sigfd) {
@@ -133,7 +175,7 @@ class Supervisor {
         signalfd_siginfo si{};
         if (read(sigfd, &si, sizeof si) == sizeof si) {
           if (si.ssi_signo != SIGHUP) return;
-          UP_INFO("agent: SIGHUP: nothing to reload (restart the agent to apply agent.json)");
+          reload();
         }
       }
       if (fds[1].revents & POLLIN) {
@@ -145,7 +187,50 @@ class Supervisor {
     }
   }
 
+  uint32_t shutdown_grace_ms() const { return ac_.shutdown_grace_ms; }
+
  private:
+  // SIGHUP: agent.json (and the secret and CA files) read again. Egress settings apply to new
+  // tunnels at once; a new gateway, id, secret or TLS setting ends the control link, so the
+  // agent reconnects everything under the new one (open tunnels go on). Nothing changes when
+  // the file does not load.
+  void reload() {
+    AgentConfig next;
+    std::shared_ptr<SSL_CTX> tls, reverse_tls;
+    if (!load(ac_.path, next, tls, reverse_tls, true)) {
+      UP_ERROR("%s: not reloaded; the agent goes on as it was", ac_.path.c_str());
+      return;
+    }
+    std::vector<std::string> errors;
+    if (!egress_.publish(next, errors)) {
+      for (const auto& e : errors) UP_ERROR("%s", e.c_str());
+      UP_ERROR("%s: not reloaded; the agent goes on as it was", ac_.path.c_str());
+      return;
+    }
+    auto dns_servers = [](const AgentConfig& a) {
+      std::vector<std::string> v;
+      for (const auto& s : a.dns.servers) v.push_back(s.text);
+      return v;
+    };
+    if (next.workers != ac_.workers)
+      UP_WARN("%s: workers changed: it takes a restart of the agent", ac_.path.c_str());
+    if (dns_servers(next) != dns_servers(ac_) ||
+        next.dns.cache_max_ttl_s != ac_.dns.cache_max_ttl_s)
+      UP_WARN("%s: dns changed: it takes a restart of the agent", ac_.path.c_str());
+    bool relink = links_differ(ac_, next);
+    // The new contexts hold a renewed CA file even when nothing else changed.
+    links_.set_identity(make_identity(next, tls, reverse_tls, ++epoch_));
+    plan_.set_idle_target(next.idle_connections);
+    ac_ = std::move(next);
+    if (relink) {
+      // The control link's end makes the planner reconnect everything (turn()).
+      close_links(*links_.rt, GatewayLinks::control_user);
+    }
+    UP_INFO("%s reloaded: agent %s, gateway %s, %u idle connection(s)%s", ac_.path.c_str(),
+            ac_.id.c_str(), ac_.gateway.c_str(), ac_.idle_connections,
+            relink ? "; reconnecting to the gateway" : "");
+  }
+
   void turn(uint64_t now) {
     LinkObservation seen;
     seen.control = static_cast<LinkObservation::Control>(
@@ -173,9 +258,11 @@ class Supervisor {
     }
   }
 
-  const AgentConfig& ac_;
+  AgentConfig ac_;
   GatewayLinks& links_;
+  Egress& egress_;
   LinkPlanner plan_;
+  uint64_t epoch_ = 1;
 };
 
 std::vector<int> allowed_cpus() {
@@ -225,19 +312,16 @@ int run_agent(const std::string& config_path, int workers) {
   unsigned nworkers = workers >= 0 ? static_cast<unsigned>(workers) : ac.workers;
   if (nworkers == 0) nworkers = static_cast<unsigned>(cpus.size());
 
-  ConfigSet set;
-  set.config = egress_config(ac);
   SnapshotStore snapshots(nworkers);
   HealthBoard health;
   UserBoard users;
+  Egress egress{snapshots, health, users};
   {
     std::vector<std::string> errs;
-    auto first = build_snapshot(set, 1, health, users, errs);
-    if (!first) {
+    if (!egress.publish(ac, errs)) {
       for (const auto& e : errs) UP_ERROR("%s", e.c_str());
       return 1;
     }
-    snapshots.publish(std::move(first));
   }
   GatewayLinks links;  // outlives the workers: their links refer to it
   Runtime rt;
@@ -245,13 +329,7 @@ int run_agent(const std::string& config_path, int workers) {
   rt.users = &users;
   rt.max_connections = fds > 256 ? static_cast<uint32_t>((fds - 128) / 2) : 64;
   links.rt = &rt;
-  links.id = ac.id;
-  links.secret = ac.secret;
-  links.software = std::string("uringproxy ") + URINGPROXY_VERSION;
-  links.server_name = ac.tls.server_name;
-  links.tls = tls;
-  links.reverse_tls = reverse_tls;
-  links.idle_target = ac.idle_connections;
+  links.set_identity(make_identity(ac, tls, reverse_tls, 1));
 
   std::mutex mu;
   std::condition_variable cv;
@@ -283,15 +361,18 @@ int run_agent(const std::string& config_path, int workers) {
   UP_INFO("ready: agent %s, %u worker(s), gateway %s, %u idle connection(s), io_uring %s",
           ac.id.c_str(), nworkers, ac.gateway.c_str(), ac.idle_connections,
           features.missing.empty() ? "complete" : "partial");
-  Supervisor(ac, links).run(sigfd);
-  UP_INFO("agent %s: stopping; open tunnels may finish within %u ms", ac.id.c_str(),
-          ac.shutdown_grace_ms);
+  Supervisor supervisor(ac, links, egress);
+  supervisor.run(sigfd);
+  uint32_t grace_ms = supervisor.shutdown_grace_ms();
+  UP_INFO("agent %s: stopping; open tunnels may finish within %u ms",
+          links.identity()->id.c_str(), grace_ms);
   links.generation.fetch_add(1, std::memory_order_acq_rel);  // no replacements from here on
   close_links(rt, GatewayLinks::idle_user);
   close_links(rt, GatewayLinks::control_user);
-  stop_workers(ac.shutdown_grace_ms);
+  stop_workers(grace_ms);
   UP_INFO("agent %s: %llu reverse link(s) authenticated, %llu of them resumed a TLS session",
-          ac.id.c_str(), static_cast<unsigned long long>(links.reverse_handshakes.load()),
+          links.identity()->id.c_str(),
+          static_cast<unsigned long long>(links.reverse_handshakes.load()),
           static_cast<unsigned long long>(links.reverse_resumed.load()));
   close(sigfd);
   UP_INFO("stopped");

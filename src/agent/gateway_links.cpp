@@ -14,6 +14,16 @@ GatewayLinks::~GatewayLinks() {
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
+std::shared_ptr<const LinkIdentity> GatewayLinks::identity() {
+  std::lock_guard lock(mu_);
+  return identity_;
+}
+
+void GatewayLinks::set_identity(std::shared_ptr<const LinkIdentity> next) {
+  std::lock_guard lock(mu_);
+  identity_ = std::move(next);
+}
+
 void GatewayLinks::set_gateway(const sockaddr_storage& a, socklen_t len) {
   std::lock_guard lock(mu_);
   addr_ = a;

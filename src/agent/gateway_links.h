@@ -20,6 +20,20 @@ namespace up {
 
 struct Runtime;
 
+// Who the agent is and how it speaks TLS to its gateway. A reload (agent_main.cpp) installs a
+// new one whole; each link takes the one in force when it opens and keeps it.
+struct LinkIdentity {
+  std::string id;
+  std::string secret;  // never logged
+  std::string software;
+  std::string server_name;               // SNI and the certificate's name
+  std::shared_ptr<SSL_CTX> tls;          // the control link's: TLS 1.2+, 1.3 in practice
+  std::shared_ptr<SSL_CTX> reverse_tls;  // the reverse links' (agent_main.cpp: why TLS 1.2)
+  // Part of the workers' TLS session keys: a session made under an older identity (another
+  // gateway, CA or name) is never offered again.
+  uint64_t epoch = 0;
+};
+
 struct GatewayLinks {
   GatewayLinks();
   ~GatewayLinks();
@@ -28,14 +42,10 @@ struct GatewayLinks {
 
   // Fixed before the first link opens.
   Runtime* rt = nullptr;
-  std::string id;
-  std::string secret;  // never logged
-  std::string software;
-  std::string server_name;  // SNI and the certificate's name
-  std::shared_ptr<SSL_CTX> tls;          // the control link's: TLS 1.2+, 1.3 in practice
-  std::shared_ptr<SSL_CTX> reverse_tls;  // the reverse links' (agent_main.cpp: why TLS 1.2)
-  uint32_t idle_target = 4;
   uint32_t handshake_timeout_ms = 10000;  // TCP + TLS + HELLO/AUTH_RESULT, per link
+
+  std::shared_ptr<const LinkIdentity> identity();  // from any thread
+  void set_identity(std::shared_ptr<const LinkIdentity> next);
 
   enum Control : int { down = 0, connecting = 1, up = 2 };
   std::atomic<int> control{down};
@@ -66,6 +76,7 @@ struct GatewayLinks {
 
  private:
   std::mutex mu_;
+  std::shared_ptr<const LinkIdentity> identity_;
   sockaddr_storage addr_{};
   socklen_t addr_len_ = 0;
   std::atomic<unsigned> next_worker_{0};

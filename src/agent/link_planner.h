@@ -31,6 +31,8 @@ class LinkPlanner {
   LinkPlanner(uint32_t idle_target, uint64_t seed) : idle_target_(idle_target), rng_(seed) {}
 
   LinkActions turn(uint64_t now_ms, const LinkObservation& seen);
+  // idle_connections changed (a reload): the next turns top up to, or stop short of, it.
+  void set_idle_target(uint32_t n) { idle_target_ = n; }
   // The control dial of the last turn did not start (the gateway's name did not resolve).
   void dial_failed(uint64_t now_ms);
   // A delay in [d/2, d], d = 500 ms * 2^step, capped at 30 s.

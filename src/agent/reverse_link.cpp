@@ -35,10 +35,15 @@ agent::Status status_for(uint8_t socks_reply) {
 // --- the frontend
 
 ReverseLink::ReverseLink(Connection& c, GatewayLinks& links, bool control)
-    : c_(c), links_(links), control_(control),
+    : c_(c), links_(links), identity_(links.identity()), control_(control),
       generation_(links.generation.load(std::memory_order_acquire)) {
   // The opener counted a reverse link as opening before it posted it here.
   counted_opening_ = !control;
+}
+
+std::string ReverseLink::session_key() const {
+  return (control_ ? "agent-gateway#" : "agent-gateway-reverse#") +
+         std::to_string(identity_->epoch);
 }
 
 bool ReverseLink::current() const {
@@ -51,9 +56,9 @@ void ReverseLink::begin() {
   c_.ensure_handshake_buffer(2 * agent::max_frame);
   agent::Hello h;
   h.role = control_ ? agent::Role::control : agent::Role::reverse;
-  h.id = links_.id;
-  h.secret = links_.secret;
-  h.software = links_.software;
+  h.id = identity_->id;
+  h.secret = identity_->secret;
+  h.software = identity_->software;
   send(h);
   c_.submit_recv_client();
 }
@@ -131,9 +136,9 @@ void ReverseLink::authenticated(const agent::AuthResult& a) {
   if (a.code != agent::AuthCode::ok) {
     if (a.code == agent::AuthCode::unsupported_version)
       UP_WARN("agent %s: refused by the gateway: unsupported_version (it speaks %u, we %u)",
-              links_.id.c_str(), a.version, agent::protocol_version);
+              identity_->id.c_str(), a.version, agent::protocol_version);
     else if (control_ || a.code != agent::AuthCode::no_control)
-      UP_WARN("agent %s: refused by the gateway: %s", links_.id.c_str(),
+      UP_WARN("agent %s: refused by the gateway: %s", identity_->id.c_str(),
               agent::auth_code_text(a.code));
     return c_.finish(Result::auth_failed);
   }
@@ -151,7 +156,7 @@ void ReverseLink::authenticated(const agent::AuthResult& a) {
     heartbeat_ms_ = a.heartbeat_ms;
     c_.set_deadline_in(3 * heartbeat_ms_);
     if (current()) {
-      UP_INFO("agent %s: control link up to %s (heartbeat %u ms)", links_.id.c_str(),
+      UP_INFO("agent %s: control link up to %s (heartbeat %u ms)", identity_->id.c_str(),
               format_client(c_.client_address()).c_str(), heartbeat_ms_);
       links_.control.store(GatewayLinks::up, std::memory_order_release);
       links_.notify();
@@ -201,11 +206,11 @@ void ReverseLink::answer_failure(const Failure& f) {
 void ReverseLink::on_timeout() {
   if (closing_) return c_.finish(Result::error);
   if (step_ == Step::hello) {
-    UP_WARN("agent %s: the gateway did not answer HELLO in time", links_.id.c_str());
+    UP_WARN("agent %s: the gateway did not answer HELLO in time", identity_->id.c_str());
     return c_.finish(Result::handshake_timeout);
   }
   UP_WARN("agent %s: nothing from the gateway for %u ms; closing the control link",
-          links_.id.c_str(), 3 * heartbeat_ms_);
+          identity_->id.c_str(), 3 * heartbeat_ms_);
   refuse(agent::ErrorCode::heartbeat_timeout, "no frame for 3 heartbeats");
 }
 

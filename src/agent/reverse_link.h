@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "frontend/frontend.h"
@@ -21,6 +22,7 @@
 namespace up {
 
 struct GatewayLinks;
+struct LinkIdentity;
 
 class ReverseLink final : public Frontend {
  public:
@@ -37,11 +39,12 @@ class ReverseLink final : public Frontend {
 
   bool control() const { return control_; }
   GatewayLinks& links() { return links_; }
+  const LinkIdentity& identity() const { return *identity_; }
   uint64_t generation() const { return generation_; }
   sockaddr_storage& gateway_address() { return gateway_addr_; }  // while connecting
   // The worker's TLS session for resumption, one per kind of link (the two use different
-  // contexts and protocol versions: agent_main.cpp).
-  const char* session_key() const { return control_ ? "agent-gateway" : "agent-gateway-reverse"; }
+  // contexts and protocol versions: agent_main.cpp) and identity.
+  std::string session_key() const;
 
  private:
   enum class Step : uint8_t { connecting, hello, idle, tunnel };
@@ -56,6 +59,7 @@ class ReverseLink final : public Frontend {
 
   Connection& c_;
   GatewayLinks& links_;
+  std::shared_ptr<const LinkIdentity> identity_;  // the one in force when this link opened
   bool control_;
   uint64_t generation_;
   Step step_ = Step::connecting;

@@ -37,10 +37,10 @@ void Connection::link_connected(int res) {
   socklen_t len = sizeof client_addr_;
   getpeername(cfd_, reinterpret_cast<sockaddr*>(&client_addr_), &len);
   ReverseLink& link = static_cast<ReverseLink&>(*frontend_);
-  GatewayLinks& links = link.links();
+  const LinkIdentity& id = link.identity();
   ctls_->started_us = monotonic_us();
-  SSL_CTX* ctx = link.control() ? links.tls.get() : links.reverse_tls.get();
-  if (!ctls_->layer.start(ctx, links.server_name, w_.tls_session(link.session_key())))
+  SSL_CTX* ctx = link.control() ? id.tls.get() : id.reverse_tls.get();
+  if (!ctls_->layer.start(ctx, id.server_name, w_.tls_session(link.session_key())))
     return tls_handshake_failed(Side::client, "cannot start TLS");
   tls_handshake_step(Side::client);  // done: begin_session(), ReverseLink::begin()
 }

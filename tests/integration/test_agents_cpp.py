@@ -154,6 +154,43 @@ def test_agent_acl_denies_loopback_unless_allowed(gateway, cpp_agent, who):  # n
     assert via_socks(gw, "alice.residential", who.port) == (0, "127.0.0.2")
 
 
+def test_sighup_reloads_the_agent(gateway, cpp_agent, who):  # noqa: F811
+    """SIGHUP re-reads agent.json and the secret file: a new ACL serves new tunnels with the
+    links as they are; a file that does not load changes nothing; a new secret reconnects
+    everything under it (here refused by the gateway, so the group loses the agent)."""
+    gw = gateway()
+    a = cpp_agent(gw, "home-1", acl={})  # deny_private: loopback targets refused
+    a.wait_ready()
+    assert via_socks(gw, "alice.residential", who.port)[0] == 0x02
+
+    def reload(marker, n):
+        a.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: sum(marker in ln for ln in list(a.lines)) >= n, 20), \
+            a.lines[-10:]
+
+    cfg = json.loads(a.config.read_text())
+    cfg["acl"] = {"allow": ["127.0.0.0/8"]}
+    a.config.write_text(json.dumps(cfg))
+    reload("agent.json reloaded", 1)
+    assert via_socks(gw, "alice.residential", who.port) == (0, "127.0.0.2")
+    assert a.ready_count() == 1  # the control link stayed up
+    assert not a.has("reconnecting")
+
+    a.config.write_text("{not json")
+    reload("not reloaded; the agent goes on as it was", 1)
+    assert via_socks(gw, "alice.residential", who.port) == (0, "127.0.0.2")
+
+    a.config.write_text(json.dumps(cfg))
+    (a.dir / "agent.secret").write_text("a-secret-the-gateway-never-saw\n")
+    reload("reconnecting to the gateway", 1)
+    assert wait_until(lambda: a.has("refused by the gateway: denied"), 30), a.lines[-10:]
+    assert "a-secret-the-gateway-never-saw" not in "\n".join(a.lines)
+    # No member left: group_fallback default -> direct.
+    assert wait_until(lambda: via_socks(gw, "alice.residential", who.port) == (0, "127.0.0.1"),
+                      30)
+    assert a.proc.poll() is None
+
+
 def test_refused_target_through_cpp_agent(gateway, cpp_agent, who):  # noqa: F811
     from servers import closed_port
     gw = gateway()
