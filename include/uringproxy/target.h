@@ -2,6 +2,7 @@
 // Where a client wants to go: a literal address or a name to resolve, and a port.
 #include <sys/socket.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -29,5 +30,15 @@ bool parse_authority(std::string_view authority, uint16_t default_port, Target& 
 
 // Sets kind/ip/host from a text host (no port): literal if inet_pton accepts it, else domain.
 bool set_host(std::string_view host, Target& out);
+
+// The address-type bytes of a wire format that sends a target as ATYP then the address
+// (SOCKS5: 1, 3, 4; VLESS: 1, 2, 3).
+struct AddressTypes {
+  uint8_t ipv4, domain, ipv6;
+};
+
+// Writes ATYP and the address (a name after its length byte), not the port: at most 257 bytes.
+// Returns the bytes written, 0 for a name that cannot be sent (empty or over 255 bytes).
+size_t write_address(const Target& t, AddressTypes types, uint8_t* out);
 
 }  // namespace up

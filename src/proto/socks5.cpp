@@ -32,27 +32,10 @@ size_t address_len(std::span<const uint8_t> in, size_t atyp_at) {
 
 uint16_t read_port(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 
+// ATYP, DST.ADDR, DST.PORT; 0 for a name that cannot be sent.
 size_t write_address(const Target& t, uint8_t* out) {
-  size_t n = 0;
-  switch (t.kind) {
-    case Target::Kind::ipv4:
-      out[n++] = atyp_ipv4;
-      std::memcpy(out + n, t.ip, 4);
-      n += 4;
-      break;
-    case Target::Kind::ipv6:
-      out[n++] = atyp_ipv6;
-      std::memcpy(out + n, t.ip, 16);
-      n += 16;
-      break;
-    case Target::Kind::domain:
-      if (t.host.empty() || t.host.size() > 255) return 0;
-      out[n++] = atyp_domain;
-      out[n++] = static_cast<uint8_t>(t.host.size());
-      std::memcpy(out + n, t.host.data(), t.host.size());
-      n += t.host.size();
-      break;
-  }
+  size_t n = up::write_address(t, {atyp_ipv4, atyp_domain, atyp_ipv6}, out);
+  if (n == 0) return 0;
   out[n++] = static_cast<uint8_t>(t.port >> 8);
   out[n++] = static_cast<uint8_t>(t.port);
   return n;

@@ -113,6 +113,26 @@ bool set_host(std::string_view host, Target& out) {
   return true;
 }
 
+size_t write_address(const Target& t, AddressTypes types, uint8_t* out) {
+  switch (t.kind) {
+    case Target::Kind::ipv4:
+      out[0] = types.ipv4;
+      std::memcpy(out + 1, t.ip, 4);
+      return 1 + 4;
+    case Target::Kind::ipv6:
+      out[0] = types.ipv6;
+      std::memcpy(out + 1, t.ip, 16);
+      return 1 + 16;
+    case Target::Kind::domain:
+      if (t.host.empty() || t.host.size() > 255) return 0;
+      out[0] = types.domain;
+      out[1] = static_cast<uint8_t>(t.host.size());
+      std::memcpy(out + 2, t.host.data(), t.host.size());
+      return 2 + t.host.size();
+  }
+  return 0;
+}
+
 bool parse_authority(std::string_view authority, uint16_t default_port, Target& out) {
   std::string_view host;
   std::string_view rest;  // what follows the host: empty or ":port"

@@ -120,26 +120,8 @@ size_t encode_request(const Request& req, uint8_t* out) {
   const Target& t = req.target;
   out[n++] = static_cast<uint8_t>(t.port >> 8);
   out[n++] = static_cast<uint8_t>(t.port);
-  switch (t.kind) {
-    case Target::Kind::ipv4:
-      out[n++] = atyp_ipv4;
-      std::memcpy(out + n, t.ip, 4);
-      n += 4;
-      break;
-    case Target::Kind::ipv6:
-      out[n++] = atyp_ipv6;
-      std::memcpy(out + n, t.ip, 16);
-      n += 16;
-      break;
-    case Target::Kind::domain:
-      if (t.host.empty() || t.host.size() > 255) return 0;
-      out[n++] = atyp_domain;
-      out[n++] = static_cast<uint8_t>(t.host.size());
-      std::memcpy(out + n, t.host.data(), t.host.size());
-      n += t.host.size();
-      break;
-  }
-  return n;
+  size_t a = write_address(t, {atyp_ipv4, atyp_domain, atyp_ipv6}, out + n);
+  return a == 0 ? 0 : n + a;
 }
 
 size_t encode_response(uint8_t out[2]) {

@@ -159,3 +159,26 @@ TEST_CASE("to_string round-trips through parse_authority") {
     CHECK(a.port == b.port);
   }
 }
+
+TEST_CASE("write_address: each kind under a format's own type bytes, a bad name refused") {
+  const up::AddressTypes socks5{1, 3, 4}, vless{1, 2, 3};
+  uint8_t out[260];
+  Target t;
+  REQUIRE(up::parse_authority("10.1.2.3:80", 0, t));
+  REQUIRE(up::write_address(t, socks5, out) == 5);
+  CHECK(out[0] == 1);
+  CHECK((out[1] == 10 && out[2] == 1 && out[3] == 2 && out[4] == 3));
+  REQUIRE(up::parse_authority("[::1]:80", 0, t));
+  REQUIRE(up::write_address(t, vless, out) == 17);
+  CHECK(out[0] == 3);
+  CHECK(out[16] == 1);
+  REQUIRE(up::parse_authority("example.com:80", 0, t));
+  REQUIRE(up::write_address(t, vless, out) == 2 + 11);
+  CHECK(out[0] == 2);
+  CHECK(out[1] == 11);
+  CHECK(std::string(reinterpret_cast<char*>(out + 2), 11) == "example.com");
+  t.host.assign(256, 'a');
+  CHECK(up::write_address(t, socks5, out) == 0);
+  t.host.clear();
+  CHECK(up::write_address(t, socks5, out) == 0);
+}
