@@ -13,13 +13,9 @@ namespace up {
 struct TlsIo {
   TlsLayer layer;
   static constexpr uint32_t in_cap = 16 * 1024;
-  // A full record (16 KiB of plaintext) plus its header and tag, so that a 16 KiB write goes
-  // out in one send rather than a full buffer and a 22-byte tail.
-  static constexpr uint32_t out_cap = 16 * 1024 + 512;
-  std::unique_ptr<char[]> in{new char[in_cap]};    // ciphertext from the socket
-  std::unique_ptr<char[]> out{new char[out_cap]};  // ciphertext to the socket
-  uint32_t out_len = 0;
-  uint32_t out_off = 0;
+  // Ciphertext from the socket, which the layer reads in place; what it writes it keeps until
+  // sent (TlsLayer::out_begin).
+  std::unique_ptr<char[]> in{new char[in_cap]};
   bool sending = false;          // a ciphertext send is in flight
   bool recving = false;          // a ciphertext recv is in flight
   uint32_t upper_send = 0;       // plaintext bytes whose send completes once flushed

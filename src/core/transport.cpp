@@ -78,13 +78,10 @@ void Connection::defer_completion(Op op, int res) {
 void Connection::tls_flush(Side s) {
   TlsIo& t = *tls(s);
   if (t.sending) return;
-  if (t.out_off == t.out_len) {
-    t.out_off = 0;
-    t.out_len = static_cast<uint32_t>(t.layer.take_out(t.out.get(), TlsIo::out_cap));
-  }
-  if (t.out_len > t.out_off) {
+  std::string_view out = t.layer.out_begin();
+  if (!out.empty()) {
     t.sending = true;
-    return ring_send(s, t.out.get() + t.out_off, t.out_len - t.out_off);
+    return ring_send(s, out.data(), static_cast<uint32_t>(out.size()));
   }
   if (t.upper_send) {  // everything written so far is on the wire
     uint32_t n = t.upper_send;
@@ -107,7 +104,7 @@ void Connection::tls_on_ring_send(Side s, int res) {
     if (t.handshaking) return tls_handshake_failed(s, "TLS send failed");
     return finish(Result::reset);
   }
-  t.out_off += static_cast<uint32_t>(res);
+  t.layer.out_sent(static_cast<size_t>(res));
   tls_flush(s);
 }
 

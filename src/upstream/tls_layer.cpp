@@ -4,6 +4,9 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
+#include <cstring>
+
 namespace up {
 
 TlsLayer::~TlsLayer() {
@@ -46,20 +49,67 @@ bool TlsLayer::start_server(SSL_CTX* ctx) {
   return true;
 }
 
+BIO_METHOD* TlsLayer::bio_method() {
+  // One method for every layer on every thread; made once (thread-safe static init).
+  static BIO_METHOD* m = [] {
+    BIO_METHOD* b = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "uringproxy ring");
+    if (b && BIO_meth_set_read(b, bio_read) == 1 && BIO_meth_set_write(b, bio_write) == 1 &&
+        BIO_meth_set_ctrl(b, bio_ctrl) == 1)
+      return b;
+    BIO_meth_free(b);
+    return static_cast<BIO_METHOD*>(nullptr);
+  }();
+  return m;
+}
+
 bool TlsLayer::attach(SSL_CTX* ctx) {
+  BIO_METHOD* m = bio_method();
+  if (!m) return false;
   ssl_ = SSL_new(ctx);
   if (!ssl_) return false;
-  in_ = BIO_new(BIO_s_mem());
-  out_ = BIO_new(BIO_s_mem());
-  if (!in_ || !out_) {
-    BIO_free(in_);
-    BIO_free(out_);
-    in_ = out_ = nullptr;
+  BIO* bio = BIO_new(m);
+  if (!bio) {
+    SSL_free(ssl_);
+    ssl_ = nullptr;
     return false;
   }
-  BIO_set_mem_eof_return(in_, -1);  // empty input means "wait", not EOF
-  SSL_set_bio(ssl_, in_, out_);
+  BIO_set_data(bio, this);
+  BIO_set_init(bio, 1);
+  SSL_set_bio(ssl_, bio, bio);  // one BIO both ways: the SSL owns it
   return true;
+}
+
+int TlsLayer::bio_read(BIO* b, char* buf, int len) {
+  auto* self = static_cast<TlsLayer*>(BIO_get_data(b));
+  BIO_clear_retry_flags(b);
+  if (self->in_.empty()) {
+    // Nothing fed: "wait" (the caller reads the socket), also after EOF, which read() and
+    // handshake() judge themselves.
+    BIO_set_retry_read(b);
+    return -1;
+  }
+  size_t n = std::min(self->in_.size(), static_cast<size_t>(len));
+  std::memcpy(buf, self->in_.data(), n);
+  self->in_.remove_prefix(n);
+  return static_cast<int>(n);
+}
+
+int TlsLayer::bio_write(BIO* b, const char* buf, int len) {
+  auto* self = static_cast<TlsLayer*>(BIO_get_data(b));
+  BIO_clear_retry_flags(b);
+  self->next_.append(buf, static_cast<size_t>(len));
+  return len;
+}
+
+long TlsLayer::bio_ctrl(BIO* b, int cmd, long, void*) {
+  auto* self = static_cast<TlsLayer*>(BIO_get_data(b));
+  switch (cmd) {
+    case BIO_CTRL_FLUSH: return 1;  // the ring sends what was written
+    case BIO_CTRL_PENDING: return static_cast<long>(self->in_.size());
+    case BIO_CTRL_WPENDING:
+      return static_cast<long>(self->out_.size() - self->out_off_ + self->next_.size());
+    default: return 0;
+  }
 }
 
 TlsLayer::Step TlsLayer::handshake() {
@@ -91,13 +141,13 @@ int TlsLayer::read(char* buf, size_t cap) {
   return -2;
 }
 
-void TlsLayer::feed(const char* data, size_t len) { BIO_write(in_, data, static_cast<int>(len)); }
-
-size_t TlsLayer::pending_out() const { return BIO_ctrl_pending(out_); }
-
-size_t TlsLayer::take_out(char* buf, size_t cap) {
-  int n = BIO_read(out_, buf, static_cast<int>(cap));
-  return n > 0 ? static_cast<size_t>(n) : 0;
+std::string_view TlsLayer::out_begin() {
+  if (out_off_ == out_.size()) {
+    out_.clear();
+    out_off_ = 0;
+    out_.swap(next_);  // both keep their capacity: no allocation once warm
+  }
+  return std::string_view(out_).substr(out_off_);
 }
 
 std::string TlsLayer::error_text() const {

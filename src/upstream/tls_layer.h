@@ -1,12 +1,15 @@
 #pragma once
-// TLS with OpenSSL on memory BIOs, as a client (to an upstream proxy) or a server (a TLS
-// listener): this object never touches a socket. The connection moves ciphertext between the
-// socket (its ring) and these BIOs; the upper layers see plaintext (core/transport.cpp).
+// TLS with OpenSSL, as a client (to an upstream proxy) or a server (a TLS listener): this
+// object never touches a socket. Its BIO reads ciphertext where the ring received it and
+// collects what OpenSSL writes for the ring to send from (no memory BIOs: each of those cost a
+// copy of every record and a clearing memset); the upper layers see plaintext
+// (core/transport.cpp).
 #include <openssl/ssl.h>
 
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace up {
 
@@ -32,12 +35,15 @@ class TlsLayer {
   int read(char* buf, size_t cap);
   void shutdown() { SSL_shutdown(ssl_); }
 
-  // Ciphertext from the socket.
-  void feed(const char* data, size_t len);
+  // Ciphertext from the socket, read in place: the bytes must stay where they are until the
+  // layer has taken them all, which it has whenever handshake() or read() asks for more.
+  void feed(const char* data, size_t len) { in_ = {data, len}; }
   void feed_eof() { eof_ = true; }
-  // Ciphertext for the socket.
-  size_t pending_out() const;
-  size_t take_out(char* buf, size_t cap);
+  // Ciphertext for the socket. The view stays valid and unchanged until out_sent() has been
+  // told of all of it: records the layer writes meanwhile (alerts, tickets, more data) queue
+  // behind it, so the ring can send from it without a copy.
+  std::string_view out_begin();
+  void out_sent(size_t n) { out_off_ += n; }
 
   // A resumable session once the handshake is done (owned by the caller), or null.
   SSL_SESSION* session() const { return SSL_get1_session(ssl_); }
@@ -46,11 +52,17 @@ class TlsLayer {
   std::string error_text() const;
 
  private:
-  bool attach(SSL_CTX* ctx);  // the SSL and its two memory BIOs
+  bool attach(SSL_CTX* ctx);  // the SSL and its BIO (both directions)
+  static BIO_METHOD* bio_method();
+  static int bio_read(BIO* b, char* buf, int len);
+  static int bio_write(BIO* b, const char* buf, int len);
+  static long bio_ctrl(BIO* b, int cmd, long num, void* ptr);
 
   SSL* ssl_ = nullptr;
-  BIO* in_ = nullptr;   // socket -> SSL
-  BIO* out_ = nullptr;  // SSL -> socket
+  std::string_view in_;  // ciphertext fed and not yet taken by OpenSSL
+  std::string out_;      // ciphertext being sent: out_begin() to out_sent()
+  size_t out_off_ = 0;   // how much of out_ has been sent
+  std::string next_;     // ciphertext written meanwhile, sent after out_
   bool eof_ = false;
   unsigned long last_error_ = 0;
 };
