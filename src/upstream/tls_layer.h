@@ -6,6 +6,7 @@
 // (core/transport.cpp).
 #include <openssl/ssl.h>
 
+#include <cassert>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -37,7 +38,10 @@ class TlsLayer {
 
   // Ciphertext from the socket, read in place: the bytes must stay where they are until the
   // layer has taken them all, which it has whenever handshake() or read() asks for more.
-  void feed(const char* data, size_t len) { in_ = {data, len}; }
+  void feed(const char* data, size_t len) {
+    assert(in_.empty());  // the ring never reads over bytes the layer has not taken
+    in_ = {data, len};
+  }
   void feed_eof() { eof_ = true; }
   // Ciphertext for the socket. The view stays valid and unchanged until out_sent() has been
   // told of all of it: records the layer writes meanwhile (alerts, tickets, more data) queue
