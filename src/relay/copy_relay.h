@@ -23,13 +23,22 @@ class CopyRelay final : public Relay {
   void reclaim(Op) override {}
 
  private:
+  // One direction's buffer: 16 KiB (one TLS record) to start with, 64 KiB once a read fills
+  // it, so a bulk flow moves four records per send and receive while a quiet tunnel stays small.
+  struct Buffer {
+    static constexpr uint32_t small_cap = 16 * 1024;
+    static constexpr uint32_t bulk_cap = 64 * 1024;
+    std::unique_ptr<char[]> data{new char[small_cap]};
+    uint32_t cap = small_cap;
+    bool grow = false;  // filled: grows before the next read (never while its bytes are sent)
+  };
+
   // The next read of one direction, as much as the user's bandwidth cap allows now.
   void read(bool up);
 
-  static constexpr uint32_t buf_cap = 16 * 1024;
   Connection& c_;
-  std::unique_ptr<char[]> up_{new char[buf_cap]};    // client -> target
-  std::unique_ptr<char[]> down_{new char[buf_cap]};  // target -> client
+  Buffer up_;    // client -> target
+  Buffer down_;  // target -> client
   std::string to_target_;  // first bytes, sent before the direction starts
   std::string to_client_;
   bool up_done_ = false;

@@ -1,7 +1,7 @@
 #pragma once
 // Server-side TLS for a listener: the SSL_CTX built from its `tls: {cert, key}`, and the
 // session-ticket keys that its handshakes encrypt and decrypt tickets with. Connections use
-// the context the same way upstream/tls_layer.h's TlsLayer does: memory BIOs, no sockets.
+// the context the way upstream/tls_layer.h's TlsLayer does: no sockets, the ring moves bytes.
 #include <openssl/ssl.h>
 
 #include <cstdint>

@@ -132,8 +132,14 @@ bool TlsLayer::write(const char* data, size_t len) {
 
 int TlsLayer::read(char* buf, size_t cap) {
   ERR_clear_error();
-  size_t n = 0;
-  if (SSL_read_ex(ssl_, buf, cap, &n) == 1) return static_cast<int>(n);
+  // SSL_read gives one record at most: go on while the buffer has room and records are here,
+  // so a large buffer takes several (the end or an error shows on the next call).
+  size_t total = 0, n = 0;
+  while (total < cap && SSL_read_ex(ssl_, buf + total, cap - total, &n) == 1) total += n;
+  if (total > 0) {
+    ERR_clear_error();
+    return static_cast<int>(total);
+  }
   int e = SSL_get_error(ssl_, 0);
   if (e == SSL_ERROR_ZERO_RETURN) return 0;
   if (e == SSL_ERROR_WANT_READ) return eof_ ? 0 : -1;

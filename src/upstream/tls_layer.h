@@ -32,7 +32,8 @@ class TlsLayer {
   Step handshake();
   // Plaintext in: always consumed whole (the write BIO grows). False on a fatal error.
   bool write(const char* data, size_t len);
-  // Plaintext out: >0 bytes, 0 on close_notify / EOF, -1 want more ciphertext, -2 error.
+  // Plaintext out (as many records as fit): >0 bytes, 0 on close_notify / EOF, -1 want more
+  // ciphertext, -2 error.
   int read(char* buf, size_t cap);
   void shutdown() { SSL_shutdown(ssl_); }
 
