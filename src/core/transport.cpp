@@ -94,7 +94,12 @@ void Connection::tls_want_ciphertext(Side s) {
   TlsIo& t = *tls(s);
   if (t.recving) return;
   t.recving = true;
-  ring_recv(s, t.in.get(), TlsIo::in_cap);
+  if (t.in_grow) {
+    t.in_grow = false;
+    t.in.reset(new char[TlsIo::bulk_cap]);
+    t.in_cap = TlsIo::bulk_cap;
+  }
+  ring_recv(s, t.in.get(), t.in_cap);
 }
 
 void Connection::tls_on_ring_send(Side s, int res) {
@@ -119,10 +124,12 @@ void Connection::tls_on_ring_recv(Side s, int res) {
     }
     return finish(Result::reset);
   }
-  if (res == 0)
+  if (res == 0) {
     t.layer.feed_eof();
-  else
+  } else {
+    if (static_cast<uint32_t>(res) == t.in_cap && t.in_cap < TlsIo::bulk_cap) t.in_grow = true;
     t.layer.feed(t.in.get(), static_cast<size_t>(res));
+  }
   if (t.handshaking) return tls_handshake_step(s);
   if (t.upper_buf) tls_deliver_read(s);
 }
