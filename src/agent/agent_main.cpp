@@ -23,6 +23,7 @@
 #include "agent/agent_config.h"
 #include "agent/gateway_links.h"
 #include "agent/link_planner.h"
+#include "config/config_equal.h"
 #include "core/clock.h"
 #include "core/connection.h"
 #include "core/log.h"
@@ -207,14 +208,12 @@ class Supervisor {
       UP_ERROR("%s: not reloaded; the agent goes on as it was", ac_.path.c_str());
       return;
     }
-    auto dns_servers = [](const AgentConfig& a) {
-      std::vector<std::string> v;
-      for (const auto& s : a.dns.servers) v.push_back(s.text);
-      return v;
-    };
     if (next.workers != ac_.workers)
       UP_WARN("%s: workers changed: it takes a restart of the agent", ac_.path.c_str());
-    if (dns_servers(next) != dns_servers(ac_) ||
+    auto same_text = [](const SocketAddress& a, const SocketAddress& b) {
+      return a.text == b.text;
+    };
+    if (!config::same_list(next.dns.servers, ac_.dns.servers, same_text) ||
         next.dns.cache_max_ttl_s != ac_.dns.cache_max_ttl_s)
       UP_WARN("%s: dns changed: it takes a restart of the agent", ac_.path.c_str());
     bool relink = links_differ(ac_, next);

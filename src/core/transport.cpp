@@ -94,12 +94,9 @@ void Connection::tls_want_ciphertext(Side s) {
   TlsIo& t = *tls(s);
   if (t.recving) return;
   t.recving = true;
-  if (t.in_grow) {
-    t.in_grow = false;
-    t.in.reset(new char[TlsIo::bulk_cap]);
-    t.in_cap = TlsIo::bulk_cap;
-  }
-  ring_recv(s, t.in.get(), t.in_cap);
+  // The layer has taken every byte of the last receive (it asks for more only then).
+  char* buf = t.in.next_receive();
+  ring_recv(s, buf, t.in.cap());
 }
 
 void Connection::tls_on_ring_send(Side s, int res) {
@@ -127,8 +124,8 @@ void Connection::tls_on_ring_recv(Side s, int res) {
   if (res == 0) {
     t.layer.feed_eof();
   } else {
-    if (static_cast<uint32_t>(res) == t.in_cap && t.in_cap < TlsIo::bulk_cap) t.in_grow = true;
-    t.layer.feed(t.in.get(), static_cast<size_t>(res));
+    t.in.filled(static_cast<uint32_t>(res));
+    t.layer.feed(t.in.data(), static_cast<size_t>(res));
   }
   if (t.handshaking) return tls_handshake_step(s);
   if (t.upper_buf) tls_deliver_read(s);

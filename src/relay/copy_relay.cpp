@@ -34,9 +34,9 @@ void CopyRelay::on_recv(Side s, int res) {
   up ? c_.count_up(static_cast<uint64_t>(res)) : c_.count_down(static_cast<uint64_t>(res));
   c_.bandwidth_consume(up, static_cast<size_t>(res));
   c_.touch();
-  Buffer& b = up ? up_ : down_;
-  if (static_cast<uint32_t>(res) == b.cap && b.cap < Buffer::bulk_cap) b.grow = true;
-  c_.submit_send(up ? Side::target : Side::client, b.data.get(), static_cast<uint32_t>(res));
+  GrowingBuffer& b = up ? up_ : down_;
+  b.filled(static_cast<uint32_t>(res));
+  c_.submit_send(up ? Side::target : Side::client, b.data(), static_cast<uint32_t>(res));
 }
 
 void CopyRelay::on_sent(Side s) {
@@ -52,13 +52,9 @@ void CopyRelay::on_sent(Side s) {
 }
 
 void CopyRelay::read(bool up) {
-  Buffer& b = up ? up_ : down_;
-  if (b.grow) {
-    b.grow = false;
-    b.data.reset(new char[Buffer::bulk_cap]);
-    b.cap = Buffer::bulk_cap;
-  }
-  uint32_t want = b.cap;
+  GrowingBuffer& b = up ? up_ : down_;
+  char* buf = b.next_receive();  // its last bytes have been sent: on_sent brought us here
+  uint32_t want = b.cap();
   if (c_.bandwidth_capped()) {
     size_t allowed = c_.bandwidth_allowance(up, want);
     if (allowed == 0) {
@@ -67,7 +63,7 @@ void CopyRelay::read(bool up) {
     }
     want = static_cast<uint32_t>(std::min<size_t>(want, allowed));
   }
-  c_.submit_recv(up ? Side::client : Side::target, b.data.get(), want);
+  c_.submit_recv(up ? Side::client : Side::target, buf, want);
 }
 
 void CopyRelay::retry() {

@@ -3,9 +3,9 @@
 // https upstream): one buffer per direction, recv -> send -> recv through the connection's
 // transports (which encrypt and decrypt), so a slow reader holds back its writer.
 #include <cstdint>
-#include <memory>
 #include <string>
 
+#include "core/growing_buffer.h"
 #include "relay/relay.h"
 
 namespace up {
@@ -23,22 +23,12 @@ class CopyRelay final : public Relay {
   void reclaim(Op) override {}
 
  private:
-  // One direction's buffer: 16 KiB (one TLS record) to start with, 64 KiB once a read fills
-  // it, so a bulk flow moves four records per send and receive while a quiet tunnel stays small.
-  struct Buffer {
-    static constexpr uint32_t small_cap = 16 * 1024;
-    static constexpr uint32_t bulk_cap = 64 * 1024;
-    std::unique_ptr<char[]> data{new char[small_cap]};
-    uint32_t cap = small_cap;
-    bool grow = false;  // filled: grows before the next read (never while its bytes are sent)
-  };
-
   // The next read of one direction, as much as the user's bandwidth cap allows now.
   void read(bool up);
 
   Connection& c_;
-  Buffer up_;    // client -> target
-  Buffer down_;  // target -> client
+  GrowingBuffer up_;    // client -> target
+  GrowingBuffer down_;  // target -> client
   std::string to_target_;  // first bytes, sent before the direction starts
   std::string to_client_;
   bool up_done_ = false;

@@ -86,7 +86,12 @@ bool flush(Peer& from, Peer& to, size_t piece) {
   return moved;
 }
 
+// Starts both layers on throw-away contexts and runs the handshake, fed `piece` bytes at a time.
 void connect(Peer& client, Peer& server, size_t piece) {
+  static const auto sctx = server_context();
+  static const auto cctx = client_context();
+  REQUIRE(server.layer.start_server(sctx.get()));
+  REQUIRE(client.layer.start(cctx.get(), "localhost", nullptr));
   drain(client);  // the ClientHello
   for (int round = 0; round < 10 && !(client.established && server.established); ++round) {
     flush(client, server, piece);
@@ -105,13 +110,9 @@ std::string pattern(size_t n) {
 }  // namespace
 
 TEST_CASE("tls layer: handshake and data both ways, ciphertext fed in pieces of every size") {
-  auto sctx = server_context();
-  auto cctx = client_context();
   for (size_t piece : {size_t{1}, size_t{7}, size_t{1000}, size_t{16384}}) {
     CAPTURE(piece);
     Peer client, server;
-    REQUIRE(server.layer.start_server(sctx.get()));
-    REQUIRE(client.layer.start(cctx.get(), "localhost", nullptr));
     connect(client, server, piece);
     std::string up = pattern(piece == 1 ? 5000 : 100000), down = pattern(70000);
     REQUIRE(client.layer.write(up.data(), up.size()));
@@ -124,11 +125,7 @@ TEST_CASE("tls layer: handshake and data both ways, ciphertext fed in pieces of 
 }
 
 TEST_CASE("tls layer: the ciphertext being sent stays put while more is written") {
-  auto sctx = server_context();
-  auto cctx = client_context();
   Peer client, server;
-  REQUIRE(server.layer.start_server(sctx.get()));
-  REQUIRE(client.layer.start(cctx.get(), "localhost", nullptr));
   connect(client, server, 16384);
   // The server may still hold session tickets for the client: deliver them first.
   flush(server, client, 16384);
@@ -158,11 +155,7 @@ TEST_CASE("tls layer: the ciphertext being sent stays put while more is written"
 }
 
 TEST_CASE("tls layer: a record cut short asks for more; EOF then reads as closed") {
-  auto sctx = server_context();
-  auto cctx = client_context();
   Peer client, server;
-  REQUIRE(server.layer.start_server(sctx.get()));
-  REQUIRE(client.layer.start(cctx.get(), "localhost", nullptr));
   connect(client, server, 16384);
   REQUIRE(client.layer.write("ping", 4));
   std::string wire(client.layer.out_begin());
