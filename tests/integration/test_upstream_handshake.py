@@ -33,6 +33,7 @@ class QuirkySocks5(_TcpServer):
         self.quirk = None
         self.lock = threading.Lock()
         self.connects = 0
+        self.greetings = 0  # every connection: probes, `proxy test` and tunnels
         super().__init__()
 
     @staticmethod
@@ -55,6 +56,8 @@ class QuirkySocks5(_TcpServer):
         quirk = self.quirk
         _ver, nm = self._exact(c, 2)
         self._exact(c, nm)
+        with self.lock:
+            self.greetings += 1
         method = 0x02 if self.user else 0x00
         c.sendall(bytes([5, method]) + (b"\x00" if quirk == "greeting_extra" else b""))
         if method == 0x02:
@@ -110,6 +113,9 @@ def test_probe_and_dialer_judge_a_quirky_upstream_alike(up_factory, ustack, quir
         r = ctl("proxy", "test", "quirky")
         assert r.rc == 0 and r.out.strip() == "✓ Proxy quirky is up", r
         assert wait_until(listed_up, 20), "the start-up probe did not find it up"
+        # The start-up probe must be behind us (on a busy machine it can come late): had it
+        # seen the quirk, the health check, not the dialer, would mark the upstream down.
+        assert wait_until(lambda: server.greetings >= 2, 20), "no start-up probe arrived"
         got = U.socks_try(p, "qu", pw("qu"), "127.0.0.1", ustack.target.port)
         assert got == ("ok", U.DIRECT), got
 
