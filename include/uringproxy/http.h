@@ -96,13 +96,26 @@ bool parse_absolute_uri(std::string_view uri, Target& target, std::string& origi
 // hop-by-hop ones (Connection and the tokens it lists, Keep-Alive, Proxy-Connection,
 // Proxy-Authorization, Proxy-Authenticate, TE, Trailer, Upgrade), Transfer-Encoding and
 // Content-Length kept since the body passes through unchanged (repeated identical
-// Content-Length values folded into one header); Host added when absent.
-std::string rewrite_forward_head(const RequestHead& head, std::string_view origin_form,
-                                 const Target& target);
+// Content-Length values folded into one header); Host added when absent. Written over `out`,
+// whose capacity a keep-alive connection reuses from one request to the next.
+void rewrite_forward_head(const RequestHead& head, std::string_view origin_form,
+                          const Target& target, std::string& out);
 // The response head to send back to the client: hop-by-hop headers removed the same way,
 // Content-Length folded into one header (or dropped beside Transfer-Encoding), and
-// "Connection: close" added when close_after is set.
-std::string rewrite_response_head(const ResponseHead& head, bool close_after);
+// "Connection: close" added when close_after is set. Written over `out`.
+void rewrite_response_head(const ResponseHead& head, bool close_after, std::string& out);
+
+inline std::string rewrite_forward_head(const RequestHead& head, std::string_view origin_form,
+                                        const Target& target) {
+  std::string out;
+  rewrite_forward_head(head, origin_form, target, out);
+  return out;
+}
+inline std::string rewrite_response_head(const ResponseHead& head, bool close_after) {
+  std::string out;
+  rewrite_response_head(head, close_after, out);
+  return out;
+}
 
 // Whether the peer asked to close after this message: HTTP/1.0 without keep-alive, or
 // "Connection: close".

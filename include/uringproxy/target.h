@@ -21,6 +21,7 @@ struct Target {
   socklen_t to_sockaddr(sockaddr_storage& out) const;
   // "host:port", with brackets around IPv6 ("[::1]:443"), as logged and sent upstream.
   std::string to_string() const;
+  bool operator==(const Target&) const = default;
 };
 
 // Parses "host:port", "[v6]:port", "1.2.3.4:port"; a missing port takes default_port

@@ -27,7 +27,7 @@ void HttpForward::reject(int status) {
 }
 
 void HttpForward::on_client_data() {
-  http::RequestHead head;
+  http::RequestHead& head = req_head_;
   int status = 400;
   switch (http::parse_request_head(c.handshake(), head, status)) {
     case http::Parse::need_more:
@@ -40,8 +40,7 @@ void HttpForward::on_client_data() {
   }
   // A tunnel has to be a connection's first request; forwarding cannot turn into one.
   if (head.method == "CONNECT") return reject(400);
-  std::string origin_form;
-  if (!http::parse_absolute_uri(head.target, next_, origin_form)) return reject(400);
+  if (!http::parse_absolute_uri(head.target, next_, origin_form_)) return reject(400);
   http::BodyFraming framing;
   if (!http::request_body_framing(head, framing)) return reject(400);
   req_body_ = http::BodyTracker(framing);
@@ -59,7 +58,7 @@ void HttpForward::on_client_data() {
     }
   }
   method_ = head.method;
-  out_ = http::rewrite_forward_head(head, origin_form, next_);
+  http::rewrite_forward_head(head, origin_form_, next_, out_);
   std::string_view cred = http::find_header(head.headers, "Proxy-Authorization");
   if (served_ && accepted_ && !cred.empty() && cred == cred_ &&
       c.worker().snapshot().generation == accepted_generation_) {
@@ -79,7 +78,7 @@ void HttpForward::on_client_data() {
   // or pipelined) never inherits the previous user's origin connection, route or counters.
   if (user != owner_) {
     if (served_) c.change_user();
-    origin_.clear();
+    origin_.reset();
     owner_ = std::move(user);
   }
   served_ = true;
@@ -94,7 +93,7 @@ void HttpForward::on_authenticated() {
   c.set_target(next_);
   // The open origin connection was routed and ACL-checked for this user, this origin and
   // this snapshot; if any of them changed it is not reused (fail closed).
-  if (c.fd(Side::target) >= 0 && !origin_.empty() && next_.to_string() == origin_ &&
+  if (c.fd(Side::target) >= 0 && origin_ && *origin_ == next_ &&
       c.worker().snapshot().generation == generation_) {
     reused_ = true;
     return send_request_head();
@@ -105,7 +104,7 @@ void HttpForward::on_authenticated() {
 void HttpForward::redial() {
   c.close_target();
   c.release_route();
-  origin_.clear();
+  origin_.reset();
   reused_ = false;
   phase_ = Phase::dialing;
   // The previous origin's TLS session and upstream handshake state must not carry over to
@@ -125,7 +124,7 @@ void HttpForward::target_drained() {
 
 void HttpForward::on_dialed() {
   c.set_state(State::forwarding);
-  origin_ = next_.to_string();
+  origin_ = next_;
   generation_ = c.worker().snapshot().generation;
   c.set_deadline_in(c.worker().snapshot().config.limits.idle_timeout_ms);
   send_request_head();
@@ -238,7 +237,7 @@ void HttpForward::on_target_recv(int res) {
 }
 
 void HttpForward::parse_response_head() {
-  http::ResponseHead rh;
+  http::ResponseHead& rh = resp_head_;
   switch (http::parse_response_head({obuf_.get(), olen_}, rh)) {
     case http::Parse::need_more:
       if (olen_ == obuf_cap) return reject(502);
@@ -257,7 +256,7 @@ void HttpForward::parse_response_head() {
     if (resp_until_close_) close_after_ = true;
     resp_body_ = http::BodyTracker(framing);
   }
-  out_ = http::rewrite_response_head(rh, close_after_ && !interim_);
+  http::rewrite_response_head(rh, close_after_ && !interim_, out_);
   uint32_t taken = static_cast<uint32_t>(rh.head_len);
   if (!interim_ && taken < olen_ && !c.bandwidth_capped()) {
     // Body bytes that came with the head go out in the same send: a small response costs the
@@ -310,7 +309,7 @@ void HttpForward::response_done() {
   if (olen_ > 0 || !origin_keep_) {
     // Bytes past the response, or an origin that said close: that connection is done.
     c.close_target();
-    origin_.clear();
+    origin_.reset();
     olen_ = 0;
   }
   if (close_after_) return c.finish(Result::ok);

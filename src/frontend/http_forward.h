@@ -6,6 +6,7 @@
 // user space here: the framing has to be read.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "uringproxy/http.h"
@@ -54,8 +55,13 @@ struct HttpForward {
 
   Connection& c;
   Phase phase_ = Phase::head;
+  // The heads parsed last, kept so that their header lists keep their capacity from one
+  // request to the next, as out_ does.
+  http::RequestHead req_head_;
+  http::ResponseHead resp_head_;
+  std::string origin_form_;
   std::string out_;  // rewritten head (to origin) or response head (to client)
-  std::string origin_;        // "host:port" of the open origin connection
+  std::optional<Target> origin_;  // of the open origin connection
   uint64_t generation_ = 0;   // snapshot it was routed and ACL-checked by
   std::string owner_;         // the username (with any group) of the request in flight
   bool served_ = false;       // a request has been handled on this connection

@@ -642,9 +642,9 @@ bool parse_absolute_uri(std::string_view uri, Target& target, std::string& origi
   return true;
 }
 
-std::string rewrite_forward_head(const RequestHead& head, std::string_view origin_form,
-                                 const Target& target) {
-  std::string s;
+void rewrite_forward_head(const RequestHead& head, std::string_view origin_form,
+                          const Target& target, std::string& s) {
+  s.clear();
   s.reserve(head.head_len + 64);
   s.append(head.method);
   s += ' ';
@@ -669,14 +669,14 @@ std::string rewrite_forward_head(const RequestHead& head, std::string_view origi
     append_header(s, h);
   }
   s.append("\r\n");
-  return s;
 }
 
-std::string rewrite_response_head(const ResponseHead& head, bool close_after) {
-  std::string s;
+void rewrite_response_head(const ResponseHead& head, bool close_after, std::string& s) {
+  s.clear();
   s.reserve(head.head_len + 32);
   s.append(head.version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
-  s.append(std::to_string(head.status));
+  char status[8];
+  s.append(status, std::to_chars(status, status + sizeof status, head.status).ptr);
   s += ' ';
   s.append(head.reason);
   s.append("\r\n");
@@ -693,7 +693,6 @@ std::string rewrite_response_head(const ResponseHead& head, bool close_after) {
   }
   if (close_after) s.append("Connection: close\r\n");
   s.append("\r\n");
-  return s;
 }
 
 bool wants_close(int version_minor, const std::vector<Header>& headers) {

@@ -17,8 +17,10 @@ bool is_name_char(char c) {
          c == '_' || c == '.';
 }
 
-// Tries inet_pton on a copy (it wants a C string); the text form is reprinted with inet_ntop
-// so that equal addresses always print the same way.
+// Tries inet_pton on a copy (it wants a C string); an IPv6 address is reprinted with
+// inet_ntop so that equal addresses always print the same way. IPv4 needs no reprint: inet_pton
+// takes only the canonical dotted quad (four parts of 0-255, no leading zeros), which is what
+// inet_ntop would print.
 bool set_literal(std::string_view host, Target& out) {
   char buf[INET6_ADDRSTRLEN + 1];
   if (host.empty() || host.size() >= sizeof buf) return false;
@@ -30,8 +32,7 @@ bool set_literal(std::string_view host, Target& out) {
     out.kind = Target::Kind::ipv4;
     std::memset(out.ip, 0, sizeof out.ip);
     std::memcpy(out.ip, addr, 4);
-    inet_ntop(AF_INET, addr, text, sizeof text);
-    out.host.assign(text);
+    out.host.assign(host.data(), host.size());
     return true;
   }
   if (inet_pton(AF_INET6, buf, addr) == 1) {

@@ -1,6 +1,7 @@
 // Tests for src/proto/target.cpp.
 #include "uringproxy/target.h"
 
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -129,6 +130,22 @@ TEST_CASE("set_host: literals are strict, names must be DNS names") {
   CHECK_FALSE(up::set_host("a b", t));
   CHECK_FALSE(up::set_host(std::string_view("a\0b", 3), t));
   CHECK_FALSE(up::set_host("ex*ample.com", t));
+}
+
+TEST_CASE("set_host: an IPv4 literal's text is already inet_ntop's") {
+  // set_host keeps the text of an IPv4 literal as sent: only canonical dotted quads pass
+  // inet_pton, so equal addresses still print (and compare) the same.
+  for (const char* ok : {"0.0.0.0", "127.0.0.1", "10.20.30.40", "255.255.255.255", "1.2.3.4"}) {
+    Target t;
+    REQUIRE(up::set_host(ok, t));
+    char text[INET_ADDRSTRLEN];
+    REQUIRE(inet_ntop(AF_INET, t.ip, text, sizeof text) != nullptr);
+    CHECK(t.host == text);
+  }
+  Target t;
+  for (const char* bad : {"01.2.3.4", "1.2.3.004", "1.2.3.4.", " 1.2.3.4", "1.2.3.4 ", "+1.2.3.4",
+                          "1.2.3", "1.2.3.4.5", "1..3.4"})
+    CHECK_MESSAGE(!(up::set_host(bad, t) && t.kind == Target::Kind::ipv4), bad);
 }
 
 TEST_CASE("set_host: length limits") {
