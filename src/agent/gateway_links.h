@@ -29,7 +29,7 @@ struct LinkIdentity {
   std::string server_name;               // SNI and the certificate's name
   std::shared_ptr<SSL_CTX> tls;          // the control link's: TLS 1.2+, 1.3 in practice
   std::shared_ptr<SSL_CTX> reverse_tls;  // the reverse links' (agent_main.cpp: why TLS 1.2)
-  // Part of the workers' TLS session keys: a session made under an older identity (another
+  // Kept beside the workers' TLS sessions: a session made under an older identity (another
   // gateway, CA or name) is never offered again.
   uint64_t epoch = 0;
 };

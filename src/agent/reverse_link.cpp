@@ -41,9 +41,8 @@ ReverseLink::ReverseLink(Connection& c, GatewayLinks& links, bool control)
   counted_opening_ = !control;
 }
 
-std::string ReverseLink::session_key() const {
-  return (control_ ? "agent-gateway#" : "agent-gateway-reverse#") +
-         std::to_string(identity_->epoch);
+std::string_view ReverseLink::session_key() const {
+  return control_ ? "agent-gateway" : "agent-gateway-reverse";
 }
 
 bool ReverseLink::current() const {
@@ -148,7 +147,7 @@ void ReverseLink::authenticated(const agent::AuthResult& a) {
   // Kept now, not when TLS completed: a TLS 1.3 server sends its session ticket after the
   // handshake, and it has been read by the time AUTH_RESULT is. The next link resumes.
   const TlsLayer& tls = c_.tls(Side::client)->layer;
-  c_.worker().keep_tls_session(session_key(), tls.session());
+  c_.worker().keep_tls_session(session_key(), tls.session(), identity_->epoch);
   if (!control_) {
     links_.reverse_handshakes.fetch_add(1, std::memory_order_relaxed);
     if (tls.resumed()) links_.reverse_resumed.fetch_add(1, std::memory_order_relaxed);

@@ -42,9 +42,10 @@ class ReverseLink final : public Frontend {
   const LinkIdentity& identity() const { return *identity_; }
   uint64_t generation() const { return generation_; }
   sockaddr_storage& gateway_address() { return gateway_addr_; }  // while connecting
-  // The worker's TLS session for resumption, one per kind of link (the two use different
-  // contexts and protocol versions: agent_main.cpp) and identity.
-  std::string session_key() const;
+  // Where a worker keeps this kind of link's TLS session for resumption (Worker::tls_session,
+  // under the identity's epoch): one per kind of link, as the two use different contexts and
+  // protocol versions (agent_main.cpp).
+  std::string_view session_key() const;
 
  private:
   enum class Step : uint8_t { connecting, hello, idle, tunnel };

@@ -40,7 +40,7 @@ void Connection::link_connected(int res) {
   const LinkIdentity& id = link.identity();
   ctls_->started_us = monotonic_us();
   SSL_CTX* ctx = link.control() ? id.tls.get() : id.reverse_tls.get();
-  if (!ctls_->layer.start(ctx, id.server_name, w_.tls_session(link.session_key())))
+  if (!ctls_->layer.start(ctx, id.server_name, w_.tls_session(link.session_key(), id.epoch)))
     return tls_handshake_failed(Side::client, "cannot start TLS");
   tls_handshake_step(Side::client);  // done: begin_session(), ReverseLink::begin()
 }

@@ -258,24 +258,26 @@ void Worker::run(int cpu, std::function<void(unsigned, std::string)> bound) {
   bufs_.reset();
   udp_bufs_.reset();
   io_uring_queue_exit(&ring_);
-  for (auto& [id, sess] : tls_sessions_) SSL_SESSION_free(sess);
+  for (auto& [key, kept] : tls_sessions_) SSL_SESSION_free(kept.session);
   rt_.snapshots->leave(id_);
 }
 
-SSL_SESSION* Worker::tls_session(const std::string& upstream_id) const {
-  auto it = tls_sessions_.find(upstream_id);
-  return it == tls_sessions_.end() ? nullptr : it->second;
+SSL_SESSION* Worker::tls_session(std::string_view key, uint64_t epoch) const {
+  auto it = tls_sessions_.find(key);
+  return it == tls_sessions_.end() || it->second.epoch != epoch ? nullptr : it->second.session;
 }
 
-void Worker::keep_tls_session(const std::string& upstream_id, SSL_SESSION* s) {
+void Worker::keep_tls_session(std::string_view key, SSL_SESSION* s, uint64_t epoch) {
   if (!s) return;
   if (!SSL_SESSION_is_resumable(s)) {
     SSL_SESSION_free(s);
     return;
   }
-  SSL_SESSION*& slot = tls_sessions_[upstream_id];
-  if (slot) SSL_SESSION_free(slot);
-  slot = s;
+  auto it = tls_sessions_.find(key);
+  if (it == tls_sessions_.end()) it = tls_sessions_.emplace(std::string(key), KeptSession{}).first;
+  KeptSession& slot = it->second;
+  if (slot.session) SSL_SESSION_free(slot.session);
+  slot = {s, epoch};
 }
 
 BufferRing* Worker::udp_buffers() {

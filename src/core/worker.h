@@ -93,9 +93,12 @@ class Worker final : private PollHooks {
   // (never re-entrantly). The op's in-flight bit stays set until then.
   void defer(Connection* c, Op op, int res) { deferred_.push_back({c, op, res}); }
   RouteCursors& cursors() { return cursors_; }
-  // TLS sessions for resumption, per upstream id (this worker's own; no locks).
-  SSL_SESSION* tls_session(const std::string& upstream_id) const;
-  void keep_tls_session(const std::string& upstream_id, SSL_SESSION* s);
+  // TLS sessions for resumption, one per key (an upstream id; the agent's links), this
+  // worker's own (no locks). `epoch` is kept beside the session: a session kept under another
+  // epoch is not offered, and the next one kept replaces it, so a key holds one session however
+  // often the agent's identity changes.
+  SSL_SESSION* tls_session(std::string_view key, uint64_t epoch = 0) const;
+  void keep_tls_session(std::string_view key, SSL_SESSION* s, uint64_t epoch = 0);
   // Closes fd through the ring, after every SQE already queued: a close(2) now could let a
   // queued request resolve the fd number to whatever socket is accepted next.
   void close_fd(int fd);
@@ -164,7 +167,11 @@ class Worker final : private PollHooks {
   };
   std::vector<Deferred> deferred_;
   RouteCursors cursors_;
-  StringMap<SSL_SESSION*> tls_sessions_;
+  struct KeptSession {
+    SSL_SESSION* session = nullptr;
+    uint64_t epoch = 0;
+  };
+  StringMap<KeptSession> tls_sessions_;
   bool stopping_ = false;
   WorkerStats stats_;
 };

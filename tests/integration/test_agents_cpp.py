@@ -6,6 +6,7 @@ reports the peer address it saw, tells which agent carried a tunnel. Every wait 
 event, with generous bounds (a busy 2-core machine)."""
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -189,6 +190,32 @@ def test_sighup_reloads_the_agent(gateway, cpp_agent, who):  # noqa: F811
     assert wait_until(lambda: via_socks(gw, "alice.residential", who.port) == (0, "127.0.0.1"),
                       30)
     assert a.proc.poll() is None
+
+
+def test_reverse_links_resume_across_a_new_identity(gateway, cpp_agent, who):  # noqa: F811
+    """Reverse links resume one TLS session. A reload to a new identity (here a wrong secret,
+    then the right one again) starts a new session, kept in the same slot as the old one, and
+    the links that follow resume it."""
+    gw = gateway()
+    a = cpp_agent(gw, "home-1")
+    a.wait_ready()
+    secret = a.dir / "agent.secret"
+    right = secret.read_text()
+    secret.write_text("a-secret-the-gateway-never-saw\n")
+    a.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: a.has("refused by the gateway: denied"), 30), a.lines[-10:]
+    secret.write_text(right)
+    a.proc.send_signal(signal.SIGHUP)
+    a.wait_ready(2)
+    # Each tunnel takes an idle reverse link; its replacement resumes the current session.
+    for i in range(6):
+        assert wait_until(lambda: via_socks(gw, "alice.residential", who.port)
+                          == (0, "127.0.0.2"), 20), (i, a.lines[-10:])
+    assert a.stop() == 0
+    line = next((ln for ln in a.lines if "reverse link(s) authenticated" in ln), None)
+    assert line is not None, a.lines[-10:]
+    m = re.search(r"(\d+) reverse link\(s\) authenticated, (\d+) of them resumed", line)
+    assert m and int(m.group(2)) >= 1, line
 
 
 def test_refused_target_through_cpp_agent(gateway, cpp_agent, who):  # noqa: F811
