@@ -26,18 +26,6 @@ using config::quote;
 
 constexpr uint64_t kMaxMs = 24ull * 3600 * 1000;
 
-bool get_path(ObjectReader& r, const char* key, const std::string& dir, std::string& out,
-              bool required = false) {
-  std::string v;
-  if (!r.get_string(key, v, required)) return false;
-  if (v.find('\0') != std::string::npos) {
-    r.error(key, "contains a NUL byte; write a plain file path");
-    return false;
-  }
-  out = config::resolve_path(dir, v);
-  return true;
-}
-
 void read_gateway(ObjectReader& root, AgentConfig& out) {
   if (!root.get_string("gateway", out.gateway, true)) return;
   const std::string& g = out.gateway;
@@ -58,7 +46,7 @@ void read_tls(ObjectReader& root, AgentConfig& out) {
   const rapidjson::Value* v = root.get_object("tls");
   if (v != nullptr) {
     ObjectReader r(root.diag(), *v, "tls");
-    get_path(r, "ca_file", out.dir, out.tls.ca_file);
+    r.get_path("ca_file", out.dir, out.tls.ca_file);
     if (r.get_string("server_name", out.tls.server_name) && !config::is_host_name(out.tls.server_name))
       r.error("server_name", quote(out.tls.server_name) +
                                  " is not a host name or IP address (the name in the gateway's "
@@ -121,7 +109,7 @@ bool parse_agent_config(const std::string& text, const std::string& path, AgentC
   if (root.get_string("id", out.id, true) && !agent::valid_agent_id(out.id))
     root.error("id", quote(out.id) + " is not an agent id (1-64 letters, digits, '-', '_', '.'; "
                                      "the id in the gateway's agents_file)");
-  get_path(root, "secret_file", out.dir, out.secret_file, true);
+  root.get_path("secret_file", out.dir, out.secret_file, true);
   read_tls(root, out);
   root.get_uint_as("idle_connections", out.idle_connections, 1, 1024);
   root.get_uint_as("workers", out.workers, 0, 1024);

@@ -7,7 +7,6 @@
 
 #include <netdb.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,8 +15,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <condition_variable>
-#include <mutex>
 #include <random>
 
 #include "agent/agent_config.h"
@@ -29,6 +26,7 @@
 #include "core/log.h"
 #include "core/ring.h"
 #include "core/worker.h"
+#include "core/worker_pool.h"
 #include "route/snapshot.h"
 #include "route/snapshot_store.h"
 #include "route/upstream_health.h"
@@ -264,16 +262,6 @@ class Supervisor {
   uint64_t epoch_ = 1;
 };
 
-std::vector<int> allowed_cpus() {
-  std::vector<int> cpus;
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0)
-    for (int i = 0; i < CPU_SETSIZE; ++i)
-      if (CPU_ISSET(i, &set)) cpus.push_back(i);
-  if (cpus.empty()) cpus.push_back(-1);
-  return cpus;
-}
-
 }  // namespace
 
 int check_agent_config(const std::string& config_path) {
@@ -330,31 +318,10 @@ int run_agent(const std::string& config_path, int workers) {
   links.rt = &rt;
   links.set_identity(make_identity(ac, tls, reverse_tls, 1));
 
-  std::mutex mu;
-  std::condition_variable cv;
-  unsigned reported = 0;
-  std::vector<std::string> errors;
-  for (unsigned i = 0; i < nworkers; ++i) rt.workers.push_back(std::make_unique<Worker>(i, rt));
-  for (unsigned i = 0; i < nworkers; ++i)
-    rt.workers[i]->start(cpus[i % cpus.size()], [&](unsigned id, std::string e) {
-      std::lock_guard lock(mu);
-      if (!e.empty()) errors.push_back("worker " + std::to_string(id) + ": " + e);
-      ++reported;
-      cv.notify_all();
-    });
-  {
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return reported == nworkers; });
-  }
-  auto stop_workers = [&](uint32_t grace_ms) {
-    rt.stop_deadline_ms = monotonic_ms() + grace_ms;
-    rt.stopping.store(true, std::memory_order_release);
-    for (auto& w : rt.workers) w->mailbox().post([] {});
-    for (auto& w : rt.workers) w->join();
-  };
+  std::vector<std::string> errors = start_workers(rt, nworkers, cpus);
   if (!errors.empty()) {
     for (const auto& e : errors) UP_ERROR("%s", e.c_str());
-    stop_workers(0);
+    stop_workers(rt, 0, false);
     return 1;
   }
   UP_INFO("ready: agent %s, %u worker(s), gateway %s, %u idle connection(s), io_uring %s",
@@ -368,7 +335,7 @@ int run_agent(const std::string& config_path, int workers) {
   links.generation.fetch_add(1, std::memory_order_acq_rel);  // no replacements from here on
   close_links(rt, GatewayLinks::idle_user);
   close_links(rt, GatewayLinks::control_user);
-  stop_workers(grace_ms);
+  stop_workers(rt, grace_ms, false);
   UP_INFO("agent %s: %llu reverse link(s) authenticated, %llu of them resumed a TLS session",
           links.identity()->id.c_str(),
           static_cast<unsigned long long>(links.reverse_handshakes.load()),

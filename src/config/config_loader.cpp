@@ -29,19 +29,6 @@ constexpr const char* kDefaultControlSocket = "run/control.sock";
 
 std::string acl_check(const std::string& s) { return config::check_acl_entry(s); }
 
-// Reads a path field resolved against the config's directory.
-bool get_path(ObjectReader& r, const char* key, const std::string& dir, std::string& out,
-              bool required = false) {
-  std::string v;
-  if (!r.get_string(key, v, required)) return false;
-  if (v.find('\0') != std::string::npos) {
-    r.error(key, "contains a NUL byte; write a plain file path");
-    return false;
-  }
-  out = config::resolve_path(dir, v);
-  return true;
-}
-
 std::string listen_example(const std::string& given) {
   return given.find(':') != given.rfind(':') || (!given.empty() && given[0] == '[')
              ? "(e.g. \"[::1]:1080\")"
@@ -111,8 +98,8 @@ void read_listeners(ObjectReader& root, const std::string& dir, Config& out) {
     if (const rapidjson::Value* tls = r.get_object("tls")) {
       ObjectReader t(fd, *tls, r.field("tls"));
       TlsServerFiles files;
-      bool ok = get_path(t, "cert", dir, files.cert, true);
-      ok = get_path(t, "key", dir, files.key, true) && ok;
+      bool ok = t.get_path("cert", dir, files.cert, true);
+      ok = t.get_path("key", dir, files.key, true) && ok;
       t.finish();
       if (ok) l.tls = files;
     } else if (l.protocol == Protocol::vless && r.has("protocol") && !r.has("tls")) {
@@ -288,7 +275,7 @@ void read_control(ObjectReader& root, const std::string& dir, Config& out) {
   const rapidjson::Value* v = root.get_object("control");
   if (v == nullptr) return;
   ObjectReader r(root.diag(), *v, "control");
-  get_path(r, "socket", dir, out.control_socket);
+  r.get_path("socket", dir, out.control_socket);
   r.finish();
 }
 
@@ -384,7 +371,7 @@ void read_store(ObjectReader& root, const std::string& dir, Config& out) {
   }
   bool has_dsn = r.get_string("dsn", s.dsn);
   bool has_node = r.get_string("node", s.node);
-  get_path(r, "password_file", dir, s.password_file);
+  r.get_path("password_file", dir, s.password_file);
   r.get_uint_as("flush_interval_ms", s.flush_interval_ms, 100, 60000);
   if (s.type == StoreConfig::Type::json) {
     for (const char* k : {"dsn", "node", "password_file"})
@@ -437,9 +424,9 @@ bool parse_config(const std::string& text, const std::string& path, Config& out,
       root.error("auth", quote(auth) + " is not \"required\" or \"none\"");
     }
   }
-  bool has_users = get_path(root, "users_file", dir, out.users_file);
-  get_path(root, "proxies_file", dir, out.proxies_file);
-  get_path(root, "agents_file", dir, out.agents_file);
+  bool has_users = root.get_path("users_file", dir, out.users_file);
+  root.get_path("proxies_file", dir, out.proxies_file);
+  root.get_path("agents_file", dir, out.agents_file);
 
   read_routing(root, out);
   read_upstream(root, out);

@@ -209,6 +209,18 @@ bool ObjectReader::get_uint(const char* key, uint64_t& out, uint64_t min, uint64
   return true;
 }
 
+bool ObjectReader::get_path(const char* key, const std::string& dir, std::string& out,
+                            bool required) {
+  std::string v;
+  if (!get_string(key, v, required)) return false;
+  if (v.find('\0') != std::string::npos) {
+    error(key, "contains a NUL byte; write a plain file path");
+    return false;
+  }
+  out = resolve_path(dir, v);
+  return true;
+}
+
 bool ObjectReader::get_string_array(const char* key, std::vector<std::string>& out,
                                     std::string (*check)(const std::string&)) {
   const rapidjson::Value* v = get_array(key);

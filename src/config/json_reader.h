@@ -59,6 +59,8 @@ class ObjectReader {
   // reported and returns false. `required` reports absence too.
   bool get_string(const char* key, std::string& out, bool required = false,
                   bool allow_empty = false);
+  // A file path, resolved against `dir` (the file's own directory) unless absolute.
+  bool get_path(const char* key, const std::string& dir, std::string& out, bool required = false);
   bool get_bool(const char* key, bool& out);
   bool get_uint(const char* key, uint64_t& out, uint64_t min, uint64_t max,
                 bool required = false);

@@ -2,7 +2,6 @@
 
 #include <grp.h>
 #include <pwd.h>
-#include <sched.h>
 #include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,8 +9,6 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include <condition_variable>
-#include <mutex>
 
 #include "agent/agent_registry.h"
 #include "auth/auth_guard.h"
@@ -21,6 +18,7 @@
 #include "core/log.h"
 #include "core/ring.h"
 #include "core/worker.h"
+#include "core/worker_pool.h"
 #include "control/atomic_file.h"
 #include "control/config_stamps.h"
 #include "control/management.h"
@@ -38,16 +36,6 @@ namespace {
 void print_diagnostics(const Diagnostics& d) {
   for (const auto& w : d.warnings) UP_WARN("%s", w.c_str());
   for (const auto& e : d.errors) UP_ERROR("%s", e.c_str());
-}
-
-std::vector<int> allowed_cpus() {
-  std::vector<int> cpus;
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0)
-    for (int i = 0; i < CPU_SETSIZE; ++i)
-      if (CPU_ISSET(i, &set)) cpus.push_back(i);
-  if (cpus.empty()) cpus.push_back(-1);
-  return cpus;
 }
 
 // limits.max_connections, else what the fd limit allows: each tunnel holds two sockets and,
@@ -271,38 +259,10 @@ int run_daemon(const DaemonOptions& opts) {
   rt.ktls = ktls.available;
   UP_INFO("kTLS: %s", ktls.why.c_str());
 
-  std::mutex mu;
-  std::condition_variable cv;
-  unsigned reported = 0;
-  std::vector<std::string> errors;
-  for (unsigned i = 0; i < nworkers; ++i) rt.workers.push_back(std::make_unique<Worker>(i, rt));
-  for (unsigned i = 0; i < nworkers; ++i) {
-    int cpu = cpus[i % cpus.size()];
-    rt.workers[i]->start(cpu, [&](unsigned id, std::string e) {
-      std::lock_guard lock(mu);
-      if (!e.empty()) errors.push_back("worker " + std::to_string(id) + ": " + e);
-      ++reported;
-      cv.notify_all();
-    });
-  }
-  {
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return reported == nworkers; });
-  }
-  auto stop_workers = [&](uint32_t grace_ms) {
-    rt.stop_deadline_ms = monotonic_ms() + grace_ms;
-    rt.stopping.store(true, std::memory_order_release);
-    for (auto& w : rt.workers) w->mailbox().post([] {});
-    if (errors.empty()) {  // every worker runs: from this line on, a new client is refused
-      for (unsigned n; (n = rt.workers_shut.load(std::memory_order_acquire)) < nworkers;)
-        rt.workers_shut.wait(n);
-      UP_INFO("listeners closed; draining %u tunnel(s)", rt.connections.load());
-    }
-    for (auto& w : rt.workers) w->join();
-  };
+  std::vector<std::string> errors = start_workers(rt, nworkers, cpus);
   if (!errors.empty()) {
     for (const auto& e : errors) UP_ERROR("%s", e.c_str());
-    stop_workers(0);
+    stop_workers(rt, 0, false);
     return 1;
   }
   // The users move to the management thread (a copy of 100,000 users costs ~0.1 s at start-up).
@@ -311,7 +271,7 @@ int run_daemon(const DaemonOptions& opts) {
   Management mgmt(opts.config_path, std::move(set), std::move(stamps), rt, snapshots, health,
                   checker, access_log);
   if (!mgmt.open() || !drop_privileges(config, config.control_socket)) {
-    stop_workers(0);
+    stop_workers(rt, 0, true);
     return 1;
   }
   if (store) mgmt.adopt_store(std::move(store));
@@ -323,7 +283,7 @@ int run_daemon(const DaemonOptions& opts) {
           nusers, nproxies, config.auth_required ? "required" : "none",
           features.missing.empty() ? "complete" : "partial");
   uint32_t grace_ms = mgmt.run();
-  stop_workers(grace_ms);
+  stop_workers(rt, grace_ms, true);
   mgmt.final_flush();  // what the tunnels moved since the last flush, drain included
   UP_INFO("stopped");
   return 0;
