@@ -17,6 +17,7 @@
 #include "control/atomic_file.h"
 #include "control/control_answer.h"
 #include "control/management.h"
+#include "control/store_edit.h"
 #include "core/log.h"
 #include "core/runtime.h"
 #include "proto/agent_frame.h"
@@ -126,48 +127,21 @@ std::string Management::edit_agents_in_store(
   if (!store_->up()) return refuse(store_->execute("", {}, nullptr));
   std::vector<Agent> agents = current_.agents;
   if (std::string why = edit(agents); !why.empty()) return refuse(why);
-  std::vector<Agent> changed;
-  for (const Agent& a : agents) {
-    auto old = find_agent(current_.agents, a.id);
-    if (old == current_.agents.end() || !config::same_agent(*old, a)) changed.push_back(a);
-  }
-  std::vector<std::string> gone_ids;
-  for (const Agent& b : current_.agents)
-    if (find_agent(agents, b.id) == agents.end()) gone_ids.push_back(b.id);
-  std::string put = agents_to_json(changed);
+  auto change = list_edit(current_.agents, agents, config::same_agent);
+  std::string put = agents_to_json(change.changed);
   std::vector<Agent> check;
   Diagnostics cd;
   if (!parse_agents(put, "store (table agents)", check, cd) || !cd.ok())
     return refuse("the edit would not load", cd.errors);
-  rapidjson::StringBuffer gone;
-  {
-    rapidjson::Writer<rapidjson::StringBuffer> w(gone);
-    w.StartArray();
-    for (const std::string& id : gone_ids) w.String(id.c_str());
-    w.EndArray();
-  }
   std::string e = store_->execute(
-      "WITH gone AS (DELETE FROM agents WHERE id IN "
-      "  (SELECT jsonb_array_elements_text($1::jsonb))),"
-      " put AS (INSERT INTO agents (id, record) SELECT r->>'id', r FROM "
-      "  jsonb_array_elements(($2::jsonb)->'agents') r ON CONFLICT (id) DO UPDATE SET "
-      "  record = excluded.record, updated_at = now()) "
-      "SELECT pg_notify('uringproxy_changes', $3)",
-      {gone.GetString(), std::move(put), current_.config.store.node + " agents"},
-      [this, changed, gone_ids, then, refused](std::string err) {
+      store_edit_sql("agents", "agents"),
+      {json_ids(change.gone_ids), std::move(put), current_.config.store.node + " agents"},
+      [this, change, then, refused](std::string err) {
         if (!err.empty()) {
           if (refused) refused(refuse("the store did not take the edit: " + err));
           return;
         }
-        std::vector<Agent> next = current_.agents;
-        for (const std::string& id : gone_ids)
-          if (auto at = find_agent(next, id); at != next.end()) next.erase(at);
-        for (const Agent& a : changed) {
-          auto at = find_agent(next, a.id);
-          if (at != next.end()) *at = a;
-          else next.push_back(a);
-        }
-        apply_agents(std::move(next), then);
+        apply_agents(applied(current_.agents, change), then);
       });
   return e.empty() ? "" : refuse(e);
 }

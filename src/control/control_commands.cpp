@@ -14,6 +14,7 @@
 #include "control/control_answer.h"
 #include "control/control_request.h"
 #include "control/management.h"
+#include "control/store_edit.h"
 #include "core/clock.h"
 #include "core/connection.h"
 #include "core/log.h"
@@ -642,50 +643,19 @@ std::string Management::edit_proxies_in_store(
   Diagnostics cd;
   if (!parse_proxies(text, "store (table upstreams)", check, cd) || !cd.ok())
     return refuse("the edit would not load", cd.errors);
-  // What changed: records written anew, ids gone.
-  std::vector<UpstreamProxy> changed;
-  for (const UpstreamProxy& p : proxies) {
-    auto old = std::find_if(current_.proxies.begin(), current_.proxies.end(),
-                            [&](const UpstreamProxy& q) { return q.id == p.id; });
-    if (old == current_.proxies.end() || proxies_to_json({*old}) != proxies_to_json({p}))
-      changed.push_back(p);
-  }
-  std::string gone = "[";
-  std::vector<std::string> gone_ids;
-  for (const UpstreamProxy& q : current_.proxies)
-    if (!has_proxy(proxies, q.id)) gone_ids.push_back(q.id);
-  {
-    rapidjson::StringBuffer b;
-    rapidjson::Writer<rapidjson::StringBuffer> w(b);
-    w.StartArray();
-    for (const std::string& id : gone_ids) w.String(id.c_str());
-    w.EndArray();
-    gone = b.GetString();
-  }
+  auto change = list_edit(current_.proxies, proxies, [](const auto& a, const auto& b) {
+    return proxies_to_json({a}) == proxies_to_json({b});
+  });
   std::string e = store_->execute(
-      "WITH gone AS (DELETE FROM upstreams WHERE id IN "
-      "  (SELECT jsonb_array_elements_text($1::jsonb))),"
-      " put AS (INSERT INTO upstreams (id, record) SELECT r->>'id', r FROM "
-      "  jsonb_array_elements(($2::jsonb)->'proxies') r ON CONFLICT (id) DO UPDATE SET "
-      "  record = excluded.record, updated_at = now()) "
-      "SELECT pg_notify('uringproxy_changes', $3)",
-      {gone, proxies_to_json(changed), current_.config.store.node + " upstreams"},
-      [this, changed, gone_ids, then, refused](std::string err) {
+      store_edit_sql("upstreams", "proxies"),
+      {json_ids(change.gone_ids), proxies_to_json(change.changed),
+       current_.config.store.node + " upstreams"},
+      [this, change, then, refused](std::string err) {
         if (!err.empty()) {
           if (refused) refused(refuse("the store did not take the edit: " + err));
           return;
         }
-        std::vector<UpstreamProxy> next = current_.proxies;
-        for (const std::string& id : gone_ids)
-          next.erase(std::remove_if(next.begin(), next.end(),
-                                    [&](const UpstreamProxy& q) { return q.id == id; }),
-                     next.end());
-        for (const UpstreamProxy& p : changed) {
-          auto at = std::find_if(next.begin(), next.end(),
-                                 [&](const UpstreamProxy& q) { return q.id == p.id; });
-          if (at != next.end()) *at = p;
-          else next.push_back(p);
-        }
+        std::vector<UpstreamProxy> next = applied(current_.proxies, change);
         std::vector<std::string> errors;
         auto snap = snapshot_with_proxies(*snapshots_.current(), generation_ + 1, next, health_,
                                           errors);
