@@ -262,24 +262,16 @@ bool read_config_file(const std::string& path, uint64_t max_bytes, std::string& 
 // Parse from text (for tests and fuzzing); `path` is used for messages and relative paths.
 bool parse_config(const std::string& text, const std::string& path, Config& out,
                   Diagnostics& diag);
+// With `skipped`, an entry that does not load is left out and its errors go there instead of
+// diag (the PostgreSQL store skips such a row and reports it); errors about the document as a
+// whole (and the proxies' on_failure loops) stay in diag.
 bool parse_users(const std::string& text, const std::string& path, std::vector<User>& out,
-                 Diagnostics& diag);
+                 Diagnostics& diag, std::vector<std::string>* skipped = nullptr);
 bool parse_proxies(const std::string& text, const std::string& path,
-                   std::vector<UpstreamProxy>& out, Diagnostics& diag);
+                   std::vector<UpstreamProxy>& out, Diagnostics& diag,
+                   std::vector<std::string>* skipped = nullptr);
 bool parse_agents(const std::string& text, const std::string& path, std::vector<Agent>& out,
-                  Diagnostics& diag);
-// The same, but an entry that does not load is left out and its errors go to `skipped`
-// instead of diag (the PostgreSQL store skips such a row and reports it); errors about the
-// document as a whole (and the proxies' on_failure loops) stay in diag.
-bool parse_users_skipping(const std::string& text, const std::string& path,
-                          std::vector<User>& out, Diagnostics& diag,
-                          std::vector<std::string>& skipped);
-bool parse_proxies_skipping(const std::string& text, const std::string& path,
-                            std::vector<UpstreamProxy>& out, Diagnostics& diag,
-                            std::vector<std::string>& skipped);
-bool parse_agents_skipping(const std::string& text, const std::string& path,
-                           std::vector<Agent>& out, Diagnostics& diag,
-                           std::vector<std::string>& skipped);
+                  Diagnostics& diag, std::vector<std::string>* skipped = nullptr);
 
 // `{"groups": {...}}` as the main config writes them (the PostgreSQL store's groups table).
 bool parse_groups(const std::string& text, const std::string& path,

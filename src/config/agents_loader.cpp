@@ -57,7 +57,9 @@ bool read_agent(ObjectReader& r, Agent& a) {
   return r.diag().error_count() == errors;
 }
 
-bool parse_agents_into(const std::string& text, const std::string& path, std::vector<Agent>& out,
+}  // namespace
+
+bool parse_agents(const std::string& text, const std::string& path, std::vector<Agent>& out,
                        Diagnostics& diag, std::vector<std::string>* skipped) {
   FileDiagnostics fd(path, diag);
   size_t errors_before = diag.errors.size();
@@ -94,19 +96,6 @@ bool parse_agents_into(const std::string& text, const std::string& path, std::ve
       config::move_errors_since(diag, entry_errors, skipped);
   }
   return diag.errors.size() == errors_before;
-}
-
-}  // namespace
-
-bool parse_agents(const std::string& text, const std::string& path, std::vector<Agent>& out,
-                  Diagnostics& diag) {
-  return parse_agents_into(text, path, out, diag, nullptr);
-}
-
-bool parse_agents_skipping(const std::string& text, const std::string& path,
-                           std::vector<Agent>& out, Diagnostics& diag,
-                           std::vector<std::string>& skipped) {
-  return parse_agents_into(text, path, out, diag, &skipped);
 }
 
 }  // namespace up

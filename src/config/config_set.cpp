@@ -281,8 +281,8 @@ bool apply_store_records(const std::string& users_doc, const std::string& proxie
   // A row that does not load is skipped and reported; the rest applies (docs/configuration.md
   // #store). Only a problem with the records as a whole refuses them.
   std::vector<std::string> skipped;
-  bool users_ok = parse_users_skipping(users_doc, users_shown, out.users, diag, skipped);
-  bool proxies_ok = parse_proxies_skipping(proxies_doc, proxies_shown, out.proxies, diag, skipped);
+  bool users_ok = parse_users(users_doc, users_shown, out.users, diag, &skipped);
+  bool proxies_ok = parse_proxies(proxies_doc, proxies_shown, out.proxies, diag, &skipped);
   if (proxies_ok) {
     // A user routed to an upstream (or agent) that is not there, or was skipped, is skipped.
     RouteIds routes(out.proxies, out.agents);
@@ -314,7 +314,7 @@ bool apply_store_records(const std::string& users_doc, const std::string& proxie
 bool apply_store_agents(const std::string& agents_doc, ConfigSet& out, Diagnostics& diag) {
   size_t errors_before = diag.errors.size();
   std::vector<std::string> skipped;
-  parse_agents_skipping(agents_doc, "store (table agents)", out.agents, diag, skipped);
+  parse_agents(agents_doc, "store (table agents)", out.agents, diag, &skipped);
   for (std::string& s : skipped)
     diag.warnings.push_back(std::move(s) + "; this row is skipped, the other agents serve (fix it "
                                            "with uringproxyctl agent add/del or in the table)");

@@ -175,9 +175,7 @@ void check_on_failure_chains(FileDiagnostics& fd, const std::vector<UpstreamProx
 
 }  // namespace
 
-namespace {
-
-bool parse_proxies_into(const std::string& text, const std::string& path,
+bool parse_proxies(const std::string& text, const std::string& path,
                         std::vector<UpstreamProxy>& out, Diagnostics& diag,
                         std::vector<std::string>* skipped) {
   FileDiagnostics fd(path, diag);
@@ -221,19 +219,6 @@ bool parse_proxies_into(const std::string& text, const std::string& path,
   }
   check_on_failure_chains(fd, out, index_in_file, ids);
   return diag.errors.size() == errors_before;
-}
-
-}  // namespace
-
-bool parse_proxies(const std::string& text, const std::string& path,
-                   std::vector<UpstreamProxy>& out, Diagnostics& diag) {
-  return parse_proxies_into(text, path, out, diag, nullptr);
-}
-
-bool parse_proxies_skipping(const std::string& text, const std::string& path,
-                            std::vector<UpstreamProxy>& out, Diagnostics& diag,
-                            std::vector<std::string>& skipped) {
-  return parse_proxies_into(text, path, out, diag, &skipped);
 }
 
 }  // namespace up

@@ -149,9 +149,7 @@ bool read_user(ObjectReader& r, User& u) {
 
 }  // namespace
 
-namespace {
-
-bool parse_users_into(const std::string& text, const std::string& path, std::vector<User>& out,
+bool parse_users(const std::string& text, const std::string& path, std::vector<User>& out,
                       Diagnostics& diag, std::vector<std::string>* skipped) {
   FileDiagnostics fd(path, diag);
   size_t errors_before = diag.errors.size();
@@ -210,19 +208,6 @@ bool parse_users_into(const std::string& text, const std::string& path, std::vec
     if (!in.uuid.empty()) uuids.emplace(in.uuid, i);
   }
   return diag.errors.size() == errors_before;
-}
-
-}  // namespace
-
-bool parse_users(const std::string& text, const std::string& path, std::vector<User>& out,
-                 Diagnostics& diag) {
-  return parse_users_into(text, path, out, diag, nullptr);
-}
-
-bool parse_users_skipping(const std::string& text, const std::string& path,
-                          std::vector<User>& out, Diagnostics& diag,
-                          std::vector<std::string>& skipped) {
-  return parse_users_into(text, path, out, diag, &skipped);
 }
 
 }  // namespace up

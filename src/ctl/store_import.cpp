@@ -19,7 +19,7 @@ bool load(const std::string& path, uint64_t cap, Parse parse, std::vector<T>& ou
     return false;
   }
   Diagnostics d;
-  bool ok = parse(text, path, out, d) && d.ok();
+  bool ok = parse(text, path, out, d, nullptr) && d.ok();
   for (const auto& e : d.errors) fprintf(stderr, "error: %s\n", e.c_str());
   return ok;
 }
