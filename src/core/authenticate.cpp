@@ -30,7 +30,8 @@ void Connection::authenticate(std::string_view user, std::string_view password) 
   }
   std::string_view base = name.base;
   const User* u = snap.find_user(base);
-  std::string hash = (u && u->enabled) ? u->password_hash : std::string();
+  // A view: the hash is copied (for the verifier thread) only on a cache miss.
+  std::string_view hash = (u && u->enabled) ? std::string_view(u->password_hash) : "";
   CredentialDigest digest{};
   if (!hash.empty()) {
     digest = CredentialCache::digest(base, password, hash);
@@ -43,7 +44,7 @@ void Connection::authenticate(std::string_view user, std::string_view password) 
   Worker* w = &w_;
   Connection* self = this;
   w_.runtime().verifier->submit(
-      std::string(password), std::move(hash), [w, self, digest](bool ok) {
+      std::string(password), std::string(hash), [w, self, digest](bool ok) {
         w->mailbox().post([w, self, digest, ok] {
           self->on_verified(ok, digest.data());
           if (self->can_free()) w->release(self);
