@@ -60,7 +60,7 @@ bool read_agent(ObjectReader& r, Agent& a) {
 }  // namespace
 
 bool parse_agents(const std::string& text, const std::string& path, std::vector<Agent>& out,
-                       Diagnostics& diag, std::vector<std::string>* skipped) {
+                  Diagnostics& diag, std::vector<std::string>* skipped) {
   FileDiagnostics fd(path, diag);
   size_t errors_before = diag.errors.size();
   out.clear();

@@ -176,8 +176,8 @@ void check_on_failure_chains(FileDiagnostics& fd, const std::vector<UpstreamProx
 }  // namespace
 
 bool parse_proxies(const std::string& text, const std::string& path,
-                        std::vector<UpstreamProxy>& out, Diagnostics& diag,
-                        std::vector<std::string>* skipped) {
+                   std::vector<UpstreamProxy>& out, Diagnostics& diag,
+                   std::vector<std::string>* skipped) {
   FileDiagnostics fd(path, diag);
   size_t errors_before = diag.errors.size();
   out.clear();

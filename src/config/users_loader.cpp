@@ -150,7 +150,7 @@ bool read_user(ObjectReader& r, User& u) {
 }  // namespace
 
 bool parse_users(const std::string& text, const std::string& path, std::vector<User>& out,
-                      Diagnostics& diag, std::vector<std::string>* skipped) {
+                 Diagnostics& diag, std::vector<std::string>* skipped) {
   FileDiagnostics fd(path, diag);
   size_t errors_before = diag.errors.size();
   out.clear();

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/resource.h>
 
-
 #include "agent/agent_registry.h"
 #include "auth/auth_guard.h"
 #include "auth/password_verifier.h"
