@@ -50,7 +50,8 @@ inline std::string json_ids(const std::vector<std::string>& ids) {
   rapidjson::StringBuffer b;
   rapidjson::Writer<rapidjson::StringBuffer> w(b);
   w.StartArray();
-  for (const std::string& id : ids) w.String(id.c_str(), static_cast<rapidjson::SizeType>(id.size()));
+  for (const std::string& id : ids)
+    w.String(id.c_str(), static_cast<rapidjson::SizeType>(id.size()));
   w.EndArray();
   return b.GetString();
 }
