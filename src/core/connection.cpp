@@ -139,7 +139,7 @@ void Connection::set_deadline_in(uint32_t ms) {
 
 void Connection::ensure_handshake_buffer(uint32_t cap) {
   if (hs_cap_ >= cap) return;
-  auto next = std::make_unique<char[]>(cap);
+  auto next = std::make_unique_for_overwrite<char[]>(cap);
   if (hs_len_) memcpy(next.get(), hs_.get(), hs_len_);
   hs_ = std::move(next);
   hs_cap_ = cap;

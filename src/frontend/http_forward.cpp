@@ -178,7 +178,7 @@ void HttpForward::pump_request_body() {
   for (;;) {
     if (req_body_.done()) {
       phase_ = Phase::resp_head;
-      if (!obuf_) obuf_ = std::make_unique<char[]>(obuf_cap);
+      if (!obuf_) obuf_ = std::make_unique_for_overwrite<char[]>(obuf_cap);
       olen_ = 0;
       return c.submit_recv_target(obuf_.get(), obuf_cap);
     }

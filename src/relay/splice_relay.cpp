@@ -239,7 +239,7 @@ void SpliceRelay::on_dst_writable(Direction& d, bool up, int res) {
   }
   if (res & (POLLOUT | POLLERR | POLLHUP) || d.in_pipe == 0) return pump(d, up);
   constexpr uint32_t nudge_cap = 4096;
-  if (!d.nudge) d.nudge = std::make_unique<char[]>(nudge_cap);
+  if (!d.nudge) d.nudge = std::make_unique_for_overwrite<char[]>(nudge_cap);
   ssize_t n = read(d.pipe->rd, d.nudge.get(), std::min(d.in_pipe, nudge_cap));
   if (n <= 0) return end_tunnel_on_error(c_, n < 0 ? errno : EIO);
   d.in_pipe -= static_cast<uint32_t>(n);
