@@ -24,6 +24,8 @@ bool is_name_char(char c) {
 bool set_literal(std::string_view host, Target& out) {
   char buf[INET6_ADDRSTRLEN + 1];
   if (host.empty() || host.size() >= sizeof buf) return false;
+  // inet_pton stops at a NUL: "1.2.3.4\0junk" (a name from the wire) is no literal.
+  if (host.find('\0') != std::string_view::npos) return false;
   std::memcpy(buf, host.data(), host.size());
   buf[host.size()] = '\0';
   uint8_t addr[16];

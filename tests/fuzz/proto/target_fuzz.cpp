@@ -24,8 +24,11 @@ void check_target(const up::Target& t) {
   } else {
     uint8_t ip[16] = {};
     int af = t.kind == up::Target::Kind::ipv4 ? AF_INET : AF_INET6;
+    FUZZ_ASSERT(t.host.find('\0') == std::string::npos);  // the whole text is the address
     FUZZ_ASSERT(inet_pton(af, t.host.c_str(), ip) == 1);
     FUZZ_ASSERT(std::memcmp(ip, t.ip, 16) == 0);
+    char text[INET6_ADDRSTRLEN];  // and it prints as inet_ntop prints it
+    FUZZ_ASSERT(inet_ntop(af, t.ip, text, sizeof text) && t.host == text);
   }
 }
 

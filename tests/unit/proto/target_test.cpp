@@ -146,6 +146,11 @@ TEST_CASE("set_host: an IPv4 literal's text is already inet_ntop's") {
   for (const char* bad : {"01.2.3.4", "1.2.3.004", "1.2.3.4.", " 1.2.3.4", "1.2.3.4 ", "+1.2.3.4",
                           "1.2.3", "1.2.3.4.5", "1..3.4"})
     CHECK_MESSAGE(!(up::set_host(bad, t) && t.kind == Target::Kind::ipv4), bad);
+  // A NUL ends the C string inet_pton sees: an address with bytes behind it is refused (found
+  // by the VLESS fuzzer: a name "0.5.0.5\0" kept its NUL as an IPv4 literal's text).
+  CHECK_FALSE(up::set_host(std::string_view("0.5.0.5\0", 8), t));
+  CHECK_FALSE(up::set_host(std::string_view("1.2.3.4\0junk", 12), t));
+  CHECK_FALSE(up::set_host(std::string_view("::1\0", 4), t));
 }
 
 TEST_CASE("set_host: length limits") {
