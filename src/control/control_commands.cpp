@@ -9,6 +9,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "config/config_equal.h"
 #include "config/user_fields.h"
 #include "control/atomic_file.h"
 #include "control/control_answer.h"
@@ -643,9 +644,7 @@ std::string Management::edit_proxies_in_store(
   Diagnostics cd;
   if (!parse_proxies(text, "store (table upstreams)", check, cd) || !cd.ok())
     return refuse("the edit would not load", cd.errors);
-  auto change = list_edit(current_.proxies, proxies, [](const auto& a, const auto& b) {
-    return proxies_to_json({a}) == proxies_to_json({b});
-  });
+  auto change = list_edit(current_.proxies, proxies, config::same_proxy);
   std::string e = store_->execute(
       store_edit_sql("upstreams", "proxies"),
       {json_ids(change.gone_ids), proxies_to_json(change.changed),
