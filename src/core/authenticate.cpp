@@ -43,27 +43,31 @@ void Connection::authenticate(std::string_view user, std::string_view password) 
   ++async_;
   Worker* w = &w_;
   Connection* self = this;
+  // The hash travels with the answer: the user may be deleted, disabled or given a new
+  // password while crypt(3) runs, and the answer counts only if it still holds then.
+  auto checked = std::make_shared<const std::string>(hash);
   w_.runtime().verifier->submit(
-      std::string(password), std::string(hash), [w, self, digest](bool ok) {
-        w->mailbox().post([w, self, digest, ok] {
-          self->on_verified(ok, digest.data());
+      std::string(password), std::string(hash), [w, self, digest, checked](bool ok) {
+        w->mailbox().post([w, self, digest, checked, ok] {
+          self->on_verified(ok, digest.data(), *checked);
           if (self->can_free()) w->release(self);
         });
       });
 }
 
-void Connection::on_verified(bool ok, const uint8_t* digest) {
+void Connection::on_verified(bool ok, const uint8_t* digest, std::string_view hash) {
   --async_;
   if (state_ == State::closed) return;
   state_ = verifying_from_;
-  if (ok) {
-    CredentialDigest d;
-    std::copy(digest, digest + d.size(), d.begin());
-    w_.credentials().insert(user_, d);
-    on_authenticated();
-  } else {
-    on_auth_failed();
-  }
+  if (!ok) return on_auth_failed();
+  // A snapshot published meanwhile may have revoked the login (Worker::kick leaves verifying
+  // connections to this check): refused with the protocol's answer, not counted as a guess.
+  const User* u = w_.snapshot().find_user(user_);
+  if (!u || !u->enabled || u->password_hash != hash) return frontend_->answer_auth_failed();
+  CredentialDigest d;
+  std::copy(digest, digest + d.size(), d.begin());
+  w_.credentials().insert(user_, d);
+  on_authenticated();
 }
 
 void Connection::on_authenticated() {

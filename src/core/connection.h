@@ -128,8 +128,9 @@ class alignas(32) Connection final {
     return state_ == State::closed && inflight_ == 0 && async_ == 0 && udp_drained();
   }
 
-  // Async jobs (password checks) keep the object alive until they report back.
-  void on_verified(bool ok, const uint8_t* digest);
+  // Async jobs (password checks) keep the object alive until they report back; `hash` is the
+  // one the password was checked against.
+  void on_verified(bool ok, const uint8_t* digest, std::string_view hash);
 
   // Completions the connection posts to itself (TLS plaintext ready without touching the
   // ring) carry this flag, so they are not mistaken for ciphertext.

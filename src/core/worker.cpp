@@ -543,7 +543,9 @@ size_t Worker::kick(std::string_view user, Result why) {
   size_t n = 0;
   for (Connection* c = conns_; c;) {
     Connection* next = c->next;
-    if (!c->closed() && c->user() == user) {
+    // A login still in crypt(3) is judged when its answer comes (Connection::on_verified),
+    // so the client hears a refusal rather than a bare close.
+    if (!c->closed() && c->user() == user && c->state() != State::verifying) {
       c->abort(why);
       ++n;
       if (c->can_free()) release(c);

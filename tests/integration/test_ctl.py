@@ -7,14 +7,16 @@ import json
 import os
 import re
 import stat
+import subprocess
 import threading
 import time
 
 import pytest
 
-from clients import echo_roundtrip, socks5_open, stream_end
+from clients import (connect, echo_roundtrip, recv_exact, socks5_auth, socks5_greeting,
+                     socks5_open, stream_end)
 from ctl_helpers import (ALICE_UUID, NEW_PASSWORDS, OUTPUTS, REC_PASSWORD, REC_USER, CtlDaemon,
-                         leaked_secrets, run_ctl, start_ctl_daemon, wait_control, wait_for)
+                         ctl_users, leaked_secrets, run_ctl, start_ctl_daemon, wait_control, wait_for)
 from harness import PASSWORDS
 from servers import closed_port
 from upstreams import RecordingSocks5
@@ -344,6 +346,41 @@ def test_user_del(ctld, servers):
     assert "erin" not in [u["username"] for u in assert_users_file_ok(ctld)["users"]]
     r = ctld.ctl("user", "del", "erin")
     assert r.rc == 1 and "erin" in r.err, r
+
+
+SLOW_PW = "slow-pw-8Hq2"
+
+
+def test_login_in_flight_when_the_user_goes_is_refused_not_dropped(fresh_proxy, recorder,
+                                                                   servers):
+    # A hash that takes crypt(3) a few seconds holds each login in verification while the
+    # edit lands: the client must hear RFC 1929's failure status, not a bare close, and the
+    # old password must not let it in.
+    slow = subprocess.run(["mkpasswd", "-m", "sha-512", "-R", "5000000", "--stdin"],
+                          input=SLOW_PW.encode(), capture_output=True, check=True)
+    doc = ctl_users()
+    doc["users"] += [{"username": n, "password": slow.stdout.decode().strip()}
+                     for n in ("slowdel", "slowpw")]
+    d = start_ctl_daemon(fresh_proxy, recorder.port, users=doc,
+                         extra={"limits": {"handshake_timeout_ms": 60000}})
+    for user, edit, stdin in (("slowdel", ("user", "del", "slowdel"), None),
+                              ("slowpw", ("user", "passwd", "slowpw", "--password-stdin"),
+                               NEW_PASSWORDS["bob2"] + "\n")):
+        s = connect(d.p.socks_port)
+        s.sendall(socks5_greeting())
+        assert recv_exact(s, 2) == b"\x05\x02"
+        s.sendall(socks5_auth(user, SLOW_PW))
+        t0 = time.monotonic()
+        r = d.ctl(*edit, input=stdin)
+        assert r.rc == 0, r
+        edited = time.monotonic() - t0
+        s.settimeout(60)
+        answer = s.recv(2)
+        answered = time.monotonic() - t0
+        s.close()
+        assert answered > edited, f"{user}: crypt(3) was done before the edit; nothing was proved"
+        assert answer == b"\x01\x01", f"{user}: {answer!r} (b'' is a bare close)"
+    tunnel(d, servers, "slowpw", NEW_PASSWORDS["bob2"]).close()
 
 
 def test_unknown_user_exit_1(ctld):
