@@ -356,7 +356,7 @@ def test_login_in_flight_when_the_user_goes_is_refused_not_dropped(fresh_proxy, 
     # A hash that takes crypt(3) a few seconds holds each login in verification while the
     # edit lands: the client must hear RFC 1929's failure status, not a bare close, and the
     # old password must not let it in.
-    slow = subprocess.run(["mkpasswd", "-m", "sha-512", "-R", "5000000", "--stdin"],
+    slow = subprocess.run(["mkpasswd", "-m", "sha-512", "-R", "10000000", "--stdin"],
                           input=SLOW_PW.encode(), capture_output=True, check=True)
     doc = ctl_users()
     doc["users"] += [{"username": n, "password": slow.stdout.decode().strip()}
