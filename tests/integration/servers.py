@@ -10,8 +10,10 @@
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
+import os
 import random
 import select
 import socket
@@ -409,23 +411,42 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+_handed_out: collections.deque = collections.deque(maxlen=1024)
+
+
+def _port_slice() -> tuple[int, int]:
+    """This pytest-xdist worker's share of the ports below the ephemeral range: workers draw
+    from disjoint slices, so two of them never pick one port in the moment before its server
+    binds it (a proxy's metrics port was taken so in CI)."""
+    high = _ephemeral_low()
+    low = max(1024, high - 12000)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    width = (high - low) // max(1, count)
+    return low + (index % max(1, count)) * width, low + (index % max(1, count) + 1) * width
+
+
 def free_port(host="127.0.0.1") -> int:
     """A port free now, taken from below the kernel's ephemeral range. A test that kills a server
     and binds its port again (a gateway restart, a listener standing in for a dead one) must not
     find it taken meanwhile by some client's connect(), which only ever draws ephemeral ports: with
-    200 agents reconnecting beside the rest of the suite that happened (EADDRINUSE in CI)."""
-    high = _ephemeral_low()
-    low = max(1024, high - 12000)
+    200 agents reconnecting beside the rest of the suite that happened (EADDRINUSE in CI). A port
+    is not handed out twice in a row of 1024 picks: a test picks several before any is bound."""
+    low, high = _port_slice()
     for _ in range(200):
         p = random.randrange(low, high)
+        if p in _handed_out:
+            continue
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             s.bind((host, p))
-            return p
         except OSError:
             continue
         finally:
             s.close()
+        _handed_out.append(p)
+        return p
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind((host, 0))
     p = s.getsockname()[1]
