@@ -45,11 +45,11 @@ void Connection::authenticate(std::string_view user, std::string_view password) 
   Connection* self = this;
   // The hash travels with the answer: the user may be deleted, disabled or given a new
   // password while crypt(3) runs, and the answer counts only if it still holds then.
-  auto checked = std::make_shared<const std::string>(hash);
   w_.runtime().verifier->submit(
-      std::string(password), std::string(hash), [w, self, digest, checked](bool ok) {
-        w->mailbox().post([w, self, digest, checked, ok] {
-          self->on_verified(ok, digest.data(), *checked);
+      std::string(password), std::string(hash),
+      [w, self, digest, checked = std::string(hash)](bool ok) mutable {
+        w->mailbox().post([w, self, digest, checked = std::move(checked), ok] {
+          self->on_verified(ok, digest.data(), checked);
           if (self->can_free()) w->release(self);
         });
       });

@@ -185,6 +185,17 @@ def socks5_open(proxy_port, host, port, user="alice", pw=None, methods=None, cmd
     return res
 
 
+def socks5_tunnel_opens(proxy_port, target_port, user, pw) -> bool:
+    """Whether a SOCKS5 login and CONNECT to 127.0.0.1:target_port succeed. A login in flight
+    when an edit revokes the user may be cut before its reply: that is a refusal too."""
+    try:
+        r = socks5_open(proxy_port, "127.0.0.1", target_port, user=user, pw=pw)
+    except (EOFError, ConnectionResetError):
+        return False
+    r.sock.close()
+    return (r.auth_status, r.rep) == (0, 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # HTTP
 def basic(user, pw) -> str:

@@ -421,10 +421,10 @@ def _port_slice() -> tuple[int, int]:
     high = _ephemeral_low()
     low = max(1024, high - 12000)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    width = (high - low) // max(1, count)
-    return low + (index % max(1, count)) * width, low + (index % max(1, count) + 1) * width
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+    index = int(worker[2:]) % count if worker[2:].isdigit() else 0
+    width = (high - low) // count
+    return low + index * width, low + (index + 1) * width
 
 
 def free_port(host="127.0.0.1") -> int:

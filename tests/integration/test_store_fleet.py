@@ -10,7 +10,7 @@ import time
 import pytest
 
 import pg_cluster
-from clients import socks5_open
+from clients import socks5_open, socks5_tunnel_opens
 from ctl_helpers import run_ctl
 from harness import PASSWORDS, proxy_binary, users_doc
 from servers import free_port
@@ -37,14 +37,7 @@ def node(fresh_proxy, c, name):
 
 
 def login(p, servers, user, pw):
-    # A login in flight when an edit revokes the user may be cut before its reply: refused.
-    try:
-        r = socks5_open(p.socks_port, "127.0.0.1", servers.echo.port, user=user, pw=pw)
-    except (EOFError, ConnectionResetError):
-        return False
-    ok = r.auth_status == 0 and r.rep == 0
-    r.sock.close()
-    return ok
+    return socks5_tunnel_opens(p.socks_port, servers.echo.port, user, pw)
 
 
 def wait_until(pred):
