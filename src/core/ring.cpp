@@ -52,7 +52,8 @@ bool probe_ring_features(RingFeatures& out) {
   return ok;
 }
 
-int setup_ring(io_uring& ring, unsigned entries, RingFeatures& features) {
+namespace {
+int init_ring(io_uring& ring, unsigned entries, RingFeatures& features) {
   io_uring_params p;
   memset(&p, 0, sizeof p);
   // DEFER_TASKRUN runs completions only when we enter the ring to wait: no IPIs into a busy
@@ -71,6 +72,17 @@ int setup_ring(io_uring& ring, unsigned entries, RingFeatures& features) {
   if (r == 0) return 0;
   memset(&p, 0, sizeof p);
   return io_uring_queue_init_params(entries, &ring, &p);
+}
+}  // namespace
+
+int setup_ring(io_uring& ring, unsigned entries, RingFeatures& features) {
+  int r = init_ring(ring, entries, features);
+  if (r < 0) return r;
+  if (io_uring_probe* probe = io_uring_get_probe_ring(&ring)) {
+    features.recv_poll_first = io_uring_opcode_supported(probe, IORING_OP_SOCKET);
+    io_uring_free_probe(probe);
+  }
+  return 0;
 }
 
 void reap(io_uring& ring, std::vector<Completion>& out) {

@@ -12,6 +12,9 @@ namespace up {
 struct RingFeatures {
   bool defer_taskrun = false;
   bool multishot_accept = false;
+  // IORING_RECVSEND_POLL_FIRST on send/recv (5.19, with IORING_OP_SOCKET): older kernels
+  // refuse the flag with EINVAL.
+  bool recv_poll_first = false;
   std::string missing;  // opcodes we need that the kernel lacks, for the log
 };
 
@@ -19,7 +22,7 @@ struct RingFeatures {
 bool probe_ring_features(RingFeatures& out);
 
 // Sets up `ring` with `entries` SQEs; tries SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN,
-// then plain. Returns 0 or -errno.
+// then plain, and fills in what the ring can do. Returns 0 or -errno.
 int setup_ring(io_uring& ring, unsigned entries, RingFeatures& features);
 
 // A CQE copied out of the ring, so its slot is free before it is handled.

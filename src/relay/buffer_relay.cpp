@@ -31,7 +31,8 @@ void SpliceRelay::buffer_recv(Direction& d, bool up) {
   }
   io_uring_sqe* s = w.sqe();
   io_uring_prep_recv(s, src_fd(up), nullptr, d.buf_asked, 0);
-  if (d.drained) s->ioprio |= IORING_RECVSEND_POLL_FIRST;  // nothing to read yet: wait first
+  // Nothing to read yet: wait first. (Provided-buffer rings and POLL_FIRST are both 5.19.)
+  if (d.drained) s->ioprio |= IORING_RECVSEND_POLL_FIRST;
   s->flags |= IOSQE_BUFFER_SELECT;
   s->buf_group = BufferRing::group;
   c_.submit(s, up ? Op::up_in : Op::down_in);
