@@ -12,8 +12,8 @@ namespace up {
 struct RingFeatures {
   bool defer_taskrun = false;
   bool multishot_accept = false;
-  // IORING_RECVSEND_POLL_FIRST on send/recv (5.19, with IORING_OP_SOCKET): older kernels
-  // refuse the flag with EINVAL.
+  // IORING_RECVSEND_POLL_FIRST on send/recv (5.19, with IORING_OP_SOCKET); an older kernel
+  // may fail a recv that carries it with EINVAL, so it is only set where this holds.
   bool recv_poll_first = false;
   std::string missing;  // opcodes we need that the kernel lacks, for the log
 };
