@@ -1,10 +1,17 @@
 #include "core/ring.h"
 
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <string>
+#include <string_view>
+#include <utility>
 
 namespace {
 
@@ -61,5 +68,90 @@ TEST_CASE("get_sqe on a ring that refuses every submit gives up within seconds")
   CHECK(err == -EBADFD);
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
   CHECK(spill.empty());
+  io_uring_queue_exit(&ring);
+}
+
+namespace {
+
+// A connected pair of loopback TCP sockets (the kind the relay reads from): {writer, reader}.
+std::pair<int, int> tcp_pair() {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(l >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  REQUIRE(bind(l, reinterpret_cast<sockaddr*>(&a), len) == 0);
+  REQUIRE(listen(l, 1) == 0);
+  REQUIRE(getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  int w = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(connect(w, reinterpret_cast<sockaddr*>(&a), len) == 0);
+  int r = accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+  REQUIRE(r >= 0);
+  close(l);
+  return {w, r};
+}
+
+// Submits one recv of `cap` bytes on fd and waits (at most 5 s) for its completion.
+up::Completion recv_once(io_uring& ring, int fd, char* buf, unsigned cap, bool poll_first) {
+  io_uring_sqe* s = io_uring_get_sqe(&ring);
+  io_uring_prep_recv(s, fd, buf, cap, 0);
+  if (poll_first) s->ioprio |= IORING_RECVSEND_POLL_FIRST;
+  io_uring_sqe_set_data64(s, 7);
+  REQUIRE(io_uring_submit(&ring) == 1);
+  io_uring_cqe* cqe = nullptr;
+  __kernel_timespec ts{5, 0};
+  REQUIRE(io_uring_wait_cqe_timeout(&ring, &cqe, &ts) == 0);
+  up::Completion c{cqe->user_data, cqe->res, cqe->flags};
+  io_uring_cqe_seen(&ring, cqe);
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("recv on the ring: SOCK_NONEMPTY says bytes are left, POLL_FIRST waits for them") {
+  // What Connection::recv_drained_ and the buffer relay's `drained` rely on (core/transport.cpp,
+  // relay/buffer_relay.cpp): a CQE without IORING_CQE_F_SOCK_NONEMPTY means the socket is
+  // empty, and a recv sent with IORING_RECVSEND_POLL_FIRST still returns bytes that are there
+  // or arrive later.
+  io_uring ring;
+  up::RingFeatures features;
+  REQUIRE(up::setup_ring(ring, 8, features) == 0);
+  auto [w, r] = tcp_pair();
+  char buf[128];
+  REQUIRE(write(w, std::string(100, 'x').data(), 100) == 100);
+  up::Completion c = recv_once(ring, r, buf, 40, false);
+  CHECK(c.res == 40);
+  CHECK((c.flags & IORING_CQE_F_SOCK_NONEMPTY) != 0);  // 60 bytes still there
+  c = recv_once(ring, r, buf, sizeof buf, false);
+  CHECK(c.res == 60);
+  CHECK((c.flags & IORING_CQE_F_SOCK_NONEMPTY) == 0);  // drained
+
+  if (features.recv_poll_first) {
+    // Bytes already waiting: the poll finds them ready at once.
+    REQUIRE(write(w, "ready", 5) == 5);
+    c = recv_once(ring, r, buf, sizeof buf, true);
+    CHECK(c.res == 5);
+    // Nothing there yet: the recv waits for readiness, then reads what came.
+    io_uring_sqe* s = io_uring_get_sqe(&ring);
+    io_uring_prep_recv(s, r, buf, sizeof buf, 0);
+    s->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    io_uring_sqe_set_data64(s, 8);
+    REQUIRE(io_uring_submit(&ring) == 1);
+    io_uring_cqe* cqe = nullptr;
+    __kernel_timespec short_wait{0, 50 * 1000 * 1000};
+    CHECK(io_uring_wait_cqe_timeout(&ring, &cqe, &short_wait) == -ETIME);  // still waiting
+    REQUIRE(write(w, "later", 5) == 5);
+    __kernel_timespec ts{5, 0};
+    REQUIRE(io_uring_wait_cqe_timeout(&ring, &cqe, &ts) == 0);
+    CHECK(cqe->user_data == 8);
+    CHECK(cqe->res == 5);
+    CHECK(std::string_view(buf, 5) == "later");
+    io_uring_cqe_seen(&ring, cqe);
+  } else {
+    MESSAGE("kernel without IORING_OP_SOCKET (< 5.19): uringproxy does not use POLL_FIRST here");
+  }
+  close(w);
+  close(r);
   io_uring_queue_exit(&ring);
 }
