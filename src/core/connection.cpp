@@ -183,8 +183,7 @@ void Connection::on_completion(Op op, int res, uint32_t flags) {
   }
   if (state_ == State::closed) return reclaim(op, flags);  // late or cancelled
   if (op == Op::client_recv || op == Op::target_recv)
-    recv_drained_[op == Op::target_recv] =
-        w_.recv_poll_first() && !(flags & IORING_CQE_F_SOCK_NONEMPTY);
+    recv_drained_[op == Op::target_recv] = recv_emptied(w_.ring_features(), flags);
   if (dialer_ && dialer_->retry_pending()) {
     // Old target operations of a failed upstream attempt finishing; then the next attempt.
     if (bit(op) & target_ops_mask) {

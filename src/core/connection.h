@@ -333,8 +333,8 @@ class alignas(32) Connection final {
   // pending send (client_send / target_send): what is left to write
   const char* send_ptr_[2] = {nullptr, nullptr};
   uint32_t send_left_[2] = {0, 0};
-  // The side's last plain recv emptied its socket (no IORING_CQE_F_SOCK_NONEMPTY): the next
-  // one waits for readiness first instead of a read that would only find nothing.
+  // The side's last plain recv emptied its socket (recv_emptied, core/ring.h): the next one
+  // waits for readiness first instead of a read that would only find nothing.
   bool recv_drained_[2] = {false, false};
 
   bool bind_ = false;  // SOCKS5 BIND: the target connects to us (upstream/bind_dial.cpp)

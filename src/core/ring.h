@@ -25,6 +25,18 @@ bool probe_ring_features(RingFeatures& out);
 // then plain, and fills in what the ring can do. Returns 0 or -errno.
 int setup_ring(io_uring& ring, unsigned entries, RingFeatures& features);
 
+// After a recv's CQE: whether that recv emptied its socket, so the next recv on it should wait
+// for readiness first (no IORING_CQE_F_SOCK_NONEMPTY; always false where the ring lacks
+// POLL_FIRST).
+inline bool recv_emptied(const RingFeatures& f, uint32_t cqe_flags) {
+  return f.recv_poll_first && !(cqe_flags & IORING_CQE_F_SOCK_NONEMPTY);
+}
+
+// Marks a prepared recv to wait for readiness before reading, when its socket was emptied.
+inline void poll_first_if(io_uring_sqe* sqe, bool emptied) {
+  if (emptied) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+}
+
 // A CQE copied out of the ring, so its slot is free before it is handled.
 struct Completion {
   uint64_t user_data;

@@ -34,7 +34,7 @@ void Connection::ring_recv(Side s, char* buf, uint32_t len) {
   Op op = tls(s) ? cipher_recv(s) : plain_recv(s);
   io_uring_sqe* sqe = w_.sqe();
   io_uring_prep_recv(sqe, fd(s), buf, len, 0);
-  if (recv_drained_[static_cast<int>(s)]) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+  poll_first_if(sqe, recv_drained_[static_cast<int>(s)]);
   io_uring_sqe_set_data64(sqe, pack(this, op));
   mark(op);
 }

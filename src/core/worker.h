@@ -61,7 +61,7 @@ class Worker final : private PollHooks {
   // drain; counts itself in Runtime::workers_shut. Idempotent. On this worker's thread.
   void begin_stop();
   unsigned id() const { return id_; }
-  bool recv_poll_first() const { return features_.recv_poll_first; }
+  const RingFeatures& ring_features() const { return features_; }
 
   // --- for connections
   io_uring& ring() { return ring_; }

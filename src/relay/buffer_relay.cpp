@@ -31,8 +31,7 @@ void SpliceRelay::buffer_recv(Direction& d, bool up) {
   }
   io_uring_sqe* s = w.sqe();
   io_uring_prep_recv(s, src_fd(up), nullptr, d.buf_asked, 0);
-  // Nothing to read yet: wait first. (Provided-buffer rings and POLL_FIRST are both 5.19.)
-  if (d.drained) s->ioprio |= IORING_RECVSEND_POLL_FIRST;
+  poll_first_if(s, d.drained);
   s->flags |= IOSQE_BUFFER_SELECT;
   s->buf_group = BufferRing::group;
   c_.submit(s, up ? Op::up_in : Op::down_in);
@@ -57,7 +56,7 @@ void SpliceRelay::buffer_on_recv(Direction& d, bool up, int res, uint32_t flags)
   }
   if (res < 0) return end_tunnel_on_error(c_, -res);
   if (res == 0) return pass_eof(d, up);  // the tunnel ends when both directions are done
-  d.drained = !(flags & IORING_CQE_F_SOCK_NONEMPTY);
+  d.drained = recv_emptied(c_.worker().ring_features(), flags);
   d.buf = static_cast<int32_t>(flags >> IORING_CQE_BUFFER_SHIFT);
   d.buf_len = static_cast<uint32_t>(res);
   d.buf_sent = 0;

@@ -25,7 +25,7 @@ struct Direction {
   uint32_t buf_len = 0;   // bytes read into it
   uint32_t buf_sent = 0;  // bytes of it sent so far
   uint32_t buf_asked = 0;  // bytes the recv asked for (less than a buffer under a bandwidth cap)
-  bool drained = false;    // the last recv emptied src's socket (no IORING_CQE_F_SOCK_NONEMPTY)
+  bool drained = false;    // the last recv emptied src's socket (recv_emptied, core/ring.h)
   // splice path
   Pipe* pipe = nullptr;
   uint32_t in_pipe = 0;  // bytes sitting in the pipe

@@ -92,18 +92,30 @@ std::pair<int, int> tcp_pair() {
   return {w, r};
 }
 
-// Submits one recv of `cap` bytes on fd and waits (at most 5 s) for its completion.
-up::Completion recv_once(io_uring& ring, int fd, char* buf, unsigned cap, bool poll_first) {
+void submit_recv(io_uring& ring, int fd, char* buf, unsigned cap, bool poll_first, uint64_t tag) {
   io_uring_sqe* s = io_uring_get_sqe(&ring);
   io_uring_prep_recv(s, fd, buf, cap, 0);
-  if (poll_first) s->ioprio |= IORING_RECVSEND_POLL_FIRST;
-  io_uring_sqe_set_data64(s, 7);
+  up::poll_first_if(s, poll_first);
+  io_uring_sqe_set_data64(s, tag);
   REQUIRE(io_uring_submit(&ring) == 1);
+}
+
+// Waits for one completion; -ETIME if none comes within `ns`.
+int wait_one(io_uring& ring, up::Completion& c, long long ns = 5'000'000'000) {
   io_uring_cqe* cqe = nullptr;
-  __kernel_timespec ts{5, 0};
-  REQUIRE(io_uring_wait_cqe_timeout(&ring, &cqe, &ts) == 0);
-  up::Completion c{cqe->user_data, cqe->res, cqe->flags};
-  io_uring_cqe_seen(&ring, cqe);
+  __kernel_timespec ts{ns / 1'000'000'000, ns % 1'000'000'000};
+  int r = io_uring_wait_cqe_timeout(&ring, &cqe, &ts);
+  if (r == 0) {
+    c = {cqe->user_data, cqe->res, cqe->flags};
+    io_uring_cqe_seen(&ring, cqe);
+  }
+  return r;
+}
+
+up::Completion recv_once(io_uring& ring, int fd, char* buf, unsigned cap, bool poll_first) {
+  submit_recv(ring, fd, buf, cap, poll_first, 7);
+  up::Completion c{};
+  REQUIRE(wait_one(ring, c) == 0);
   return c;
 }
 
@@ -133,21 +145,13 @@ TEST_CASE("recv on the ring: SOCK_NONEMPTY says bytes are left, POLL_FIRST waits
     c = recv_once(ring, r, buf, sizeof buf, true);
     CHECK(c.res == 5);
     // Nothing there yet: the recv waits for readiness, then reads what came.
-    io_uring_sqe* s = io_uring_get_sqe(&ring);
-    io_uring_prep_recv(s, r, buf, sizeof buf, 0);
-    s->ioprio |= IORING_RECVSEND_POLL_FIRST;
-    io_uring_sqe_set_data64(s, 8);
-    REQUIRE(io_uring_submit(&ring) == 1);
-    io_uring_cqe* cqe = nullptr;
-    __kernel_timespec short_wait{0, 50 * 1000 * 1000};
-    CHECK(io_uring_wait_cqe_timeout(&ring, &cqe, &short_wait) == -ETIME);  // still waiting
+    submit_recv(ring, r, buf, sizeof buf, true, 8);
+    CHECK(wait_one(ring, c, 50'000'000) == -ETIME);  // still waiting
     REQUIRE(write(w, "later", 5) == 5);
-    __kernel_timespec ts{5, 0};
-    REQUIRE(io_uring_wait_cqe_timeout(&ring, &cqe, &ts) == 0);
-    CHECK(cqe->user_data == 8);
-    CHECK(cqe->res == 5);
+    REQUIRE(wait_one(ring, c) == 0);
+    CHECK(c.user_data == 8);
+    CHECK(c.res == 5);
     CHECK(std::string_view(buf, 5) == "later");
-    io_uring_cqe_seen(&ring, cqe);
   } else {
     MESSAGE("kernel without IORING_OP_SOCKET (< 5.19): uringproxy does not use POLL_FIRST here");
   }
